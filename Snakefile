@@ -1,0 +1,33 @@
+# colliderflow: event simulation → ntuples → sampling weights → training → evaluation and report.
+#
+#   snakemake --profile profiles/local           the embedded default (config/config.yaml)
+#   snakemake --profile profiles/ci              the tiny test configuration
+#   snakemake --profile profiles/slurm           the same DAG on a SLURM cluster
+#
+# Rules live in rules/, one file a stage; the logic lives in the colliderflow package they call.
+from snakemake.utils import min_version, validate
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+validate(config, "workflow/schemas/config.schema.yaml")
+
+
+report: "workflow/report/workflow.rst"
+
+
+include: "rules/common.smk"
+include: "rules/generate.smk"
+include: "rules/ntuplize.smk"
+include: "rules/weights.smk"
+include: "rules/train.smk"
+include: "rules/evaluate.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

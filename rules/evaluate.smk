@@ -1,0 +1,63 @@
+# evaluate: predictions on the test split, then metrics, figures and the headline summary.
+from colliderflow.evaluate.plots import PF_PLOTS
+
+
+rule predict:
+    input:
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+        tfds=all_tfds,
+    output:
+        f"{RESULTS}/eval/{{model}}/predictions.parquet",
+    params:
+        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+    log:
+        f"{LOGS}/predict/{{model}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow predict --model-dir {params.model_dir} --tfds {input.tfds} --split test -o {output}"
+        " > {log} 2>&1"
+
+
+rule evaluate:
+    input:
+        predictions=f"{RESULTS}/eval/{{model}}/predictions.parquet",
+        metrics=f"{RESULTS}/models/{{model}}/metrics.jsonl",
+    output:
+        summary=report(
+            f"{RESULTS}/eval/{{model}}/summary.json",
+            caption="../workflow/report/summary.rst",
+            category="Summary",
+        ),
+        **{
+            name: report(
+                f"{RESULTS}/eval/{{model}}/plots/{name}.png",
+                caption=f"../workflow/report/{name}.rst",
+                category="Evaluation",
+                subcategory="{model}",
+            )
+            for name in PF_PLOTS
+        },
+    params:
+        # Jets from predicted particles are built exactly as the ntuplizer built the gen jets.
+        cfg=canonical_json({**config["evaluate"], "jets": config["ntuplize"]["jets"]}),
+        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+    log:
+        f"{LOGS}/evaluate/{{model}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow evaluate --predictions {input.predictions} --metrics-log {input.metrics}"
+        " --params {params.cfg:q} --summary {output.summary} --plots-dir {params.plots_dir} > {log} 2>&1"

@@ -1,0 +1,7 @@
+"""`python -m colliderflow` is the `colliderflow` command."""
+
+import sys
+
+from colliderflow.cli import main
+
+sys.exit(main())

@@ -1,0 +1,62 @@
+"""Seeds, hashes and small typed views of the validated workflow config.
+
+The Snakefile validates the whole config against workflow/schemas/config.schema.yaml; stages receive
+only their own section (as JSON on the command line), so a changed key re-runs only the jobs whose
+section changed. Seeds are derived here, from the global seed and the job's identity, so that the same
+config always gives the same events and no two shards share a random stream.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+# Pythia accepts Random:seed in [0, 900_000_000].
+_PYTHIA_MAX_SEED = 900_000_000
+
+
+def canonical_json(obj: Any) -> str:
+    """JSON with sorted keys and no whitespace: the form every hash in the project is taken of."""
+    return json.dumps(obj, sort_keys=True, separators=(",", ":"), default=str)
+
+
+def config_hash(obj: Any) -> str:
+    """A short, stable hash of a config section (sha256 of its canonical JSON, 16 hex digits)."""
+    return hashlib.sha256(canonical_json(obj).encode()).hexdigest()[:16]
+
+
+def derive_seed(global_seed: int, *parts: object) -> int:
+    """A seed for one job, from the global seed and what identifies the job (sample, shard, stage…).
+
+    Hashing rather than adding keeps neighbouring shards' streams unrelated and stays in Pythia's range.
+    """
+    digest = hashlib.sha256(canonical_json([global_seed, *[str(p) for p in parts]]).encode()).digest()
+    return 1 + int.from_bytes(digest[:8], "little") % (_PYTHIA_MAX_SEED - 1)
+
+
+def load_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with an error that names the file when it is not one."""
+    path = Path(path)
+    try:
+        with path.open() as fh:
+            data = yaml.safe_load(fh)
+    except yaml.YAMLError as exc:
+        raise ValueError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping at the top level, got {type(data).__name__}")
+    return data
+
+
+def parse_json_arg(text: str, *, what: str) -> dict[str, Any]:
+    """Parse a JSON object given on the command line, naming the option when it is malformed."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{what}: not valid JSON: {exc}") from exc
+    if not isinstance(value, dict):
+        raise ValueError(f"{what}: expected a JSON object")
+    return value

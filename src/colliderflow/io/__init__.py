@@ -1,0 +1,1 @@
+"""Readers and writers: simulation ROOT files, Parquet shards, TFDS shards, atomic file output."""
