@@ -17,9 +17,12 @@ wildcard_constraints:
     model=r"[A-Za-z0-9_]+",
 
 
-def section(name):
-    """A config section as canonical JSON: the value of a rule's `params` and of its provenance."""
-    return canonical_json(config[name])
+def section(name, *, without=()):
+    """A config section (less the keys `without`, which other rules read) as canonical JSON.
+
+    This is the value of a rule's `params` and of its provenance: what is left out cannot trigger a rerun.
+    """
+    return canonical_json({k: v for k, v in config[name].items() if k not in without})
 
 
 def shards(sample):

@@ -46,7 +46,9 @@ rule evaluate:
         },
     params:
         # Jets from predicted particles are built exactly as the ntuplizer built the gen jets.
-        cfg=canonical_json({**config["evaluate"], "jets": config["ntuplize"]["jets"]}),
+        cfg=canonical_json(
+            {**config["evaluate"], "jets": config["ntuplize"]["jets"], "sqrt_s": config["generate"]["sqrt_s"]}
+        ),
         plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
     log:
         f"{LOGS}/evaluate/{{model}}.log",

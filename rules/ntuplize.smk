@@ -9,7 +9,7 @@ rule ntuplize:
         provenance=f"{RESULTS}/ntuples/{{sample}}/{{shard}}.provenance.json",
     params:
         seed=split_seed,
-        cfg=section("ntuplize"),
+        cfg=section("ntuplize", without=("validation",)),
     log:
         f"{LOGS}/ntuplize/{{sample}}/{{shard}}.log",
     benchmark:

@@ -95,19 +95,32 @@ def test_weights_cover_the_training_split(results):
 def test_model_loads_and_predicts(results):
     import torch
 
+    from colliderflow.io.tfds_reader import open_split
     from colliderflow.models.registry import load_trained
+    from colliderflow.schema import N_CLASSES
 
     model, meta = load_trained(results / "models" / "mlpf")
-    x = torch.zeros(1, 3, N_ELEM_FEATURES)
-    x[0, :, 0] = torch.tensor([1.0, 2.0, 2.0])
-    x[0, :, 1] = torch.tensor([5.0, 3.0, 1.0])
-    x[0, :, 5] = torch.tensor([6.0, 4.0, 2.0])
     assert meta
+    sample = next(iter(CI_CONFIG["samples"]))
+    event = open_split(results / "tfds" / sample, "train")[0]
+    X = torch.tensor(np.asarray(event["X"], dtype=np.float32))[None]  # [1, N, 17]
+    with torch.no_grad():
+        out = model(X)
+    assert out[0].shape == (1, X.shape[1], N_CLASSES)
+    assert torch.isfinite(out[0]).all() and torch.isfinite(out[2]).all()
     metrics = [json.loads(line) for line in (results / "models" / "mlpf" / "metrics.jsonl").read_text().splitlines()]
     assert max(m["step"] for m in metrics) == CI_CONFIG["train"]["max_steps"]
+    assert (results / "models" / "mlpf" / "provenance.json").is_file()
     predictions = pq.read_table(results / "eval" / "mlpf" / "predictions.parquet")
     assert set(PREDICTION_COLUMNS) <= set(predictions.column_names)
-    assert predictions.num_rows > 0
+    n_test = sum(
+        pq.read_table(sorted((results / "ntuples" / s).glob("*.parquet")), columns=["split"])
+        .column("split")
+        .to_pylist()
+        .count("test")
+        for s in CI_CONFIG["samples"]
+    )
+    assert predictions.num_rows == n_test
 
 
 def test_every_plot_is_a_real_image(results):

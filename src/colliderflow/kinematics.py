@@ -52,7 +52,7 @@ def missing_et(particles: ak.Array) -> np.ndarray:
 
 
 @contextlib.contextmanager
-def _stdout_fd_silenced() -> Iterator[None]:
+def stdout_fd_silenced() -> Iterator[None]:
     """Send file descriptor 1 to /dev/null: FastJet's C++ banner bypasses Python's sys.stdout."""
     sys.stdout.flush()
     saved = os.dup(1)
@@ -89,7 +89,7 @@ def cluster_jets(
     if n_events == 0 or ak.sum(ak.num(vectors, axis=1)) == 0:
         empty = ak.Array([[]] * n_events)
         return ak.zip({"pt": empty, "eta": empty, "phi": empty, "energy": empty})
-    with _stdout_fd_silenced():
+    with stdout_fd_silenced():
         sequence = fastjet.ClusterSequence(vectors, jetdef)
         jets = sequence.inclusive_jets(min_pt=min_pt)
     px, py, pz, energy = jets.px, jets.py, jets.pz, jets.E

@@ -1,0 +1,308 @@
+"""The `evaluate` stage: predictions Parquet (+ training log) → headline numbers (JSON) and figures.
+
+Reading and checking inputs, pooling samples and writing outputs live here; the physics is in
+`metrics` and the drawing in `plots`, so either can be reused without the other.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colliderflow.evaluate import metrics
+from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
+from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
+from colliderflow.io.atomic import write_text_atomic
+from colliderflow.schema import CLASS_NAMES, N_CLASSES, N_PARTICLE_FEATURES, PREDICTION_COLUMNS
+
+log = logging.getLogger(__name__)
+
+# Which particle block each algorithm is: truth-level target, rule-based baseline, the model.
+ALGO_COLUMNS: dict[str, str] = {"target": "ytarget", "baseline": "ycand", "mlpf": "ypred"}
+
+DEFAULT_ETA_BINS = (-2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
+DEFAULT_MET_BINS = (1.0, 5.0, 10.0, 20.0, 40.0, 80.0, 200.0)
+DEFAULT_PARTICLE_PT_BINS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
+_LOG_COLUMNS = ("step", "loss", "loss_cls", "loss_charge", "loss_reg", "lr", "samples_per_s", "elapsed_s")
+
+
+# --------------------------------------------------------------------------------------------------
+# Inputs
+# --------------------------------------------------------------------------------------------------
+def read_predictions(path: Path) -> ak.Array:
+    """The prediction columns of `path` as an awkward array, checked; ValueError naming the file otherwise."""
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: predictions file does not exist")
+    try:
+        schema = pq.read_schema(path)
+        missing = [c for c in PREDICTION_COLUMNS if c not in schema.names]
+        if missing:
+            raise ValueError(f"{path}: predictions lack column(s) {missing}; has {schema.names}")
+        table = pq.read_table(path, columns=list(PREDICTION_COLUMNS))
+    except (pa.ArrowException, OSError) as exc:
+        raise ValueError(f"{path}: not a readable Parquet file: {exc}") from exc
+    if table.num_rows == 0:
+        raise ValueError(f"{path}: predictions hold no events")
+    events = ak.from_arrow(table)
+    n_elem = ak.num(events["ytarget"], axis=1)
+    for column in ("ytarget", "ycand", "ypred"):
+        block = events[column]
+        if not ak.all(ak.num(block, axis=1) == n_elem):
+            raise ValueError(f"{path}: column {column} has a different number of elements than ytarget")
+        if ak.count(block) and not ak.all(ak.num(block, axis=2) == N_PARTICLE_FEATURES):
+            raise ValueError(f"{path}: column {column} rows are not {N_PARTICLE_FEATURES} features long")
+        cls = metrics.element_classes(block)
+        if cls.size and (cls.min() < 0 or cls.max() >= N_CLASSES):
+            raise ValueError(f"{path}: column {column} has class ids outside [0, {N_CLASSES})")
+    if ak.count(events["genjets"]) and not ak.all(ak.num(events["genjets"], axis=2) == 4):
+        raise ValueError(f"{path}: genjets rows are not (pt, eta, phi, energy)")
+    return events
+
+
+def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | None:
+    """metrics.jsonl → split → column → array; None when there is no log.
+
+    Tolerant by design: a log of a run that was interrupted may end in a half-written line, and older
+    runs may lack some keys; such lines are skipped and missing keys become NaN.
+    """
+    if path is None:
+        return None
+    path = Path(path)
+    if not path.is_file():
+        log.warning("%s: no training log; the loss figure will say so", path)
+        return None
+    rows: dict[str, list[dict[str, Any]]] = {}
+    skipped = 0
+    for line in path.read_text(errors="replace").splitlines():
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            skipped += 1
+            continue
+        if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
+            skipped += 1
+            continue
+        rows.setdefault(str(record.get("split", "train")), []).append(record)
+    if skipped:
+        log.warning("%s: skipped %d unreadable line(s)", path, skipped)
+
+    def number(value: Any) -> float:
+        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
+
+    out: dict[str, dict[str, np.ndarray]] = {}
+    for split, records in rows.items():
+        records.sort(key=lambda r: r["step"])
+        out[split] = {key: np.array([number(r.get(key)) for r in records]) for key in _LOG_COLUMNS}
+    return out
+
+
+def _jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    return {**metrics.DEFAULT_JET_PARAMS, **dict(params.get("jets") or {})}
+
+
+# --------------------------------------------------------------------------------------------------
+# Summary
+# --------------------------------------------------------------------------------------------------
+def _json_safe(obj: Any) -> Any:
+    """numpy → lists, NaN/inf → null: strict JSON that any reader (and jq) accepts."""
+    if isinstance(obj, Mapping):
+        return {str(k): _json_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_json_safe(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return _json_safe(obj.tolist())
+    if isinstance(obj, (np.integer, int)) and not isinstance(obj, bool):
+        return int(obj)
+    if isinstance(obj, (np.floating, float)):
+        return float(obj) if math.isfinite(obj) else None
+    return obj
+
+
+def _binned_summary(rr: Mapping[str, np.ndarray]) -> dict[str, Any]:
+    return {k: rr[k] for k in ("count", "response", "response_err", "resolution", "resolution_err")}
+
+
+def _ratio(a: Any, b: Any) -> Any:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.asarray(a, dtype=float) / np.asarray(b, dtype=float)
+
+
+def _jets_summary(jets: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sample, per_algo in jets.items():
+        entry: dict[str, Any] = {}
+        for algo, res in per_algo.items():
+            entry[algo] = {
+                **_binned_summary(res["vs_pt"]),
+                "matching_efficiency": res["matching_efficiency"]["fraction"],
+                "inclusive": res["inclusive"],
+                "n_gen_jets": res["n_gen"],
+                "n_matched": res["n_matched"],
+            }
+        if "mlpf" in per_algo and "baseline" in per_algo:
+            entry["resolution_ratio_mlpf_over_baseline"] = _ratio(
+                per_algo["mlpf"]["vs_pt"]["resolution"], per_algo["baseline"]["vs_pt"]["resolution"]
+            )
+            entry["inclusive_resolution_ratio_mlpf_over_baseline"] = float(
+                _ratio(per_algo["mlpf"]["inclusive"]["resolution"], per_algo["baseline"]["inclusive"]["resolution"])
+            )
+        out[sample] = entry
+    return out
+
+
+def _met_summary(met: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for sample, per_algo in met.items():
+        entry: dict[str, Any] = {}
+        for algo, res in per_algo.items():
+            entry[algo] = {
+                "response": res["inclusive"]["response"],
+                "resolution": res["inclusive"]["resolution"],
+                "count": res["inclusive"]["count"],
+                "delta_median_gev": res["delta_median"],
+                "delta_iqr_gev": res["delta_iqr"],
+                "vs_genmet": _binned_summary(res["vs_genmet"]),
+            }
+        if "mlpf" in per_algo and "baseline" in per_algo:
+            entry["resolution_ratio_mlpf_over_baseline"] = float(
+                _ratio(entry["mlpf"]["resolution"], entry["baseline"]["resolution"])
+            )
+        out[sample] = entry
+    return out
+
+
+def _classification_summary(
+    accuracy: Mapping[str, float],
+    efficiency: Mapping[str, Mapping[str, np.ndarray]],
+    particle: Mapping[str, Mapping[int, Mapping[str, Any]]],
+) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for algo, eff in efficiency.items():
+        per_class = {}
+        for c, name in enumerate(CLASS_NAMES):
+            per_class[name] = {
+                "efficiency": eff["efficiency_inclusive"][c],
+                "fake_rate": eff["fake_rate_inclusive"][c],
+                "n_target": eff["n_true_total"][c],
+                "n_pred": eff["n_pred_total"][c],
+            }
+            if c in particle[algo]:
+                per_class[name]["pt_response"] = particle[algo][c]["pt_inclusive"]["response"]
+                per_class[name]["pt_resolution"] = particle[algo][c]["pt_inclusive"]["resolution"]
+                per_class[name]["energy_response"] = particle[algo][c]["energy_inclusive"]["response"]
+                per_class[name]["energy_resolution"] = particle[algo][c]["energy_inclusive"]["resolution"]
+        out[algo] = {"accuracy": accuracy[algo], "per_class": per_class}
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The stage
+# --------------------------------------------------------------------------------------------------
+def evaluate(
+    *, predictions: Path, metrics_log: Path | None, params: dict, summary: Path, plots_dir: Path
+) -> dict[str, Any]:
+    """Compute every metric, write the summary JSON and every figure of PF_PLOTS; returns the summary.
+
+    params: the config's `evaluate` section — jet_pt_bins (GeV), jet_match_dr — and optionally jets
+    {algorithm, radius, p, min_pt}, jet_eta_bins, met_bins (GeV), particle_pt_bins (GeV), sqrt_s (GeV).
+    """
+    predictions = Path(predictions)
+    pt_bins = np.asarray(params.get("jet_pt_bins", (10, 20, 40, 60, 80, 100, 200)), dtype=float)
+    eta_bins = np.asarray(params.get("jet_eta_bins", DEFAULT_ETA_BINS), dtype=float)
+    met_bins = np.asarray(params.get("met_bins", DEFAULT_MET_BINS), dtype=float)
+    particle_bins = np.asarray(params.get("particle_pt_bins", DEFAULT_PARTICLE_PT_BINS), dtype=float)
+    match_dr = float(params.get("jet_match_dr", 0.1))
+    jet_params = _jet_params(params)
+
+    events = read_predictions(predictions)
+    sample_column = np.asarray(ak.to_list(events["sample"]), dtype=object)
+    samples = order_samples(set(sample_column.tolist()))
+    if "all" in samples:
+        raise ValueError(f"{predictions}: a sample is named 'all', the name of the pooled numbers in the summary")
+    log.info("%s: %d events in samples %s", predictions, len(events), samples)
+
+    # Jets and MET, per sample; the all-samples numbers pool the per-sample matches (no re-clustering).
+    jets: dict[str, dict[str, Any]] = {}
+    met: dict[str, dict[str, Any]] = {}
+    pooled_match: dict[str, list[metrics.JetMatch]] = {a: [] for a in ALGO_COLUMNS}
+    pooled_met: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {a: [] for a in ALGO_COLUMNS}
+    for sample in samples:
+        sel = events[sample_column == sample]
+        genmet = ak.to_numpy(ak.fill_none(sel["genmet"], np.nan)).astype(np.float64)
+        jets[sample], met[sample] = {}, {}
+        for algo, column in ALGO_COLUMNS.items():
+            match = metrics.match_block_jets(sel[column], sel["genjets"], match_dr=match_dr, jet_params=jet_params)
+            pooled_match[algo].append(match)
+            jets[sample][algo] = metrics.jet_response_from_match(match, pt_bins=pt_bins, eta_bins=eta_bins)
+            reco_met = metrics.block_met(sel[column])
+            pooled_met[algo].append((reco_met, genmet))
+            met[sample][algo] = metrics.met_response_from_values(reco_met, genmet, bins=met_bins)
+    jets["all"] = {
+        a: metrics.jet_response_from_match(metrics.JetMatch.concatenate(m), pt_bins=pt_bins, eta_bins=eta_bins)
+        for a, m in pooled_match.items()
+    }
+    met["all"] = {
+        a: metrics.met_response_from_values(
+            np.concatenate([r for r, _ in v]), np.concatenate([g for _, g in v]), bins=met_bins
+        )
+        for a, v in pooled_met.items()
+    }
+
+    # Element-wise: every reconstruction against the target, over all samples.
+    true_cls = metrics.element_classes(events["ytarget"])
+    true_pt = metrics.element_column(events["ytarget"], "pt")
+    true_e = metrics.element_column(events["ytarget"], "energy")
+    confusion, efficiency, particle, accuracy = {}, {}, {}, {}
+    for algo in ("baseline", "mlpf"):
+        block = events[ALGO_COLUMNS[algo]]
+        cls = metrics.element_classes(block)
+        pt = metrics.element_column(block, "pt")
+        energy = metrics.element_column(block, "energy")
+        confusion[algo] = metrics.confusion_matrix(true_cls, cls)
+        accuracy[algo] = metrics.classification_accuracy(true_cls, cls)
+        efficiency[algo] = metrics.class_efficiency_and_fake_rate(true_cls, true_pt, cls, pt, bins=particle_bins)
+        particle[algo] = metrics.particle_response(true_cls, cls, true_pt, pt, true_e, energy, bins=particle_bins)
+
+    result = {
+        "predictions": str(predictions),
+        "n_events": len(events),
+        "n_events_per_sample": {s: int((sample_column == s).sum()) for s in samples},
+        "n_elements": int(true_cls.size),
+        "jet_params": jet_params,
+        "jet_match_dr": match_dr,
+        "jet_pt_bins": pt_bins,
+        "met_bins": met_bins,
+        "particle_pt_bins": particle_bins,
+        "jets": _jets_summary(jets),
+        "met": _met_summary(met),
+        "classification": _classification_summary(accuracy, efficiency, particle),
+        "confusion_matrix": {a: {"classes": list(CLASS_NAMES), **c} for a, c in confusion.items()},
+        "plots": list(PF_PLOTS),
+    }
+    result = _json_safe(result)
+
+    inputs: PlotInputs = {
+        "jets": {s: v for s, v in jets.items() if s != "all"},
+        "met": {s: v for s, v in met.items() if s != "all"},
+        "confusion": confusion,
+        "class_efficiency": efficiency,
+        "particle_response": particle,
+        "training_log": read_training_log(metrics_log),
+        "sqrt_s": float(params.get("sqrt_s", DEFAULT_SQRT_S_GEV)),
+    }
+    make_plots(inputs, Path(plots_dir))
+    write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    log.info("wrote %s and %d figures in %s", summary, len(PF_PLOTS), plots_dir)
+    return result

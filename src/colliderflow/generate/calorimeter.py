@@ -1,0 +1,483 @@
+"""Parametric ECAL + HCAL: one smeared energy deposit per particle, merged into clusters by cell.
+
+Every visible particle that reaches the calorimeter leaves one deposit at its impact point on the ECAL
+front face (barrel r = 1.5 m, endcaps |z| = 2.307 m with a 260 mm beam hole): charged particles follow
+their helix and must reach the face on their outgoing half-turn (curlers leave nothing), neutral ones
+a straight line; neutrinos leave nothing. Positions, also for the HCAL part of a hadron shower, are
+given at the ECAL face, smeared by 2 mm (EM) or 10 mm (hadronic).
+
+* Photons and electrons: all energy in the ECAL, sigma/E = 15 %/sqrt(E) (+) 1 %.
+* Hadrons: the energy a shower can release (E; E - m for baryons, which keep their mass; E + m for
+  antibaryons, which annihilate) is smeared with 50 %/sqrt(E) (+) 5 % and then split: with probability
+  0.6 the shower starts in the ECAL and leaves a uniform 10-70 % there; otherwise a charged hadron
+  leaves a MIP in the ECAL and a neutral one nothing, and the rest goes to the HCAL.
+* Muons: MIP deposits, ~20 MeV in the ECAL and ~300 MeV in the HCAL (log-normal spread).
+
+Merging is what makes this more than smearing: deposits are binned in (eta, phi) cells and all deposits
+of one event in one cell form one cluster, so nearby showers become a single cluster, the confusion that
+particle flow has to undo. Electromagnetic showers are binned on the ECAL grid (0.025 in eta, 2 pi / 256
+in phi); hadron showers and muons on the HCAL grid of 2 x 2 ECAL cells; an electromagnetic deposit
+whose HCAL cell also holds a hadronic deposit joins that hadronic cluster (its shower overlaps the wide
+hadron shower). Binning is one sort over (event, HCAL cell, ECAL cell) keys for the whole batch.
+
+A cluster's energy is the sum of its deposits (ECAL + HCAL; "other" is always 0 here), its position
+and iTheta (the particles' polar angle, smeared by 0.01 / 0.05 rad) energy-weighted, its spread the
+energy-weighted rms of the deposit positions combined with the showers' own size (15 mm EM, 60 mm
+hadronic, 10 mm MIP), and its hit count Poisson with 40 hits per GeV in the ECAL, 15 in the HCAL (at
+least 1; above 30 expected hits its normal approximation). Clusters below `cluster_energy_min_gev`
+(0.1 GeV) are dropped with their truth links.
+
+The per-particle work is one compiled pass (written with numpy arrays, its temporaries made the
+calorimeter about twice as slow); random numbers come from the caller's numpy Generator in particle
+order.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numba
+import numpy as np
+
+from colliderflow.generate.geometry import CalorimeterConfig, DetectorConfig
+from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE, path_to_radius, transverse_position
+from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
+from colliderflow.generate.records import Collection, counts_per_event
+from colliderflow.schema import NEUTRINO_PDGIDS, SIM_CLUSTER_BRANCHES
+
+# Deposit kinds.
+KIND_EM = 0
+KIND_HADRON = 1
+KIND_MIP = 2
+
+_MM_PER_M = 1000.0
+# Cell-key packing: eta cell indices are offset by _ETA_OFFSET so they are non-negative.
+_ETA_OFFSET = 1 << 15
+_ETA_RANGE = 1 << 16
+_NU_E, _NU_MU, _NU_TAU = NEUTRINO_PDGIDS
+
+
+@dataclass(frozen=True)
+class Deposits:
+    """One calorimeter deposit per particle that reached the calorimeter (flat, in particle order)."""
+
+    gen_index: np.ndarray  # int64, flat index into the GenParticles batch
+    event: np.ndarray  # int64
+    kind: np.ndarray  # int8, KIND_*
+    e_ecal: np.ndarray  # GeV
+    e_hcal: np.ndarray  # GeV
+    x: np.ndarray  # mm
+    y: np.ndarray
+    z: np.ndarray
+    itheta: np.ndarray  # rad
+    shower_size: np.ndarray  # mm, rms
+    ieta: np.ndarray  # int64, ECAL cell index in eta
+    iphi: np.ndarray  # int64, ECAL cell index in phi, 0 .. ecal_cells_phi - 1
+
+    @property
+    def energy(self) -> np.ndarray:
+        return self.e_ecal + self.e_hcal
+
+
+class CalorimeterParams(NamedTuple):
+    """A detector's calorimeter settings flattened to floats, the form the compiled kernel takes."""
+
+    b_field_t: float
+    ecal_barrel_radius_mm: float
+    ecal_endcap_z_mm: float
+    ecal_endcap_inner_radius_mm: float
+    em_stochastic: float
+    em_constant: float
+    hadron_stochastic: float
+    hadron_constant: float
+    hadron_ecal_start_probability: float
+    hadron_ecal_fraction_min: float
+    hadron_ecal_fraction_max: float
+    mip_ecal_gev: float
+    mip_hcal_gev: float
+    mip_log_width: float
+    em_shower_size_mm: float
+    hadron_shower_size_mm: float
+    mip_shower_size_mm: float
+    em_position_resolution_mm: float
+    hadron_position_resolution_mm: float
+    em_itheta_resolution: float
+    hadron_itheta_resolution: float
+    ecal_cell_eta: float
+    ecal_cells_phi: float
+
+
+def calorimeter_params(detector: DetectorConfig) -> CalorimeterParams:
+    c = detector.calorimeter
+    if c.ecal_cell_eta <= 0 or c.ecal_cells_phi < 1:
+        raise ValueError(f"ECAL cells must have a positive size, got eta {c.ecal_cell_eta}, {c.ecal_cells_phi} in phi")
+    if c.hcal_cell_factor < 1 or c.ecal_cells_phi % c.hcal_cell_factor:
+        raise ValueError(
+            f"hcal_cell_factor {c.hcal_cell_factor} must be >= 1 and divide ecal_cells_phi {c.ecal_cells_phi}"
+        )
+    return CalorimeterParams(
+        b_field_t=float(detector.b_field_t),
+        **{name: float(getattr(c, name)) for name in CalorimeterParams._fields if name != "b_field_t"},
+    )
+
+
+@numba.njit(cache=True, nogil=True)
+def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
+    """(x, y, z, reached): where a trajectory first meets the ECAL front face.
+
+    A charged particle must get there on its outgoing half-turn: one that curls up inside the barrel
+    radius deposits nothing (in a real tracker it would spiral, lose energy in the material and, at
+    best, leave scattered hits in an endcap). Particles leaving through the endcap hole reach nothing.
+    A particle made beyond the face (a late decay of a long-lived neutral, whose parent would have
+    showered there) deposits where the line from the origin to its production point meets the face.
+    """
+    r0 = math.hypot(x0, y0)
+    if r0 >= barrel_r or abs(z0) >= endcap_z:
+        scale = min(barrel_r / r0 if r0 > 0.0 else math.inf, endcap_z / abs(z0) if z0 != 0.0 else math.inf)
+        return x0 * scale, y0 * scale, z0 * scale, True
+    max_path = math.pi / abs(k) if k != 0.0 else math.inf
+    s_barrel = path_to_radius(x0, y0, cos0, sin0, k, barrel_r)
+    s_endcap = -1.0
+    if tl != 0.0:
+        s_endcap = ((endcap_z if tl > 0 else -endcap_z) - z0) / tl
+    through_endcap = s_endcap > 0.0 and (s_barrel <= 0.0 or s_endcap < s_barrel)
+    s = s_endcap if through_endcap else s_barrel
+    if s <= 0.0 or s > max_path:
+        return x0, y0, z0, False
+    x, y = transverse_position(x0, y0, cos0, sin0, k, s)
+    return x, y, z0 + s * tl, not (through_endcap and math.hypot(x, y) < hole_r)
+
+
+@numba.njit(cache=True, nogil=True)
+def _deposit_kernel(
+    rng,
+    params,
+    pdgid,
+    charge,
+    px,
+    py,
+    pz,
+    energy,
+    mass,
+    vx,
+    vy,
+    vz,
+    gen_index,
+    kind_out,
+    e_ecal,
+    e_hcal,
+    x_out,
+    y_out,
+    z_out,
+    itheta,
+    shower_size,
+    ieta,
+    iphi,
+):
+    """Fill the output arrays with one deposit per reaching visible particle; returns how many."""
+    curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
+    n_phi = int(params.ecal_cells_phi)
+    n = 0
+    for i in range(pdgid.shape[0]):
+        a = abs(pdgid[i])
+        if a == _NU_E or a == _NU_MU or a == _NU_TAU:
+            continue
+        pt = math.hypot(px[i], py[i])
+        if pt > 0.0:
+            cos0, sin0, tl = px[i] / pt, py[i] / pt, pz[i] / pt
+        else:
+            cos0, sin0, tl = 1.0, 0.0, math.inf if pz[i] > 0 else -math.inf
+        k = charge[i] * curvature_per_inv_pt / pt if (charge[i] != 0.0 and pt > 0.0) else 0.0
+        x, y, z, reached = impact_point(
+            vx[i],
+            vy[i],
+            vz[i],
+            cos0,
+            sin0,
+            tl,
+            k,
+            params.ecal_barrel_radius_mm,
+            params.ecal_endcap_z_mm,
+            params.ecal_endcap_inner_radius_mm,
+        )
+        if not reached:
+            continue
+
+        if pdgid[i] == PHOTON_PDGID or a == ELECTRON_ABS_PDGID:
+            kind = KIND_EM
+        elif a == MUON_ABS_PDGID:
+            kind = KIND_MIP
+        else:
+            kind = KIND_HADRON
+        if kind == KIND_MIP:
+            mip_ecal = params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal())
+            mip_hcal = params.mip_hcal_gev * math.exp(params.mip_log_width * rng.standard_normal())
+            # A slow muon cannot lose more than its kinetic energy.
+            scale = min(1.0, (energy[i] - mass[i]) / (mip_ecal + mip_hcal))
+            ecal, hcal = mip_ecal * scale, mip_hcal * scale
+        elif kind == KIND_EM:
+            sigma = math.hypot(params.em_stochastic / math.sqrt(energy[i]), params.em_constant)
+            ecal, hcal = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0), 0.0
+        else:
+            # Baryons keep their rest mass, antibaryons annihilate it as well.
+            baryon = 1.0 if (a % 10000) >= 1000 and a < 1000000 else 0.0
+            available = energy[i] - baryon * (1.0 if pdgid[i] > 0 else -1.0) * mass[i]
+            sigma = math.hypot(params.hadron_stochastic / math.sqrt(max(available, 1e-12)), params.hadron_constant)
+            shower = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
+            if rng.random() < params.hadron_ecal_start_probability:
+                fraction = (
+                    params.hadron_ecal_fraction_min
+                    + (params.hadron_ecal_fraction_max - params.hadron_ecal_fraction_min) * rng.random()
+                )
+                ecal = fraction * shower
+            elif charge[i] != 0.0:
+                # A MIP through the ECAL, showering in the HCAL.
+                ecal = min(params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal()), shower)
+            else:
+                ecal = 0.0  # a neutral hadron that passes the ECAL leaves nothing there
+            hcal = shower - ecal
+        if ecal + hcal <= 0.0:
+            continue
+
+        em = kind == KIND_EM
+        position_sigma = params.em_position_resolution_mm if em else params.hadron_position_resolution_mm
+        itheta_sigma = params.em_itheta_resolution if em else params.hadron_itheta_resolution
+        gen_index[n] = i
+        kind_out[n] = kind
+        e_ecal[n] = ecal
+        e_hcal[n] = hcal
+        x = x + position_sigma * rng.standard_normal()
+        y = y + position_sigma * rng.standard_normal()
+        z = z + position_sigma * rng.standard_normal()
+        x_out[n], y_out[n], z_out[n] = x, y, z
+        # The deposit's ECAL cell.
+        eta = math.asinh(z / max(math.hypot(x, y), 1e-9))
+        ieta[n] = int(min(max(math.floor(eta / params.ecal_cell_eta), -_ETA_OFFSET), _ETA_OFFSET - 1))
+        iphi[n] = min(int((math.atan2(y, x) + math.pi) * (n_phi / (2.0 * math.pi))), n_phi - 1)
+        itheta[n] = math.atan2(pt, pz[i]) + itheta_sigma * rng.standard_normal()
+        if em:
+            shower_size[n] = params.em_shower_size_mm
+        elif kind == KIND_MIP:
+            shower_size[n] = params.mip_shower_size_mm
+        else:
+            shower_size[n] = params.hadron_shower_size_mm
+        n += 1
+    return n
+
+
+def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator) -> Deposits:
+    """The smeared deposit of every visible particle of `gen` that reaches the calorimeter."""
+    n = gen.n_particles
+    params = calorimeter_params(detector)
+    gen_index = np.empty(n, dtype=np.int64)
+    kind = np.empty(n, dtype=np.int8)
+    values = {name: np.empty(n) for name in ("e_ecal", "e_hcal", "x", "y", "z", "itheta", "shower_size")}
+    cells = {name: np.empty(n, dtype=np.int64) for name in ("ieta", "iphi")}
+    n_dep = _deposit_kernel(
+        rng,
+        params,
+        gen.pdgid,
+        gen.charge,
+        gen.px,
+        gen.py,
+        gen.pz,
+        gen.energy,
+        gen.mass,
+        gen.vx,
+        gen.vy,
+        gen.vz,
+        gen_index,
+        kind,
+        *values.values(),
+        *cells.values(),
+    )
+    gen_index = gen_index[:n_dep]
+    return Deposits(
+        gen_index=gen_index,
+        event=gen.event[gen_index],
+        kind=kind[:n_dep],
+        **{name: v[:n_dep] for name, v in values.items()},
+        **{name: v[:n_dep] for name, v in cells.items()},
+    )
+
+
+def assign_clusters(deposits: Deposits, calo: CalorimeterConfig) -> tuple[np.ndarray, np.ndarray, int]:
+    """(deposit order, cluster number of each deposit in that order, number of clusters).
+
+    The order sorts deposits by (event, HCAL cell, ECAL cell inside it) and keeps particle order among
+    equals, so clusters are numbered event-major and each cluster's deposits are contiguous. An HCAL
+    cell that holds a hadronic deposit is one cluster; in any other HCAL cell each occupied ECAL cell is.
+    """
+    factor = calo.hcal_cell_factor
+    n = len(deposits.event)
+    if n == 0:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
+    n_phi = calo.ecal_cells_phi
+    ieta, iphi = deposits.ieta, deposits.iphi
+    ieta_hcal = np.floor_divide(ieta, factor)
+    iphi_hcal = iphi // factor
+    hcal_cell = (deposits.event * _ETA_RANGE + (ieta_hcal + _ETA_OFFSET)) * (n_phi // factor) + iphi_hcal
+    ecal_in_hcal = (ieta - ieta_hcal * factor) * factor + (iphi - iphi_hcal * factor)
+    order = np.argsort(hcal_cell * (factor * factor) + ecal_in_hcal, kind="stable")
+    cluster_sorted = _number_clusters(hcal_cell[order], ecal_in_hcal[order], deposits.kind[order] != KIND_EM)
+    return order, cluster_sorted, int(cluster_sorted[-1]) + 1
+
+
+@numba.njit(cache=True, nogil=True)
+def _number_clusters(hcal_cell, ecal_cell, hadronic):
+    """Cluster numbers of deposits sorted by (HCAL cell, ECAL cell): one per HCAL cell holding a
+    hadronic deposit, else one per ECAL cell."""
+    n = hcal_cell.shape[0]
+    out = np.empty(n, dtype=np.int64)
+    cluster = -1
+    start = 0
+    while start < n:
+        stop = start
+        any_hadronic = False
+        while stop < n and hcal_cell[stop] == hcal_cell[start]:
+            any_hadronic = any_hadronic or hadronic[stop]
+            stop += 1
+        for j in range(start, stop):
+            if j == start or not any_hadronic and ecal_cell[j] != ecal_cell[j - 1]:
+                cluster += 1
+            out[j] = cluster
+        start = stop
+    return out
+
+
+# Above this many expected hits, the hit count is drawn from the normal approximation of the Poisson
+# distribution (its relative skew, 1 / sqrt(mean), is below 20 %), which is several times cheaper.
+_POISSON_NORMAL_ABOVE = 30.0
+
+
+@numba.njit(cache=True, nogil=True)
+def _hit_count(rng, expected):
+    """A Poisson-like number of calorimeter hits for `expected` hits on average, at least 1."""
+    if expected < _POISSON_NORMAL_ABOVE:
+        return max(1, rng.poisson(expected))
+    return max(1, int(expected + math.sqrt(expected) * rng.standard_normal() + 0.5))
+
+
+@numba.njit(cache=True, nogil=True)
+def _build_clusters(
+    rng, order, cluster_sorted, event, gen_local, e_ecal, e_hcal, x, y, z, itheta, shower_size,
+    energy_min, ecal_hits_per_gev, hcal_hits_per_gev, values, nhits, cluster_event,
+    link_cluster, link_gen, link_energy, link_event,
+):  # fmt: skip
+    """Fill the cluster outputs (values: one column per entry of SIM_CLUSTER_BRANCHES, nhits excepted)
+    for the clusters above `energy_min` and their truth links, from deposits sorted into clusters (see
+    assign_clusters); returns (clusters, links) written.
+
+    One streaming pass over each cluster's contiguous run of deposits: no per-cluster table is built,
+    as fresh memory costs more here (page faults) than the arithmetic.
+    """
+    n_kept = 0
+    n_links = 0
+    previous_event = -1
+    in_event = 0
+    n = order.shape[0]
+    start = 0
+    while start < n:
+        c = cluster_sorted[start]
+        stop = start
+        s_ecal = s_hcal = s_x = s_y = s_z = s_xx = s_yy = s_zz = s_size2 = s_itheta = 0.0
+        while stop < n and cluster_sorted[stop] == c:
+            d = order[stop]
+            w = e_ecal[d] + e_hcal[d]
+            s_ecal += e_ecal[d]
+            s_hcal += e_hcal[d]
+            s_x += w * x[d]
+            s_y += w * y[d]
+            s_z += w * z[d]
+            s_xx += w * x[d] * x[d]
+            s_yy += w * y[d] * y[d]
+            s_zz += w * z[d] * z[d]
+            s_size2 += w * shower_size[d] * shower_size[d]
+            s_itheta += w * itheta[d]
+            stop += 1
+        energy = s_ecal + s_hcal
+        if energy < energy_min or energy <= 0.0:
+            start = stop
+            continue
+        ev = event[order[start]]
+        if ev != previous_event:
+            previous_event = ev
+            in_event = 0  # clusters are numbered within their event (they come event-major)
+        mx, my, mz = s_x / energy, s_y / energy, s_z / energy
+        intrinsic = s_size2 / energy
+        values[0, n_kept] = energy
+        values[1, n_kept] = mx
+        values[2, n_kept] = my
+        values[3, n_kept] = mz
+        values[4, n_kept] = s_itheta / energy
+        values[5, n_kept] = s_ecal
+        values[6, n_kept] = s_hcal
+        values[7, n_kept] = 0.0  # no energy outside ECAL and HCAL in this model
+        # Spread: the energy-weighted rms of the deposit positions with the showers' own size.
+        values[8, n_kept] = math.sqrt(max(s_xx / energy - mx * mx, 0.0) + intrinsic)
+        values[9, n_kept] = math.sqrt(max(s_yy / energy - my * my, 0.0) + intrinsic)
+        values[10, n_kept] = math.sqrt(max(s_zz / energy - mz * mz, 0.0) + intrinsic)
+        nhits[n_kept] = _hit_count(rng, ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal)
+        cluster_event[n_kept] = ev
+        # Links, in particle order within the cluster (the sort is stable).
+        for j in range(start, stop):
+            d = order[j]
+            link_cluster[n_links] = in_event
+            link_gen[n_links] = gen_local[d]
+            link_energy[n_links] = e_ecal[d] + e_hcal[d]
+            link_event[n_links] = ev
+            n_links += 1
+        in_event += 1
+        n_kept += 1
+        start = stop
+    return n_kept, n_links
+
+
+# The float columns `_build_clusters` fills, in the order of its `values` rows.
+_CLUSTER_VALUES = tuple(name for name in SIM_CLUSTER_BRANCHES if name != "cluster_nhits")
+
+
+def cluster_deposits(
+    deposits: Deposits, gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator
+) -> tuple[Collection, Collection]:
+    """(clusters, truth links) from the deposits of a batch of events: SIM_CLUSTER / SIM_CALOLINK columns."""
+    calo = detector.calorimeter
+    order, cluster_sorted, n_clusters = assign_clusters(deposits, calo)
+    n_deposits = len(order)
+    values = np.empty((len(_CLUSTER_VALUES), n_clusters), dtype=np.float32)
+    nhits = np.empty(n_clusters, dtype=np.int32)
+    cluster_event = np.empty(n_clusters, dtype=np.int64)
+    link_cluster = np.empty(n_deposits, dtype=np.int32)
+    link_gen = np.empty(n_deposits, dtype=np.int32)
+    link_energy = np.empty(n_deposits, dtype=np.float32)
+    link_event = np.empty(n_deposits, dtype=np.int64)
+    n_kept, n_links = _build_clusters(
+        rng, order, cluster_sorted, deposits.event, gen.local_index[deposits.gen_index], deposits.e_ecal,
+        deposits.e_hcal, deposits.x, deposits.y, deposits.z, deposits.itheta, deposits.shower_size,
+        float(calo.cluster_energy_min_gev), float(calo.ecal_hits_per_gev), float(calo.hcal_hits_per_gev),
+        values, nhits, cluster_event, link_cluster, link_gen, link_energy, link_event,
+    )  # fmt: skip
+    columns = {name: values[i, :n_kept] for i, name in enumerate(_CLUSTER_VALUES)}
+    columns["cluster_nhits"] = nhits[:n_kept]
+    clusters = Collection(
+        counts=counts_per_event(cluster_event[:n_kept], gen.n_events),
+        columns={name: columns[name] for name in SIM_CLUSTER_BRANCHES},
+    )
+    links = Collection(
+        counts=counts_per_event(link_event[:n_links], gen.n_events),
+        columns={
+            "calolink_cluster_idx": link_cluster[:n_links],
+            "calolink_gen_idx": link_gen[:n_links],
+            "calolink_energy": link_energy[:n_links],
+        },
+    )
+    return clusters, links
+
+
+def simulate_calorimeter(
+    gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator
+) -> tuple[Collection, Collection]:
+    """Clusters and (cluster, particle) energy links for a batch of events."""
+    return cluster_deposits(simulate_deposits(gen, detector, rng), gen, detector, rng)

@@ -1,0 +1,44 @@
+"""The parametric detector as one call: truth particles of a batch of events in, tracks and clusters out.
+
+The simulation is vectorised over all particles of all events of a batch; randomness comes from one
+numpy Generator whose stream is derived from the job seed (independent of Pythia's own stream), so a
+shard is reproducible from its seed alone. Tracker and calorimeter models are in their own modules; the
+numbers they use are in `geometry`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from colliderflow.generate.calorimeter import simulate_calorimeter
+from colliderflow.generate.geometry import DetectorConfig, detector_config
+from colliderflow.generate.particles import GenParticles
+from colliderflow.generate.records import Collection
+from colliderflow.generate.tracker import simulate_tracks
+
+# Spawn key that separates the detector's random stream from any other stream made from the same seed.
+_DETECTOR_STREAM = 0x0DE7EC70
+
+
+@dataclass(frozen=True)
+class DetectorResponse:
+    """What the detector saw of a batch of events."""
+
+    tracks: Collection
+    clusters: Collection
+    calolinks: Collection
+
+
+def detector_rng(seed: int) -> np.random.Generator:
+    """The detector simulation's random generator for a job seed."""
+    return np.random.default_rng(np.random.SeedSequence(entropy=int(seed), spawn_key=(_DETECTOR_STREAM,)))
+
+
+def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np.random.Generator) -> DetectorResponse:
+    """Tracks, clusters and cluster-truth links for every event of `gen`."""
+    config = detector_config(detector) if isinstance(detector, str) else detector
+    tracks = simulate_tracks(gen, config, rng)
+    clusters, links = simulate_calorimeter(gen, config, rng)
+    return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

@@ -1,0 +1,138 @@
+"""The CLIC-like detector model: geometry and resolutions as one frozen, named set of numbers.
+
+The numbers follow the CLICdet design (CLICdp-Note-2017-001) closely enough to give CLIC-like features:
+a 4 T solenoid, a silicon vertex detector from 31 mm, a silicon tracker to 1.486 m, the ECAL face at
+1.5 m in the barrel and |z| = 2.307 m in the endcaps. Every tunable of the parametric simulation lives
+here, so that a study can change one number by building a modified config instead of editing code.
+Lengths in mm, energies and momenta in GeV, times in ns, angles in radians.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+@dataclass(frozen=True)
+class TrackerConfig:
+    """Silicon tracker: acceptance, hit surfaces, efficiency and resolutions."""
+
+    # Acceptance: |cos(theta)| below this (theta from ~8 to ~172 degrees) and pT above pt_min_gev.
+    cos_theta_max: float = 0.99
+    pt_min_gev: float = 0.1
+    # Fewest measured hits for a track to be found (a helix needs 5 parameters).
+    min_hits: int = 4
+    # Measurement surfaces. Barrel layers as (radius, half-length in z); disks as (|z|, r_min, r_max).
+    barrel_layers_mm: tuple[tuple[float, float], ...] = (
+        (31.0, 130.0),
+        (44.0, 130.0),
+        (58.0, 130.0),  # vertex detector
+        (127.0, 482.0),
+        (340.0, 482.0),
+        (554.0, 692.0),  # inner tracker
+        (819.0, 1264.0),
+        (1153.0, 1264.0),
+        (1486.0, 1264.0),  # outer tracker
+    )
+    disks_mm: tuple[tuple[float, float, float], ...] = (
+        (160.0, 33.0, 102.0),
+        (230.0, 33.0, 102.0),
+        (300.0, 33.0, 102.0),  # vertex endcaps
+        (524.0, 70.0, 554.0),
+        (808.0, 100.0, 554.0),
+        (1093.0, 130.0, 554.0),  # inner tracker endcaps
+        (1310.0, 160.0, 1430.0),
+        (1617.0, 190.0, 1430.0),
+        (1883.0, 225.0, 1430.0),
+        (2190.0, 260.0, 1430.0),
+    )
+    # A particle made outside this volume (r, |z|) leaves no track.
+    outer_radius_mm: float = 1486.0
+    half_length_mm: float = 2190.0
+    # Efficiency: plateau, minus a drop that fades with pT above the threshold (scale in GeV).
+    efficiency_plateau: float = 0.98
+    efficiency_low_pt_drop: float = 0.12
+    efficiency_low_pt_scale_gev: float = 0.3
+    # Tracks of particles made beyond the vertex detector are harder to find.
+    displaced_radius_mm: float = 60.0
+    displaced_efficiency_factor: float = 0.9
+    # sigma(1/pT) = a (+) b / (pT sin(theta)), in 1/GeV (b dimensionless): the point-resolution and
+    # multiple-scattering terms.
+    inv_pt_resolution_const: float = 2e-5
+    inv_pt_resolution_ms: float = 1e-3
+    # Angular resolution sigma(phi), sigma(theta) = a (+) b / (p sqrt(sin(theta))), rad and rad GeV.
+    angle_resolution_const: float = 2e-5
+    angle_resolution_ms: float = 1e-3
+    # Impact parameters: sigma(d0) = a (+) b / (p sin(theta)^1.5), sigma(z0) = a (+) b / (p sin(theta)^2.5),
+    # in mm and mm GeV (CLIC: 5 um (+) 15 um GeV).
+    impact_resolution_const_mm: float = 0.005
+    impact_resolution_ms_mm: float = 0.015
+    # Track time resolution.
+    time_resolution_ns: float = 0.1
+    # dE/dx: most probable energy loss of a minimum-ionising particle in silicon, GeV/mm, and the relative
+    # resolution of the truncated mean over the track's hits.
+    dedx_mip_gev_per_mm: float = 2.7e-4
+    dedx_relative_resolution: float = 0.07
+
+
+@dataclass(frozen=True)
+class CalorimeterConfig:
+    """ECAL + HCAL: where showers start, how energies are smeared and how deposits merge into clusters."""
+
+    # Front face of the ECAL: barrel cylinder and endcap planes; the endcap hole is the beam pipe region.
+    ecal_barrel_radius_mm: float = 1500.0
+    ecal_endcap_z_mm: float = 2307.0
+    ecal_endcap_inner_radius_mm: float = 260.0
+    # Stochastic and constant terms, sigma/E = a/sqrt(E) (+) c.
+    em_stochastic: float = 0.15
+    em_constant: float = 0.01
+    hadron_stochastic: float = 0.50
+    hadron_constant: float = 0.05
+    # Hadron showers start in the ECAL (about one interaction length deep) with this probability; they
+    # then leave a uniform fraction in [min, max] of their energy there, the rest in the HCAL.
+    hadron_ecal_start_probability: float = 0.6
+    hadron_ecal_fraction_min: float = 0.1
+    hadron_ecal_fraction_max: float = 0.7
+    # Minimum-ionising deposits (charged hadrons that pass the ECAL, muons), GeV, and their log-normal width.
+    mip_ecal_gev: float = 0.02
+    mip_hcal_gev: float = 0.30
+    mip_log_width: float = 0.25
+    # Cell grid for merging deposits: the ECAL grid in eta and phi; the HCAL grid is coarser by an integer
+    # factor so that an HCAL cell is exactly a block of ECAL cells.
+    ecal_cell_eta: float = 0.025
+    ecal_cells_phi: int = 256
+    hcal_cell_factor: int = 2
+    # Transverse shower size (rms, mm) and the scatter of a deposit's position around the impact point.
+    em_shower_size_mm: float = 15.0
+    hadron_shower_size_mm: float = 60.0
+    mip_shower_size_mm: float = 10.0
+    em_position_resolution_mm: float = 2.0
+    hadron_position_resolution_mm: float = 10.0
+    # Spread of the shower-axis polar angle around the particle's direction (rad).
+    em_itheta_resolution: float = 0.01
+    hadron_itheta_resolution: float = 0.05
+    # Mean number of calorimeter hits per GeV deposited.
+    ecal_hits_per_gev: float = 40.0
+    hcal_hits_per_gev: float = 15.0
+    # Clusters below this energy are not reconstructed.
+    cluster_energy_min_gev: float = 0.1
+
+
+@dataclass(frozen=True)
+class DetectorConfig:
+    """A whole parametric detector: the solenoid field plus tracker and calorimeter models."""
+
+    name: str = "clic_like"
+    b_field_t: float = 4.0  # along +z
+    tracker: TrackerConfig = field(default_factory=TrackerConfig)
+    calorimeter: CalorimeterConfig = field(default_factory=CalorimeterConfig)
+
+
+DETECTORS: dict[str, DetectorConfig] = {"clic_like": DetectorConfig()}
+
+
+def detector_config(name: str) -> DetectorConfig:
+    """The detector model called `name`; ValueError listing the known ones otherwise."""
+    try:
+        return DETECTORS[name]
+    except KeyError:
+        raise ValueError(f"unknown detector {name!r}; known: {', '.join(sorted(DETECTORS))}") from None

@@ -1,0 +1,151 @@
+"""Read a simulation ROOT file of the builtin backend into awkward arrays, refusing anything else loudly.
+
+The ntuplizer trusts what this module returns: every SIM_* branch present, the per-object branches of
+one collection jagged alike, and every *_idx pointing inside its event. Checking that here, once and
+vectorised, turns a malformed file into one ValueError that names the file, instead of an IndexError
+or silently wrong targets three modules later.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from colliderflow.schema import (
+    SIM_ALL_BRANCHES,
+    SIM_CALOLINK_BRANCHES,
+    SIM_CLUSTER_BRANCHES,
+    SIM_GEN_BRANCHES,
+    SIM_TRACK_BRANCHES,
+    SIM_TREE,
+)
+
+# Collections whose branches must share one jagged structure, named by their first branch.
+_COLLECTIONS = {
+    "gen": SIM_GEN_BRANCHES,
+    "track": SIM_TRACK_BRANCHES,
+    "cluster": SIM_CLUSTER_BRANCHES,
+    "calolink": SIM_CALOLINK_BRANCHES,
+}
+
+# Signatures of layouts this reader does not read (yet), to say what a file is instead of only what
+# it lacks.
+_FOREIGN_TREES = {"Delphes": "Delphes"}
+_EDM4HEP_MARKERS = ("MCParticles", "podio_metadata")
+
+
+def _describe_foreign(path: Path, keys: list[str], tree_keys: list[str]) -> str | None:
+    """A hint naming the format of a file that is not the builtin layout, when it is recognisable."""
+    names = {k.split(";")[0] for k in keys}
+    for tree, label in _FOREIGN_TREES.items():
+        if tree in names:
+            return f"{path}: looks like a {label} file (tree {tree!r}); only the builtin layout is read so far"
+    if any(m in k for m in _EDM4HEP_MARKERS for k in list(names) + tree_keys):
+        return f"{path}: looks like an EDM4hep/podio file; only the builtin layout is read so far"
+    return None
+
+
+def detect_format(path: str | Path) -> str:
+    """The layout of a simulation file: "builtin", or a ValueError naming the file and what is wrong.
+
+    Only the builtin layout (tree `events` holding every SIM_* branch) is accepted for now; the error
+    for an EDM4hep or Delphes file says so, so that a wrong backend setting is obvious.
+    """
+    path = Path(path)
+    with _open(path) as fh:
+        _check_layout(path, fh)
+    return "builtin"
+
+
+def _open(path: Path) -> uproot.ReadOnlyDirectory:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a ROOT file")
+    try:
+        return uproot.open(path)
+    except Exception as exc:  # uproot raises many types for a corrupt header
+        raise ValueError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+
+
+def _check_layout(path: Path, fh: uproot.ReadOnlyDirectory) -> object:
+    """The `events` tree of a builtin file; ValueError naming what is missing otherwise."""
+    try:
+        keys = list(fh.keys(recursive=False))
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot list the file's contents ({type(exc).__name__}: {exc})") from exc
+    names = {k.split(";")[0] for k in keys}
+    if SIM_TREE not in names:
+        hint = _describe_foreign(path, keys, [])
+        raise ValueError(hint or f"{path}: no tree {SIM_TREE!r} (the file holds: {sorted(names) or 'nothing'})")
+    try:
+        tree = fh[SIM_TREE]
+        tree_keys = list(tree.keys())
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read tree {SIM_TREE!r} ({type(exc).__name__}: {exc})") from exc
+    missing = [b for b in SIM_ALL_BRANCHES if b not in tree_keys]
+    if missing:
+        hint = _describe_foreign(path, keys, tree_keys)
+        if hint and len(missing) == len(SIM_ALL_BRANCHES):
+            raise ValueError(hint)
+        absent = sorted({c for c, branches in _COLLECTIONS.items() if all(b in missing for b in branches)})
+        raise ValueError(
+            f"{path}: tree {SIM_TREE!r} lacks {len(missing)} builtin-layout branch(es): {', '.join(missing)}"
+            + (f" (whole collections missing: {', '.join(absent)})" if absent else "")
+        )
+    return tree
+
+
+def _check_consistency(path: Path, events: ak.Array) -> None:
+    """Same jagged structure within each collection, and every index inside its event."""
+    counts = {}
+    for name, branches in _COLLECTIONS.items():
+        ref = ak.to_numpy(ak.num(events[branches[0]], axis=1))
+        for b in branches[1:]:
+            if not np.array_equal(ak.to_numpy(ak.num(events[b], axis=1)), ref):
+                raise ValueError(f"{path}: branch {b} is not jagged like {branches[0]} (per-event lengths differ)")
+        counts[name] = ref
+
+    def check_index(branch: str, target: str, *, allow_minus_one: bool) -> None:
+        idx = events[branch]
+        n = ak.broadcast_arrays(counts[target], idx)[0]
+        low = -1 if allow_minus_one else 0
+        bad = ak.to_numpy(ak.sum((idx < low) | (idx >= n), axis=1))
+        if bad.any():
+            first = int(np.flatnonzero(bad)[0])
+            raise ValueError(
+                f"{path}: {int(bad.sum())} value(s) of {branch} point outside the {target} collection "
+                f"of their event (first in event {first})"
+            )
+
+    # A track without a truth particle (a fake) is allowed as -1; a deposit always has both ends.
+    check_index("track_gen_idx", "gen", allow_minus_one=True)
+    check_index("calolink_gen_idx", "gen", allow_minus_one=False)
+    check_index("calolink_cluster_idx", "cluster", allow_minus_one=False)
+
+
+def read_sim(path: str | Path) -> ak.Array:
+    """All SIM_* branches of one builtin simulation file, as one awkward record array [events].
+
+    Fields are the branch names of `colliderflow.schema` (jagged per event for the collections).
+    Raises ValueError naming the file when it is missing, empty, not ROOT, truncated, of another
+    layout, lacks branches, has no events, or has inconsistent collections or indices.
+    """
+    path = Path(path)
+    with _open(path) as fh:
+        tree = _check_layout(path, fh)
+        try:
+            events = tree.arrays(list(SIM_ALL_BRANCHES), library="ak")
+        except Exception as exc:  # truncated baskets, decompression errors, bad interpretations
+            raise ValueError(f"{path}: cannot read tree {SIM_TREE!r}, truncated or corrupt? "
+                             f"({type(exc).__name__}: {exc})") from exc
+    if len(events) == 0:
+        raise ValueError(f"{path}: tree {SIM_TREE!r} holds no events")
+    missing = [b for b in SIM_ALL_BRANCHES if b not in events.fields]
+    if missing:
+        raise ValueError(f"{path}: branches listed but not read: {', '.join(missing)}")
+    _check_consistency(path, events)
+    return events

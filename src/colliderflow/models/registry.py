@@ -1,0 +1,59 @@
+"""Models by name: build one from the `train` config section, or load a trained one from its folder.
+
+`model.pt` is the one file a trained model needs (written by colliderflow.train): the model name, its
+config section, the state_dict (which includes the feature normalisation), the normalisation again in
+plain form for readers, and the parameter count.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from colliderflow.models.mlpf import MLPF, MLPFConfig
+
+MODEL_FILE = "model.pt"
+MODEL_FORMAT_VERSION = 1
+
+
+def _build_mlpf(section: dict[str, Any]) -> nn.Module:
+    return MLPF(MLPFConfig.from_dict(section, where="train.mlpf"))
+
+
+# name → builder taking the model's own config section (params[name]).
+MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlpf": _build_mlpf}
+
+
+def build_model(params: dict[str, Any]) -> nn.Module:
+    """A freshly initialised model from the `train` section: params["model"] names it and
+    params[<name>] holds its sizes (absent → the model's defaults)."""
+    name = params.get("model", "mlpf")
+    if name not in MODELS:
+        raise ValueError(f"train.model: unknown model {name!r}; known: {sorted(MODELS)}")
+    return MODELS[name](params.get(name) or {})
+
+
+def load_trained(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:
+    """The trained model in `model_dir` (eval mode, on CPU) and its metadata (model.pt minus weights)."""
+    path = Path(model_dir) / MODEL_FILE
+    if not path.is_file():
+        raise ValueError(f"{path}: no trained model here")
+    try:
+        saved = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for a corrupt or foreign file
+        raise ValueError(f"{path}: not a readable model file: {exc}") from exc
+    if not isinstance(saved, dict) or saved.get("format_version") != MODEL_FORMAT_VERSION:
+        raise ValueError(f"{path}: not a colliderflow model file (format_version {MODEL_FORMAT_VERSION} expected)")
+    name = saved["model"]
+    model = build_model({"model": name, name: saved["model_config"]})
+    try:
+        model.load_state_dict(saved["state_dict"])
+    except RuntimeError as exc:
+        raise ValueError(f"{path}: weights do not match the stored model config: {exc}") from exc
+    model.eval()
+    meta = {k: v for k, v in saved.items() if k != "state_dict"}
+    return model, meta

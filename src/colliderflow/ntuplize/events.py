@@ -1,0 +1,294 @@
+"""Simulation ROOT file(s) → one event-level Parquet shard (EVENT_COLUMNS), with its provenance.
+
+Each input file is read and turned into columns on its own (so that an error names the file), then
+the columns are concatenated and written once, atomically: any failure leaves no Parquet file behind.
+The output depends only on the inputs, the params and the seed, so a rerun is byte-identical.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import awkward as ak
+import numpy as np
+
+from colliderflow.config import canonical_json
+from colliderflow.io.parquet import write_parquet_atomic
+from colliderflow.io.sim_reader import read_sim
+from colliderflow.kinematics import cluster_jets, jets_to_block, missing_et
+from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
+from colliderflow.ntuplize.elements import (
+    DEFAULT_BFIELD_TESLA,
+    cluster_features,
+    element_rows,
+    layout_of,
+    track_features,
+)
+from colliderflow.ntuplize.targets import assign_targets, block_particles, jet_index, visible_particles
+from colliderflow.provenance import provenance_record, write_provenance
+from colliderflow.schema import EVENT_COLUMNS, PF, SPLITS
+
+log = logging.getLogger(__name__)
+
+_EVENT_INDEX_LIMIT = 2**32
+_JET_KEYS = {"algorithm": str, "radius": float, "p": float, "min_pt": float}
+# `validation` holds the thresholds of validate_dataset; it shares the config section but not this stage.
+_PARAM_KEYS = {"split_fractions", "jets", "baseline", "bfield_tesla", "validation"}
+# Used for a key the params leave out, e.g. a run by hand with --params '{}' (the default run's values).
+DEFAULT_PARAMS: dict[str, Any] = {
+    "split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
+    "jets": {"algorithm": "ee_genkt", "radius": 0.4, "p": -1.0, "min_pt": 5.0},
+}
+
+
+# ------------------------------------------------------------------------------------------------
+# Parameters
+# ------------------------------------------------------------------------------------------------
+def split_fractions(params: dict[str, Any]) -> dict[str, float]:
+    """The train/val/test fractions of the `ntuplize` params, checked: all three, ≥ 0, summing to 1."""
+    fractions = params.get("split_fractions", DEFAULT_PARAMS["split_fractions"])
+    if not isinstance(fractions, dict) or set(fractions) != set(SPLITS):
+        raise ValueError(f"ntuplize params: split_fractions must map exactly {list(SPLITS)} to fractions, "
+                         f"got {fractions!r}")
+    values = {k: float(fractions[k]) for k in SPLITS}
+    if any(v < 0 for v in values.values()) or abs(sum(values.values()) - 1.0) > 1e-6:
+        raise ValueError(f"ntuplize params: split_fractions must be ≥ 0 and sum to 1, got {values}")
+    return values
+
+
+def jet_params(params: dict[str, Any]) -> dict[str, Any]:
+    """The `jets` sub-section as keyword arguments of `kinematics.cluster_jets`."""
+    jets = params.get("jets", DEFAULT_PARAMS["jets"])
+    if not isinstance(jets, dict) or set(jets) != set(_JET_KEYS):
+        raise ValueError(f"ntuplize params: jets must have exactly the keys {sorted(_JET_KEYS)}, got {jets!r}")
+    return {k: cast(jets[k]) for k, cast in _JET_KEYS.items()}
+
+
+def _check_params(params: dict[str, Any]) -> None:
+    unknown = sorted(set(params) - _PARAM_KEYS)
+    if unknown:
+        raise ValueError(f"ntuplize params: unknown key(s) {unknown}; known: {sorted(_PARAM_KEYS)}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Identity of events: ids, sample names, splits
+# ------------------------------------------------------------------------------------------------
+def default_sample_name(path: Path) -> str:
+    """The sample of a file named after it (`ttbar.root`), or of its folder for shard files (`ttbar/003.root`)."""
+    path = Path(path)
+    if re.fullmatch(r"(shard)?[_-]?\d+", path.stem) and path.parent.name:
+        return path.parent.name
+    return path.stem
+
+
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """A bijective 64-bit mixer (SplitMix64's finaliser): nearby ids give unrelated outputs."""
+    x = x.astype(np.uint64, copy=True)
+    with np.errstate(over="ignore"):
+        x += np.uint64(0x9E3779B97F4A7C15)
+        x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+        x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+        return x ^ (x >> np.uint64(31))
+
+
+def assign_splits(event_id: np.ndarray, *, sample: str, seed: int, fractions: dict[str, float]) -> np.ndarray:
+    """train/val/test per event, a pure function of (seed, sample, event_id).
+
+    A uniform number per event is hashed from the event id and a key derived from (seed, sample); it
+    falls into [0, f_train), [f_train, f_train + f_val) or the rest. An event thus keeps its split
+    whatever shards it is processed with, and different samples or seeds split independently.
+    """
+    key = int.from_bytes(hashlib.sha256(canonical_json(["split", seed, sample]).encode()).digest()[:8], "little")
+    h = _splitmix64(np.asarray(event_id, dtype=np.int64).view(np.uint64) ^ np.uint64(key))
+    u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
+    edges = np.cumsum([fractions[s] for s in SPLITS])
+    return np.asarray(SPLITS, dtype=object)[np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)]
+
+
+# ------------------------------------------------------------------------------------------------
+# Columns of one file
+# ------------------------------------------------------------------------------------------------
+def _as_float32_block(array: ak.Array) -> ak.Array:
+    return ak.values_astype(array, np.float32)
+
+
+class _Stopwatch:
+    """Seconds spent per stage, summed over files: where a shard's time goes, reported in the stats."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+        self._last = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        now = time.perf_counter()
+        self.seconds[stage] = self.seconds.get(stage, 0.0) + now - self._last
+        self._last = now
+
+
+def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[str, Any],
+                 baseline: BaselineParams, bfield: float, source: str,
+                 stopwatch: _Stopwatch | None = None) -> dict[str, Any]:
+    """EVENT_COLUMNS (except sample and split) for the events of one file; `first_index` numbers them."""
+    lap = stopwatch.lap if stopwatch else (lambda stage: None)
+    layout = layout_of(events)
+    tracks = track_features(events, bfield=bfield, source=source)
+    clusters = cluster_features(events)
+    rows = element_rows(layout, tracks, clusters)
+    lap("elements")
+    targets = assign_targets(events, layout)
+    lap("targets")
+    cand = baseline_candidates(tracks, clusters, layout, baseline)
+    lap("baseline")
+
+    visible = visible_particles(events)
+    genjets = cluster_jets(visible, **jets)
+    targetjets = cluster_jets(block_particles(targets.rows, layout), **jets)
+    lap("jets")
+
+    # Both blocks refer to the target jets, so that candidates and targets can be compared jet by jet.
+    jet_args = {"algorithm": jets["algorithm"], "radius": jets["radius"]}
+    for block in (targets.rows, cand):
+        block[:, PF["jet_idx"]] = jet_index(block, layout.offsets, targetjets, **jet_args)
+    lap("jet_idx")
+
+    n = layout.n_events
+    index = np.arange(first_index, first_index + n, dtype=np.int64)
+    if n and index[-1] >= _EVENT_INDEX_LIMIT:
+        raise ValueError(f"{source}: more than 2**32 events in one shard; event ids would collide")
+    columns = {
+        "event_id": np.int64(shard) * np.int64(_EVENT_INDEX_LIMIT) + index,
+        "X": layout.unflatten(rows),
+        "ytarget": layout.unflatten(targets.rows.astype(np.float32)),
+        "ycand": layout.unflatten(cand.astype(np.float32)),
+        "n_elements": layout.n_elements.astype(np.int32),
+        "genmet": missing_et(visible).astype(np.float32),
+        "genjets": _as_float32_block(jets_to_block(genjets)),
+        "targetjets": _as_float32_block(jets_to_block(targetjets)),
+        "gen_unassigned_energy": targets.unassigned_energy.astype(np.float32),
+        "_n_visible": targets.n_visible,
+        "_n_unassigned": targets.n_unassigned,
+    }
+    lap("columns")
+    return columns
+
+
+# ------------------------------------------------------------------------------------------------
+# The stage
+# ------------------------------------------------------------------------------------------------
+def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shard: int, params: dict,
+                   seed: int, provenance: Path | None) -> dict[str, Any]:
+    """Read builtin simulation file(s), write one Parquet shard of EVENT_COLUMNS rows; return run stats.
+
+    `params` is the config's `ntuplize` section: split_fractions {train, val, test}, jets {algorithm,
+    radius, p, min_pt} (each defaulting to DEFAULT_PARAMS when absent), and optionally `baseline`
+    (overrides of BaselineParams) and `bfield_tesla` (4.0).
+    Event i of the concatenated inputs gets event_id = shard·2**32 + i. Returns events, elements,
+    seconds, events_per_s, input_mb, output_mb, mb_per_s (input MB per second), and the truth energy
+    that reached no element. Bad input → ValueError naming the file; nothing is written then.
+    """
+    start = time.perf_counter()
+    stopwatch = _Stopwatch()  # setup time counts towards "read"
+    inputs = [Path(p) for p in inputs]
+    output = Path(output)
+    if not inputs:
+        raise ValueError("ntuplize: no input files")
+    _check_params(params)
+    fractions = split_fractions(params)
+    jets = jet_params(params)
+    baseline = BaselineParams.from_dict(params.get("baseline"), what="ntuplize params: baseline")
+    bfield = float(params.get("bfield_tesla", DEFAULT_BFIELD_TESLA))
+    sample = sample or default_sample_name(inputs[0])
+
+    parts = []
+    first_index = 0
+    for path in inputs:
+        events = read_sim(path)
+        stopwatch.lap("read")
+        parts.append(file_columns(events, first_index=first_index, shard=shard, jets=jets,
+                                  baseline=baseline, bfield=bfield, source=str(path), stopwatch=stopwatch))
+        first_index += len(events)
+
+    columns = {name: ak.concatenate([part[name] for part in parts]) for name in EVENT_COLUMNS
+               if name not in ("sample", "split")}
+    event_id = ak.to_numpy(columns["event_id"])
+    n_events = len(event_id)
+    columns["sample"] = np.asarray([sample] * n_events, dtype=object)
+    columns["split"] = assign_splits(event_id, sample=sample, seed=seed, fractions=fractions)
+    table = ak.zip({name: _column(name, columns[name]) for name in EVENT_COLUMNS}, depth_limit=1)
+    stopwatch.lap("columns")
+    write_parquet_atomic(table, output)
+    stopwatch.lap("write")
+
+    n_elements = int(ak.sum(columns["n_elements"]))
+    unassigned = float(ak.sum(columns["gen_unassigned_energy"]))
+    n_visible = sum(part["_n_visible"] for part in parts)
+    n_lost = sum(part["_n_unassigned"] for part in parts)
+    split_counts = {s: int(np.sum(columns["split"] == s)) for s in SPLITS}
+    if provenance is not None:
+        record = provenance_record(
+            stage="ntuplize",
+            config=params,
+            seeds={"split": seed},
+            inputs=[str(p) for p in inputs],
+            extra={
+                "sample": sample,
+                "shard": shard,
+                "output": str(output),
+                "output_sha256": _sha256(output),
+                "events": n_events,
+                "elements": n_elements,
+                "splits": split_counts,
+                "gen_unassigned_energy_total": round(unassigned, 6),
+                "unassigned_particles": n_lost,
+                "visible_particles": n_visible,
+                "effective_params": {
+                    "split_fractions": fractions,
+                    "jets": jets,
+                    "baseline": baseline.as_dict(),
+                    "bfield_tesla": bfield,
+                },
+            },
+        )
+        write_provenance(provenance, record)
+
+    seconds = time.perf_counter() - start
+    input_mb = sum(p.stat().st_size for p in inputs) / 1e6
+    stats = {
+        "sample": sample,
+        "shard": shard,
+        "events": n_events,
+        "elements": n_elements,
+        "splits": split_counts,
+        "seconds": seconds,
+        "events_per_s": n_events / seconds if seconds > 0 else float("inf"),
+        "input_mb": input_mb,
+        "output_mb": output.stat().st_size / 1e6,
+        "mb_per_s": input_mb / seconds if seconds > 0 else float("inf"),
+        "gen_unassigned_energy": unassigned,
+        "unassigned_particles": n_lost,
+        "visible_particles": n_visible,
+        "stage_seconds": stopwatch.seconds,
+    }
+    log.info("ntuplize %s shard %d: %d events, %d elements, %.1f ev/s, %.1f MB/s; %d of %d visible truth "
+             "particles (%.1f GeV) reached no element → %s", sample, shard, n_events, n_elements,
+             stats["events_per_s"], stats["mb_per_s"], n_lost, n_visible, unassigned, output)
+    return stats
+
+
+def _column(name: str, values: Any) -> ak.Array:
+    if name in ("sample", "split"):
+        return ak.from_numpy(np.asarray(values, dtype=str))
+    return ak.Array(values) if not isinstance(values, ak.Array) else values
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -1,0 +1,747 @@
+"""Jet-level datasets in the JetClass-II layout: one row per large-radius jet.
+
+Two ways in, one way out. `jets_from_particles` clusters per-event particles itself (anti-kT, FastJet,
+all events in one call); `jet_table_from_constituents` takes jets whose constituents are already known
+(Delphes' own jets, resolved from their references). Both end in the same builder, so a column means
+the same thing whichever way the jets were found:
+
+* constituents with pT ≤ 0, |η| > 5 or |pz| > 10 TeV are dropped (as in JetClass-II), the jet's
+  four-momentum is the sum of the remaining ones, and the jet must pass pT ≥ min_pt, |η| ≤ max_abs_eta;
+* constituents are sorted by descending pT; part_deta is sign(jet η)·(η − jet η) and part_dphi is
+  wrapped, as JetClass-II defines them;
+* soft-drop mass and τ_1..τ_4 come from `jet_substructure`, labels and aux_genpart_* from `jet_labels`;
+* each jet, in descending pT within its event, takes the nearest not-yet-taken generator jet with
+  ΔR < genjet_match_dr; without one, genjet_* are 0 and genpart_* are empty.
+
+Everything runs on flat numpy arrays with per-jet counts (numba where a loop cannot be avoided); no
+Python loop touches a particle or a jet. `ntuplize_delphes_jets` drives the Delphes reader over files
+in chunks and writes one zstd Parquet file, atomically.
+
+Input records (per-event awkward lists):
+  particles:     px, py, pz, energy (GeV), charge, pid; optional d0, d0err, dz, dzerr (mm, default 0)
+  gen_particles: px, py, pz, energy (GeV), pid; optional mass (GeV), status (default 1), x, y, z (mm),
+                 t (ns), d1, d2 (daughter indices in the event, −1 for none: needed for labels)
+  vertex:        optional per-event record z (mm), t (ns), has_vertex (bool) of the primary vertex
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any, Final
+
+import awkward as ak
+import numba
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colliderflow.io.atomic import atomic_path
+from colliderflow.io.delphes_reader import DelphesEvents, DelphesFile, check_delphes
+from colliderflow.jetschema import JETCLASS2_SCHEMA, jetclass2_table
+from colliderflow.kinematics import stdout_fd_silenced
+from colliderflow.ntuplize.jet_labels import (
+    JETCLASS2_LABELS,
+    ROLE_PRODUCT,
+    ROLE_QCD,
+    ROLE_TAU_PRODUCT,
+    ROLE_X,
+    ROLE_Y,
+    GenRecord,
+    LabelParams,
+    LabelTable,
+    label_jets,
+)
+from colliderflow.ntuplize.jet_substructure import SubstructureParams, jet_substructure
+from colliderflow.provenance import provenance_record, write_provenance
+from colliderflow.schema import NEUTRINO_PDGIDS
+
+_SECONDS_PER_NS: Final = 1e-9
+# JetClass-II zeroes x, y of particles produced at the primary vertex's z (to within this, mm).
+_AT_VERTEX_MM: Final = 1e-10
+_FAR_ETA: Final = 1e5
+_TAU_N: Final = (1, 2, 3, 4)
+
+
+# Keys of the flat config mapping, and where each goes (the jet's own, SubstructureParams, LabelParams).
+_OWN_KEYS: Final = (
+    "radius",
+    "min_pt",
+    "max_abs_eta",
+    "genjet_min_pt",
+    "genjet_match_dr",
+    "max_constituent_abs_eta",
+    "max_constituent_abs_pz",
+    "drop_unlabelled",
+)
+_SUBSTRUCTURE_KEYS: Final = {
+    "softdrop_zcut": "softdrop_zcut",
+    "softdrop_beta": "softdrop_beta",
+    "tau_beta": "tau_beta",
+    "tau_axes": "tau_axes",
+    "substructure_backend": "backend",
+}
+_LABEL_KEYS: Final = {
+    "res_x_pdgids": "res_x_pdgids",
+    "res_y_pdgids": "res_y_pdgids",
+    "assign_qcd_label": "assign_qcd_label",
+    "qcd_parton_min_pt": "qcd_parton_min_pt",
+    "label_table": "table",
+}
+
+
+@dataclass(frozen=True)
+class JetParams:
+    """Every choice that shapes the rows (defaults: JetClass-II's AK8 jets).
+
+    `from_mapping` (the config path) ties the soft-drop R0, the N-subjettiness R0 and the labelling
+    radius to `radius`; code that builds the nested parameters itself keeps them consistent itself.
+    """
+
+    radius: float = 0.8
+    min_pt: float = 120.0
+    max_abs_eta: float = 2.5
+    genjet_min_pt: float = 20.0
+    genjet_match_dr: float = 0.8
+    max_constituent_abs_eta: float = 5.0
+    max_constituent_abs_pz: float = 10000.0
+    drop_unlabelled: bool = True
+    substructure: SubstructureParams = field(default_factory=SubstructureParams)
+    labels: LabelParams = field(default_factory=LabelParams)
+
+    @classmethod
+    def keys(cls) -> tuple[str, ...]:
+        return (*_OWN_KEYS, *_SUBSTRUCTURE_KEYS, *_LABEL_KEYS)
+
+    @classmethod
+    def from_mapping(cls, params: Mapping[str, Any]) -> JetParams:
+        """Build from a flat config section; an unknown key is an error (a typo would be ignored otherwise).
+
+        label_table is a list of names or "jetclass2" (the default 188-class table); the soft-drop R0,
+        the N-subjettiness R0 and the labelling radius all follow `radius`.
+        """
+        unknown = sorted(set(params) - set(cls.keys()))
+        if unknown:
+            raise ValueError(f"jet parameters: unknown keys {unknown} (known: {sorted(cls.keys())})")
+        own = {k: params[k] for k in _OWN_KEYS if k in params}
+        radius = float(own.get("radius", cls.radius))
+        own.setdefault("genjet_match_dr", radius)
+        sub = {v: params[k] for k, v in _SUBSTRUCTURE_KEYS.items() if k in params}
+        lab = {v: params[k] for k, v in _LABEL_KEYS.items() if k in params}
+        table = lab.get("table", "jetclass2")
+        lab["table"] = JETCLASS2_LABELS if table == "jetclass2" else tuple(table)
+        for key in ("res_x_pdgids", "res_y_pdgids"):
+            if key in lab:
+                lab[key] = tuple(int(v) for v in lab[key])
+        built = cls(
+            **own,
+            substructure=SubstructureParams(r0=radius, **sub),
+            labels=LabelParams(radius=radius, **lab),
+        )
+        LabelTable.from_names(built.labels.table)  # a bad table fails here, not after reading data
+        return built
+
+    def __post_init__(self) -> None:
+        if self.radius <= 0 or self.min_pt < 0 or self.max_abs_eta <= 0 or self.genjet_match_dr <= 0:
+            raise ValueError(
+                f"jet parameters: need radius > 0, min_pt >= 0, max_abs_eta > 0, genjet_match_dr > 0; got "
+                f"{self.radius}, {self.min_pt}, {self.max_abs_eta}, {self.genjet_match_dr}"
+            )
+        if tuple(self.substructure.tau_n) != _TAU_N:
+            raise ValueError(f"the JetClass-II layout stores τ_N for N = {_TAU_N}, not {self.substructure.tau_n}")
+
+
+# --------------------------------------------------------------------------------------------------
+# Flat views of per-event records and of jets.
+# --------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class _Flat:
+    """Per-event records flattened: one numpy array per field, plus the per-event offsets."""
+
+    offsets: np.ndarray
+    data: dict[str, np.ndarray]
+
+    @property
+    def n_events(self) -> int:
+        return len(self.offsets) - 1
+
+
+def _require_fields(records: ak.Array, required: Sequence[str], what: str) -> None:
+    missing = [f for f in required if f not in records.fields]
+    if missing:
+        raise ValueError(f"{what}: missing fields {missing} (have {records.fields})")
+
+
+def _flatten(records: ak.Array, required: Sequence[str], optional: Mapping[str, float], what: str) -> _Flat:
+    """Flat arrays of the fields the builder uses; a non-finite momentum is refused, not silently dropped."""
+    _require_fields(records, required, what)
+    counts = ak.to_numpy(ak.num(records, axis=1)).astype(np.int64)
+    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    data = {}
+    for name in (*required, *optional):
+        if name in records.fields:
+            data[name] = np.asarray(ak.to_numpy(ak.flatten(records[name], axis=1)))
+        else:
+            data[name] = np.full(offsets[-1], optional[name])
+    for name in ("px", "py", "pz", "energy"):
+        bad = ~np.isfinite(data[name])
+        if bad.any():
+            event = int(np.searchsorted(offsets, np.flatnonzero(bad)[0], side="right") - 1)
+            raise ValueError(f"{what}: non-finite {name} ({int(bad.sum())} values, first in event {event})")
+    return _Flat(offsets, data)
+
+
+@dataclass(frozen=True)
+class _JetSet:
+    """Jets as (event, list of global particle indices)."""
+
+    event: np.ndarray  # [jets]
+    counts: np.ndarray  # [jets]
+    members: np.ndarray  # [sum(counts)] global indices into a _Flat
+
+
+def _jet_set(constituents: ak.Array, particles: _Flat, what: str) -> _JetSet:
+    if len(constituents) != particles.n_events:
+        raise ValueError(f"{what}: {len(constituents)} events of jets for {particles.n_events} events of particles")
+    jets_per_event = ak.to_numpy(ak.num(constituents, axis=1)).astype(np.int64)
+    counts = ak.to_numpy(ak.flatten(ak.num(constituents, axis=2), axis=1)).astype(np.int64)
+    local = ak.to_numpy(ak.flatten(constituents, axis=None)).astype(np.int64)
+    event = np.repeat(np.arange(len(jets_per_event), dtype=np.int64), jets_per_event)
+    member_event = np.repeat(event, counts)
+    sizes = np.diff(particles.offsets)[member_event]
+    if np.any((local < 0) | (local >= sizes)):
+        raise ValueError(f"{what}: constituent indices outside their event's particle list")
+    return _JetSet(event, counts, local + particles.offsets[member_event])
+
+
+def _eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.copysign(_FAR_ETA, pz))
+    return pt, eta, np.arctan2(py, px)
+
+
+def _wrap(dphi: np.ndarray) -> np.ndarray:
+    return (dphi + np.pi) % (2 * np.pi) - np.pi
+
+
+@dataclass(frozen=True)
+class _Jets:
+    """Jets after the constituent filter: kinematics per jet, kept constituents in jet order."""
+
+    event: np.ndarray
+    n: np.ndarray
+    pt: np.ndarray
+    eta: np.ndarray
+    phi: np.ndarray
+    energy: np.ndarray
+    member_jet: np.ndarray  # jet id of each kept constituent
+    members: np.ndarray  # global particle index of each kept constituent
+    member_pt: np.ndarray
+
+
+def _filtered_jets(jets: _JetSet, particles: _Flat, params: JetParams) -> _Jets:
+    """Drop unphysical constituents (JetClass-II's rule) and sum the rest into the jet four-vector."""
+    d = particles.data
+    px, py, pz, energy = (d[k][jets.members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
+    pt, eta, _ = _eta_phi(px, py, pz)
+    keep = (pt > 0) & (np.abs(eta) <= params.max_constituent_abs_eta) & (np.abs(pz) <= params.max_constituent_abs_pz)
+    n_jets = len(jets.event)
+    member_jet = np.repeat(np.arange(n_jets, dtype=np.int64), jets.counts)[keep]
+    sums = [np.bincount(member_jet, weights=v[keep], minlength=n_jets) for v in (px, py, pz, energy)]
+    jpt, jeta, jphi = _eta_phi(*sums[:3])
+    return _Jets(
+        event=jets.event,
+        n=np.bincount(member_jet, minlength=n_jets),
+        pt=jpt,
+        eta=jeta,
+        phi=jphi,
+        energy=sums[3],
+        member_jet=member_jet,
+        members=jets.members[keep],
+        member_pt=pt[keep],
+    )
+
+
+def _ordered_members(jets: _Jets, rank_of_jet: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Constituents of the jets that became rows, grouped by row and sorted by descending pT.
+
+    Returns (global particle indices, row of each, counts per row).
+    """
+    rank = rank_of_jet[jets.member_jet]
+    used = rank >= 0
+    order = np.lexsort((-jets.member_pt[used], rank[used]))
+    rows = rank[used][order]
+    return jets.members[used][order], rows, np.bincount(rows, minlength=n_rows)
+
+
+@numba.njit(cache=True)
+def _greedy_match(jet_event, jet_eta, jet_phi, gen_start, gen_stop, gen_eta, gen_phi, max_dr):
+    """Each jet in turn (grouped by event, descending pT) takes the nearest unused gen jet if ΔR < max_dr."""
+    match = np.full(len(jet_event), -1, np.int64)
+    used = np.zeros(len(gen_eta), np.bool_)
+    for j in range(len(jet_event)):
+        ev = jet_event[j]
+        best = -1
+        best_dr = np.inf
+        for g in range(gen_start[ev], gen_stop[ev]):
+            if used[g]:
+                continue
+            dphi = abs(jet_phi[j] - gen_phi[g])
+            if dphi > np.pi:
+                dphi = 2 * np.pi - dphi
+            dr = np.sqrt((jet_eta[j] - gen_eta[g]) ** 2 + dphi * dphi)
+            if dr < best_dr:
+                best_dr = dr
+                best = g
+        if best >= 0 and best_dr < max_dr:
+            match[j] = best
+            used[best] = True
+    return match
+
+
+# --------------------------------------------------------------------------------------------------
+# The builder.
+# --------------------------------------------------------------------------------------------------
+_RECO_REQUIRED: Final = ("px", "py", "pz", "energy", "charge", "pid")
+_RECO_OPTIONAL: Final = {"d0": 0.0, "d0err": 0.0, "dz": 0.0, "dzerr": 0.0}
+_GEN_REQUIRED: Final = ("px", "py", "pz", "energy", "pid")
+_GEN_OPTIONAL: Final = {"mass": np.nan, "status": 1, "x": 0.0, "y": 0.0, "z": 0.0, "t": 0.0, "d1": -1, "d2": -1}
+
+
+def _vertex_arrays(vertex: ak.Array | None, n_events: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    if vertex is None:
+        return np.zeros(n_events), np.zeros(n_events), np.zeros(n_events, dtype=bool)
+    if len(vertex) != n_events:
+        raise ValueError(f"vertex: {len(vertex)} events for {n_events} events of particles")
+    z = ak.to_numpy(vertex.z).astype(np.float64)
+    t = ak.to_numpy(vertex.t).astype(np.float64) if "t" in vertex.fields else np.zeros(n_events)
+    has = ak.to_numpy(vertex.has_vertex).astype(bool) if "has_vertex" in vertex.fields else np.ones(n_events, bool)
+    return np.where(has, z, 0.0), np.where(has, t, 0.0), has
+
+
+def _gen_record(gen: _Flat) -> GenRecord:
+    d = gen.data
+    return GenRecord(gen.offsets, d["pid"], d["px"], d["py"], d["pz"], d["d1"], d["d2"])
+
+
+@dataclass
+class BuildStats:
+    """Counts of what happened to the jets of one build (summed over chunks by the ntuplizer)."""
+
+    events: int = 0
+    jets_found: int = 0
+    jets_selected: int = 0
+    jets_unlabelled: int = 0
+    jets_written: int = 0
+    jets_with_genjet: int = 0
+    label_counts: dict[int, int] = field(default_factory=dict)
+
+    def add(self, other: BuildStats) -> None:
+        for name in ("events", "jets_found", "jets_selected", "jets_unlabelled", "jets_written", "jets_with_genjet"):
+            setattr(self, name, getattr(self, name) + getattr(other, name))
+        for label, count in other.label_counts.items():
+            self.label_counts[label] = self.label_counts.get(label, 0) + count
+
+
+def _build(
+    particles: _Flat,
+    jet_set: _JetSet,
+    gen: _Flat | None,
+    genjet_set: _JetSet | None,
+    vertex: ak.Array | None,
+    params: JetParams,
+) -> tuple[pa.Table, BuildStats]:
+    stats = BuildStats(events=particles.n_events, jets_found=len(jet_set.event))
+    pv_z, pv_t, has_pv = _vertex_arrays(vertex, particles.n_events)
+    jets = _filtered_jets(jet_set, particles, params)
+
+    # Kinematic selection; rows go by event, then descending pT.
+    selected = np.flatnonzero((jets.n > 0) & (jets.pt >= params.min_pt) & (np.abs(jets.eta) <= params.max_abs_eta))
+    selected = selected[np.lexsort((-jets.pt[selected], jets.event[selected]))]
+    stats.jets_selected = len(selected)
+
+    # Labels (and the aux particles that come with them).
+    if gen is not None:
+        truth = label_jets(
+            _gen_record(gen), jets.event[selected], jets.eta[selected], jets.phi[selected], params.labels
+        )
+        labels, aux_counts, aux_index, aux_role = truth.label, truth.aux_counts, truth.aux_index, truth.aux_role
+        keep = labels >= 0 if params.drop_unlabelled else np.ones(len(selected), bool)
+        stats.jets_unlabelled = int((labels < 0).sum())
+    else:
+        labels = np.full(len(selected), -1, dtype=np.int32)
+        aux_counts = np.zeros(len(selected), dtype=np.int64)
+        aux_index = np.zeros(0, dtype=np.int64)
+        aux_role = np.zeros(0, dtype=np.int8)
+        keep = np.ones(len(selected), bool)
+    aux_keep = np.repeat(keep, aux_counts)
+    aux_index, aux_role, aux_counts = aux_index[aux_keep], aux_role[aux_keep], aux_counts[keep]
+    rows, labels = selected[keep], labels[keep]
+    n_rows = len(rows)
+    stats.jets_written = n_rows
+    values, counts = np.unique(labels, return_counts=True)
+    stats.label_counts = {int(v): int(c) for v, c in zip(values, counts, strict=True)}
+
+    rank = np.full(len(jets.event), -1, dtype=np.int64)
+    rank[rows] = np.arange(n_rows)
+    row_event, row_eta, row_phi = jets.event[rows], jets.eta[rows], jets.phi[rows]
+    row_sign = np.where(row_eta > 0, 1.0, -1.0)
+
+    # Constituents.
+    members, member_row, n_part = _ordered_members(jets, rank, n_rows)
+    d = particles.data
+    cpx, cpy, cpz, cen = (d[k][members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
+    _, ceta, cphi = _eta_phi(cpx, cpy, cpz)
+    pid = np.abs(d["pid"][members])
+    charge = d["charge"][members].astype(np.int32)
+    is_e, is_mu, is_photon = pid == 11, pid == 13, d["pid"][members] == 22
+    dz = d["dz"][members].astype(np.float64)
+    member_event = row_event[member_row]
+    dz = np.where(has_pv[member_event] & (dz != 0), dz - pv_z[member_event], dz)
+    sub = jet_substructure(cpx, cpy, cpz, cen, n_part, params.substructure)
+
+    columns: dict[str, object] = {
+        "part_px": (cpx, n_part),
+        "part_py": (cpy, n_part),
+        "part_pz": (cpz, n_part),
+        "part_energy": (cen, n_part),
+        "part_deta": (row_sign[member_row] * (ceta - row_eta[member_row]), n_part),
+        "part_dphi": (_wrap(cphi - row_phi[member_row]), n_part),
+        "part_d0val": (d["d0"][members], n_part),
+        "part_d0err": (d["d0err"][members], n_part),
+        "part_dzval": (dz, n_part),
+        "part_dzerr": (d["dzerr"][members], n_part),
+        "part_charge": (charge, n_part),
+        "part_isElectron": (is_e, n_part),
+        "part_isMuon": (is_mu, n_part),
+        "part_isPhoton": (is_photon, n_part),
+        "part_isChargedHadron": ((charge != 0) & ~is_e & ~is_mu, n_part),
+        "part_isNeutralHadron": ((charge == 0) & ~is_photon, n_part),
+        "jet_pt": jets.pt[rows],
+        "jet_eta": row_eta,
+        "jet_phi": row_phi,
+        "jet_energy": jets.energy[rows],
+        "jet_sdmass": sub["sdmass"],
+        "jet_nparticles": n_part,
+        "jet_label": labels,
+    }
+    for i, n in enumerate(_TAU_N):
+        columns[f"jet_tau{n}"] = sub["tau"][:, i]
+
+    columns.update(
+        _genjet_columns(gen, genjet_set, params, rows, row_event, row_eta, row_phi, row_sign, pv_z, pv_t, has_pv)
+    )
+    stats.jets_with_genjet = int(np.count_nonzero(columns["genjet_nparticles"]))
+    columns.update(_aux_columns(gen, aux_index, aux_role, aux_counts))
+    return jetclass2_table(columns), stats
+
+
+def _genjet_columns(
+    gen: _Flat | None,
+    genjet_set: _JetSet | None,
+    params: JetParams,
+    rows: np.ndarray,
+    row_event: np.ndarray,
+    row_eta: np.ndarray,
+    row_phi: np.ndarray,
+    row_sign: np.ndarray,
+    pv_z: np.ndarray,
+    pv_t: np.ndarray,
+    has_pv: np.ndarray,
+) -> dict[str, object]:
+    """genjet_* and genpart_* of the rows: match gen jets greedily, then gather and describe their constituents."""
+    n_rows = len(rows)
+    zeros = np.zeros(n_rows)
+    empty = (np.zeros(0), np.zeros(n_rows, dtype=np.int64))
+    if gen is None or genjet_set is None or n_rows == 0:
+        cols: dict[str, object] = {name: empty for name in _GENPART_NAMES}
+        cols.update({f"genjet_{k}": zeros for k in ("pt", "eta", "phi", "energy", "sdmass", "nparticles")})
+        return cols
+    genjets = _filtered_jets(genjet_set, gen, params)
+    usable = genjets.n > 0
+    n_events = len(gen.offsets) - 1
+    gen_event = np.where(usable, genjets.event, n_events)  # unusable gen jets sort past every event
+    order = np.argsort(gen_event, kind="stable")
+    start = np.searchsorted(gen_event[order], np.arange(n_events), side="left")
+    stop = np.searchsorted(gen_event[order], np.arange(n_events), side="right")
+    match_sorted = _greedy_match(
+        row_event, row_eta, row_phi, start, stop, genjets.eta[order], genjets.phi[order], params.genjet_match_dr
+    )
+    matched = match_sorted >= 0
+    match = np.where(matched, order[np.maximum(match_sorted, 0)], -1)
+
+    rank = np.full(len(genjets.event), -1, dtype=np.int64)
+    rank[match[matched]] = np.flatnonzero(matched)
+    members, member_row, n_gen = _ordered_members(genjets, rank, n_rows)
+    d = gen.data
+    gpx, gpy, gpz, gen_e = (d[k][members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
+    _, geta, gphi = _eta_phi(gpx, gpy, gpz)
+    ev = row_event[member_row]
+    z_rel = d["z"][members].astype(np.float64) - np.where(has_pv[ev], pv_z[ev], 0.0)
+    t_rel = d["t"][members].astype(np.float64) - np.where(has_pv[ev], pv_t[ev], 0.0)
+    at_vertex = np.abs(z_rel) < _AT_VERTEX_MM
+    g_sub = jet_substructure(gpx, gpy, gpz, gen_e, n_gen, replace(params.substructure, tau_n=()))
+    take = np.maximum(match, 0)
+
+    def matched_or_zero(values: np.ndarray) -> np.ndarray:
+        return np.where(matched, values[take], 0.0)
+
+    return {
+        "genpart_px": (gpx, n_gen),
+        "genpart_py": (gpy, n_gen),
+        "genpart_pz": (gpz, n_gen),
+        "genpart_energy": (gen_e, n_gen),
+        "genpart_jet_deta": (row_sign[member_row] * (geta - row_eta[member_row]), n_gen),
+        "genpart_jet_dphi": (_wrap(gphi - row_phi[member_row]), n_gen),
+        "genpart_x": (np.where(at_vertex, 0.0, d["x"][members]), n_gen),
+        "genpart_y": (np.where(at_vertex, 0.0, d["y"][members]), n_gen),
+        "genpart_z": (z_rel, n_gen),
+        "genpart_t": (t_rel * _SECONDS_PER_NS, n_gen),
+        "genpart_pid": (d["pid"][members], n_gen),
+        "genjet_pt": matched_or_zero(genjets.pt),
+        "genjet_eta": matched_or_zero(genjets.eta),
+        "genjet_phi": matched_or_zero(genjets.phi),
+        "genjet_energy": matched_or_zero(genjets.energy),
+        "genjet_sdmass": np.where(matched, g_sub["sdmass"], 0.0),
+        "genjet_nparticles": n_gen,
+    }
+
+
+_GENPART_NAMES: Final = (
+    "genpart_px",
+    "genpart_py",
+    "genpart_pz",
+    "genpart_energy",
+    "genpart_jet_deta",
+    "genpart_jet_dphi",
+    "genpart_x",
+    "genpart_y",
+    "genpart_z",
+    "genpart_t",
+    "genpart_pid",
+)
+
+
+def _aux_columns(gen: _Flat | None, index: np.ndarray, role: np.ndarray, counts: np.ndarray) -> dict[str, object]:
+    if gen is None:
+        index = np.zeros(0, dtype=np.int64)
+    d = gen.data if gen is not None else {k: np.zeros(0) for k in ("px", "py", "pz", "energy", "mass", "pid")}
+    px, py, pz, energy = (d[k][index].astype(np.float64) for k in ("px", "py", "pz", "energy"))
+    pt, eta, phi = _eta_phi(px, py, pz)
+    mass = d["mass"][index].astype(np.float64)
+    mass = np.where(np.isfinite(mass), mass, np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0)))
+    return {
+        "aux_genpart_pt": (pt, counts),
+        "aux_genpart_eta": (eta, counts),
+        "aux_genpart_phi": (phi, counts),
+        "aux_genpart_mass": (mass, counts),
+        "aux_genpart_pid": (d["pid"][index], counts),
+        "aux_genpart_isResX": (role == ROLE_X, counts),
+        "aux_genpart_isResY": (role == ROLE_Y, counts),
+        "aux_genpart_isResDecayProd": (role == ROLE_PRODUCT, counts),
+        "aux_genpart_isTauDecayProd": (role == ROLE_TAU_PRODUCT, counts),
+        "aux_genpart_isQcdParton": (role == ROLE_QCD, counts),
+    }
+
+
+# --------------------------------------------------------------------------------------------------
+# Public entry points.
+# --------------------------------------------------------------------------------------------------
+def _coerce_params(params: JetParams | Mapping[str, Any] | None) -> JetParams:
+    if params is None:
+        return JetParams()
+    return params if isinstance(params, JetParams) else JetParams.from_mapping(params)
+
+
+def cluster_constituents(particles: ak.Array, *, radius: float, min_pt: float) -> ak.Array:
+    """Anti-kT jets of every event at once: [events, jets, constituent indices into the event's list]."""
+    import fastjet
+
+    n_events = len(particles)
+    if n_events == 0 or ak.sum(ak.num(particles, axis=1)) == 0:
+        no_jets = ak.unflatten(np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64))
+        return ak.unflatten(no_jets, np.zeros(n_events, dtype=np.int64))
+    vectors = ak.zip(
+        {
+            k: ak.values_astype(particles[f], np.float64)
+            for k, f in (("px", "px"), ("py", "py"), ("pz", "pz"), ("E", "energy"))
+        },
+        with_name="Momentum4D",
+    )
+    with stdout_fd_silenced():
+        sequence = fastjet.ClusterSequence(vectors, fastjet.JetDefinition(fastjet.antikt_algorithm, radius))
+        return ak.values_astype(sequence.constituent_index(min_pt=min_pt), np.int64)
+
+
+def _final_state_genjets(gen_particles: ak.Array, params: JetParams) -> ak.Array:
+    """Gen jets as in JetClass-II: the same clustering on stable (status 1) particles without neutrinos."""
+    status = gen_particles.status if "status" in gen_particles.fields else ak.ones_like(gen_particles.pid)
+    abs_pid = abs(gen_particles.pid)
+    visible = status == 1
+    for pdgid in NEUTRINO_PDGIDS:
+        visible = visible & (abs_pid != pdgid)
+    local = ak.local_index(gen_particles, axis=1)[visible]
+    index = cluster_constituents(gen_particles[visible], radius=params.radius, min_pt=params.genjet_min_pt)
+    # Map indices into the visible subset back to indices into the full list.
+    sel_counts = ak.to_numpy(ak.num(local, axis=1))
+    sel_offsets = np.concatenate([[0], np.cumsum(sel_counts)])
+    jets_per_event = ak.num(index, axis=1)
+    per_jet = ak.flatten(ak.num(index, axis=2), axis=1)
+    event = np.repeat(np.arange(len(index)), ak.to_numpy(jets_per_event))
+    flat = ak.to_numpy(ak.flatten(index, axis=None)) + np.repeat(sel_offsets[event], ak.to_numpy(per_jet))
+    mapped = ak.to_numpy(ak.flatten(local, axis=1))[flat.astype(np.int64)]
+    return ak.unflatten(ak.unflatten(mapped, per_jet), jets_per_event)
+
+
+def _build_tables(
+    particles: ak.Array,
+    constituents: ak.Array,
+    gen_particles: ak.Array | None,
+    gen_constituents: ak.Array | None,
+    vertex: ak.Array | None,
+    params: JetParams,
+) -> tuple[pa.Table, BuildStats]:
+    flat = _flatten(particles, _RECO_REQUIRED, _RECO_OPTIONAL, "particles")
+    jet_set = _jet_set(constituents, flat, "jets")
+    gen = genjet_set = None
+    if gen_particles is not None:
+        if len(gen_particles) != flat.n_events:
+            raise ValueError(f"gen_particles: {len(gen_particles)} events for {flat.n_events} events of particles")
+        gen = _flatten(gen_particles, _GEN_REQUIRED, _GEN_OPTIONAL, "gen_particles")
+        if gen_constituents is not None:
+            genjet_set = _jet_set(gen_constituents, gen, "gen jets")
+    return _build(flat, jet_set, gen, genjet_set, vertex, params)
+
+
+def jet_table_from_constituents(
+    particles: ak.Array,
+    constituents: ak.Array,
+    gen_particles: ak.Array | None = None,
+    gen_constituents: ak.Array | None = None,
+    *,
+    vertex: ak.Array | None = None,
+    params: JetParams | Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """JetClass-II rows for jets whose constituents are given ([events, jets, indices into particles]).
+
+    Without gen_particles there is no truth: jet_label is −1, genjet_* are 0 and nothing is dropped.
+    """
+    return _build_tables(particles, constituents, gen_particles, gen_constituents, vertex, _coerce_params(params))[0]
+
+
+def jets_from_particles(
+    particles: ak.Array,
+    gen_particles: ak.Array | None = None,
+    *,
+    vertex: ak.Array | None = None,
+    params: JetParams | Mapping[str, Any] | None = None,
+) -> pa.Table:
+    """Cluster anti-kT jets from per-event particles and return their JetClass-II rows (one per jet).
+
+    Gen jets are clustered the same way from the stable, non-neutrino gen particles. The table has the
+    exact JetClass-II arrow schema (`colliderflow.jetschema`).
+    """
+    params = _coerce_params(params)
+    _require_fields(particles, _RECO_REQUIRED, "particles")
+    if gen_particles is not None:
+        _require_fields(gen_particles, _GEN_REQUIRED, "gen_particles")
+    constituents = cluster_constituents(particles, radius=params.radius, min_pt=params.min_pt)
+    gen_constituents = _final_state_genjets(gen_particles, params) if gen_particles is not None else None
+    return _build_tables(particles, constituents, gen_particles, gen_constituents, vertex, params)[0]
+
+
+# --------------------------------------------------------------------------------------------------
+# Delphes files → one Parquet file.
+# --------------------------------------------------------------------------------------------------
+_CONSTITUENT_MODES: Final = ("refs", "recluster")
+_DELPHES_DEFAULTS: Final[dict[str, Any]] = {
+    "constituents": "refs",
+    "jet_branch": "JetPUPPIAK8",
+    "genjet_branch": "GenJetAK8",
+    "step_size": 5000,
+}
+
+
+def _split_delphes_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], JetParams]:
+    delphes = {k: params.get(k, v) for k, v in _DELPHES_DEFAULTS.items()}
+    if delphes["constituents"] not in _CONSTITUENT_MODES:
+        raise ValueError(f"constituents {delphes['constituents']!r} is not one of {_CONSTITUENT_MODES}")
+    if int(delphes["step_size"]) < 1:
+        raise ValueError(f"step_size must be >= 1, got {delphes['step_size']}")
+    jet_params = JetParams.from_mapping({k: v for k, v in params.items() if k not in _DELPHES_DEFAULTS})
+    return delphes, jet_params
+
+
+def _table_from_delphes(events: DelphesEvents, mode: str, params: JetParams) -> tuple[pa.Table, BuildStats]:
+    if mode == "refs":
+        return _build_tables(events.pf, events.jets, events.gen, events.genjets, events.vertex, params)
+    constituents = cluster_constituents(events.pf, radius=params.radius, min_pt=params.min_pt)
+    gen_constituents = _final_state_genjets(events.gen, params)
+    return _build_tables(events.pf, constituents, events.gen, gen_constituents, events.vertex, params)
+
+
+def ntuplize_delphes_jets(inputs: list[Path], *, output: Path, params: dict, provenance: Path | None) -> dict[str, Any]:
+    """Delphes files → one JetClass-II Parquet file (zstd), written atomically; returns the statistics.
+
+    params: the JetParams keys plus
+      constituents   "refs" (default): Delphes' own jets (jet_branch) and gen jets (genjet_branch), their
+                     constituents resolved from the references — JetClass-II's jets, PUPPI-weighted
+                     candidates included; "recluster": anti-kT on all ParticleFlowCandidates and on the
+                     stable non-neutrino Particles, for cards without the wanted jet collection
+      jet_branch, genjet_branch   default JetPUPPIAK8, GenJetAK8
+      step_size      events read at a time (default 5000)
+    Every input is checked (readable, Delphes tree, branches) before anything is written; a bad input
+    is a ValueError naming it, and no output file is left behind.
+    """
+    inputs = [Path(p) for p in inputs]
+    if not inputs:
+        raise ValueError(f"{output}: no input files")
+    delphes, jet_params = _split_delphes_params(params)
+    mode = delphes["constituents"]
+    branches = {
+        "jet_branch": delphes["jet_branch"] if mode == "refs" else None,
+        "genjet_branch": delphes["genjet_branch"] if mode == "refs" else None,
+    }
+    for path in inputs:
+        check_delphes(path, **branches)
+    total = BuildStats()
+    unresolved = 0
+    with (
+        atomic_path(output) as tmp,
+        pq.ParquetWriter(tmp, JETCLASS2_SCHEMA, compression="zstd", use_dictionary=False) as writer,
+    ):
+        for path in inputs:
+            with DelphesFile(path, **branches) as handle:
+                for events in handle.iterate(int(delphes["step_size"])):
+                    try:
+                        table, stats = _table_from_delphes(events, mode, jet_params)
+                    except ValueError as exc:
+                        raise ValueError(f"{path} (entries from {events.entry_start}): {exc}") from exc
+                    total.add(stats)
+                    unresolved += events.unresolved_refs
+                    if table.num_rows:
+                        writer.write_table(table)
+    names = jet_params.labels.table
+    summary: dict[str, Any] = {
+        "output": str(output),
+        "inputs": len(inputs),
+        "events": total.events,
+        "jets_found": total.jets_found,
+        "jets_selected": total.jets_selected,
+        "jets_unlabelled": total.jets_unlabelled,
+        "jets_written": total.jets_written,
+        "jets_with_genjet": total.jets_with_genjet,
+        "unresolved_refs": unresolved,
+        "label_counts": {
+            (names[k] if 0 <= k < len(names) else "unlabelled"): v for k, v in sorted(total.label_counts.items())
+        },
+    }
+    if provenance is not None:
+        record = provenance_record(
+            stage="ntuplize_jets", config=dict(params), inputs=[str(p) for p in inputs], extra={"stats": summary}
+        )
+        write_provenance(provenance, record)
+    return summary

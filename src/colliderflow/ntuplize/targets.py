@@ -1,0 +1,230 @@
+"""Truth → one target particle (or none) per element, following the MLPF CLIC target definition.
+
+Targets are the visible final-state particles (status 1, not neutrinos). Each is attached to exactly
+one element, so that a network predicting one particle per element can in principle reproduce the
+event:
+
+* a particle with a track goes to its track (the first one, if a particle made several);
+* otherwise to the cluster holding most of its deposited energy (ties: the lower cluster index);
+* otherwise it reached no element, and its energy is counted in `gen_unassigned_energy`.
+
+When several particles land on one element their four-momenta are summed into one target, and the
+class and charge are those of the most energetic of them (ties: the lower truth index). This is what
+makes two photons merged into one cluster a single, heavier photon target. jet_idx is the index of the
+target jet the particle falls into (see `jet_index`), −1 outside every jet and on empty elements.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+
+from colliderflow.ntuplize.elements import ElementLayout, flat
+from colliderflow.ntuplize.pairs import delta_phi, nearest_within
+from colliderflow.schema import N_PARTICLE_FEATURES, NEUTRINO_PDGIDS, PF
+
+CLS_NONE, CLS_CHARGED_HADRON, CLS_NEUTRAL_HADRON, CLS_PHOTON, CLS_ELECTRON, CLS_MUON = range(6)
+
+# Below this pT (GeV) a direction's η is taken at this pT: a particle exactly along the beam keeps a
+# large finite η instead of inf, and pT·sinh(η) still gives back its pz.
+_PT_FLOOR = 1e-9
+
+
+def particle_class(pdgid: np.ndarray, charge: np.ndarray) -> np.ndarray:
+    """CLASS_NAMES index of truth particles: e and μ by |pdg id|, photons, else by charge."""
+    apdg = np.abs(pdgid)
+    return np.select(
+        [apdg == 11, apdg == 13, apdg == 22, charge != 0],
+        [CLS_ELECTRON, CLS_MUON, CLS_PHOTON, CLS_CHARGED_HADRON],
+        default=CLS_NEUTRAL_HADRON,
+    ).astype(np.int64)
+
+
+def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(pT, η, φ) of momenta; η stays finite along the beam axis (see _PT_FLOOR)."""
+    pt = np.hypot(px, py)
+    return pt, np.arcsinh(pz / np.maximum(pt, _PT_FLOOR)), np.arctan2(py, px)
+
+
+_NO_INDEX = np.iinfo(np.int64).max
+
+
+@dataclass(frozen=True)
+class Targets:
+    rows: np.ndarray  # [total elements, 8] float64, PARTICLE_FEATURES; jet_idx still −1 everywhere
+    unassigned_energy: np.ndarray  # [events] GeV of visible truth energy that reached no element
+    n_visible: int  # visible truth particles in all events
+    n_unassigned: int  # of which reached no element
+
+
+def _gen_offsets(n_gen: np.ndarray) -> np.ndarray:
+    return np.concatenate([[0], np.cumsum(n_gen)]).astype(np.int64)
+
+
+def visible_mask(events: ak.Array) -> np.ndarray:
+    """Flat mask over all truth particles: status 1 and not a neutrino."""
+    status = flat(events.gen_status, np.int64)
+    apdg = np.abs(flat(events.gen_pdgid, np.int64))
+    return (status == 1) & ~np.isin(apdg, NEUTRINO_PDGIDS)
+
+
+def _argmax_per_group(group: np.ndarray, value: np.ndarray, item: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the smallest `item` among the entries of largest `value`; _NO_INDEX for empty groups.
+
+    Segment reductions with ufunc.at instead of sorting: the inputs need no particular order.
+    """
+    top = np.full(n_groups, -np.inf)
+    np.maximum.at(top, group, value)
+    at_top = value == top[group]
+    best = np.full(n_groups, _NO_INDEX, dtype=np.int64)
+    np.minimum.at(best, group[at_top], item[at_top])
+    return best
+
+
+def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
+    """Flat element index of every truth particle (−1: neither a track nor a deposit)."""
+    n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
+    gen_off = _gen_offsets(n_gen)
+    n_total = int(gen_off[-1])
+
+    # The cluster with the largest deposit (ties: the lower cluster index).
+    n_link = ak.to_numpy(ak.num(events.calolink_energy, axis=1)).astype(np.int64)
+    link_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), n_link)
+    energy = flat(events.calolink_energy)
+    keep = energy > 0
+    gen = gen_off[link_event[keep]] + flat(events.calolink_gen_idx, np.int64)[keep]
+    cluster = layout.cluster_offsets[link_event[keep]] + flat(events.calolink_cluster_idx, np.int64)[keep]
+    by_cluster = _argmax_per_group(gen, energy[keep], layout.cluster_pos[cluster], n_total)
+
+    # The first track of the particle, which wins over any deposit.
+    track_gen = flat(events.track_gen_idx, np.int64)
+    real = track_gen >= 0
+    by_track = np.full(n_total, _NO_INDEX, dtype=np.int64)
+    np.minimum.at(by_track, gen_off[layout.track_event[real]] + track_gen[real], layout.track_pos[real])
+
+    elem = np.where(by_track != _NO_INDEX, by_track, by_cluster)
+    return np.where(elem != _NO_INDEX, elem, -1)
+
+
+def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
+    """Target rows for every element of every event, and the energy that reached no element."""
+    n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
+    gen_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), n_gen)
+    visible = visible_mask(events)
+    elem = element_of_particle(events, layout)
+
+    energy = flat(events.gen_energy)
+    lost = visible & (elem < 0)
+    unassigned = np.bincount(gen_event[lost], weights=energy[lost], minlength=layout.n_events)
+
+    sel = np.flatnonzero(visible & (elem >= 0))
+    e = elem[sel]
+    total = layout.total
+    px = np.bincount(e, weights=flat(events.gen_px)[sel], minlength=total)
+    py = np.bincount(e, weights=flat(events.gen_py)[sel], minlength=total)
+    pz = np.bincount(e, weights=flat(events.gen_pz)[sel], minlength=total)
+    esum = np.bincount(e, weights=energy[sel], minlength=total)
+
+    # The most energetic particle of each element (ties: the lower truth index) gives class and charge.
+    lead_gen = _argmax_per_group(e, energy[sel], sel, total)
+    lead_elem = np.flatnonzero(lead_gen != _NO_INDEX)
+    lead_gen = lead_gen[lead_elem]
+    charge = flat(events.gen_charge)[lead_gen]
+
+    px, py, pz = px[lead_elem], py[lead_elem], pz[lead_elem]
+    pt = np.hypot(px, py)
+    safe_pt = np.maximum(pt, _PT_FLOOR)
+    along_beam = pt == 0
+    block = np.empty((lead_elem.size, N_PARTICLE_FEATURES), dtype=np.float64)
+    block[:, PF["cls_id"]] = particle_class(flat(events.gen_pdgid, np.int64)[lead_gen], charge)
+    block[:, PF["charge"]] = charge
+    block[:, PF["pt"]] = pt
+    block[:, PF["eta"]] = np.arcsinh(pz / safe_pt)
+    block[:, PF["sin_phi"]] = np.where(along_beam, 0.0, py / safe_pt)
+    block[:, PF["cos_phi"]] = np.where(along_beam, 1.0, px / safe_pt)
+    block[:, PF["energy"]] = esum[lead_elem]
+    block[:, PF["jet_idx"]] = -1
+    rows = np.zeros((total, N_PARTICLE_FEATURES), dtype=np.float64)
+    rows[:, PF["jet_idx"]] = -1
+    rows[lead_elem] = block
+    return Targets(rows, unassigned, int(visible.sum()), int(lost.sum()))
+
+
+def block_particles(rows: np.ndarray, layout: ElementLayout) -> ak.Array:
+    """The particles (cls_id != 0) of flat [total, 8] rows as records (pt, eta, phi, energy) [events, particles].
+
+    The same as `kinematics.particles_from_block` on the unflattened block, computed on flat numpy.
+    """
+    keep = rows[:, PF["cls_id"]] != 0
+    element_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), layout.n_elements)
+    counts = np.bincount(element_event[keep], minlength=layout.n_events)
+    chosen = rows[keep]
+    columns = {
+        "pt": chosen[:, PF["pt"]],
+        "eta": chosen[:, PF["eta"]],
+        "phi": np.arctan2(chosen[:, PF["sin_phi"]], chosen[:, PF["cos_phi"]]),
+        "energy": chosen[:, PF["energy"]],
+    }
+    return ak.zip({k: ak.unflatten(v, counts) for k, v in columns.items()})
+
+
+def visible_particles(events: ak.Array) -> ak.Array:
+    """Visible truth particles as records (pt, eta, phi, energy) [events, particles], for gen jets and MET."""
+    visible = visible_mask(events)
+    n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
+    gen_event = np.repeat(np.arange(len(n_gen), dtype=np.int64), n_gen)
+    counts = np.bincount(gen_event[visible], minlength=len(n_gen))
+    pt, eta, phi = pt_eta_phi(flat(events.gen_px)[visible], flat(events.gen_py)[visible],
+                              flat(events.gen_pz)[visible])
+    energy = flat(events.gen_energy)[visible]
+    return ak.zip({k: ak.unflatten(v, counts) for k, v in
+                   {"pt": pt, "eta": eta, "phi": phi, "energy": energy}.items()})
+
+
+def _unit_vectors(eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    inv_cosh = 1.0 / np.cosh(eta)
+    return np.cos(phi) * inv_cosh, np.sin(phi) * inv_cosh, np.tanh(eta)
+
+
+def jet_index(rows: np.ndarray, offsets: np.ndarray, jets: ak.Array, *, algorithm: str, radius: float
+              ) -> np.ndarray:
+    """Per element row, the index of the nearest jet whose axis is within `radius`, else −1.
+
+    `rows` are the flat [total elements, 8] particle rows of all events, event i owning
+    rows[offsets[i]:offsets[i + 1]]; `jets` are [events, jets] records (eta, phi), indices count
+    within the event. A stand-in for the clustering's own constituent lists, which
+    `kinematics.cluster_jets` does not return: for ee_genkt the distance is the opening angle (the
+    algorithm's own measure), for antikt ΔR in (η, φ). For isolated jets this reproduces the
+    membership exactly; where two jets overlap, a particle goes to the closer axis, which the
+    clustering may decide otherwise. Rows with cls_id 0 get −1.
+    """
+    out = np.full(rows.shape[0], -1, dtype=np.int64)
+    valid = np.flatnonzero(rows[:, PF["cls_id"]] != 0)
+    n_events = offsets.size - 1
+    n_jets = ak.to_numpy(ak.num(jets.eta, axis=1)).astype(np.int64)
+    jet_event = np.repeat(np.arange(n_events, dtype=np.int64), n_jets)
+    jet_first = np.concatenate([[0], np.cumsum(n_jets)[:-1]]).astype(np.int64)
+    jet_eta, jet_phi = flat(jets.eta), flat(jets.phi)
+    elem_event = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))[valid]
+    eta = rows[valid, PF["eta"]]
+    phi = np.arctan2(rows[valid, PF["sin_phi"]], rows[valid, PF["cos_phi"]])
+    if algorithm == "ee_genkt":
+        # Nearest in opening angle = largest cosine; −cos serves as the distance, −cos R as its limit.
+        e, j = _unit_vectors(eta, phi), _unit_vectors(jet_eta, jet_phi)
+
+        def minus_cos(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+            return -(e[0][q] * j[0][r] + e[1][q] * j[1][r] + e[2][q] * j[2][r])
+
+        best = nearest_within(elem_event, np.arccos(e[2]), jet_event, np.arccos(j[2]), window=radius,
+                              distance=minus_cos, max_distance=-np.cos(radius))
+    else:
+        def delta_r(q: np.ndarray, r: np.ndarray) -> np.ndarray:
+            return np.hypot(eta[q] - jet_eta[r], delta_phi(phi[q], jet_phi[r]))
+
+        best = nearest_within(elem_event, eta, jet_event, jet_eta, window=radius, distance=delta_r,
+                              max_distance=radius)
+    found = best >= 0
+    out[valid[found]] = best[found] - jet_first[jet_event[best[found]]]
+    return out

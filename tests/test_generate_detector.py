@@ -1,0 +1,346 @@
+"""The parametric detector on synthetic particles: resolutions, acceptance, merging and truth links."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import numpy as np
+import pytest
+
+from colliderflow.generate.detector import DetectorResponse, detector_rng, simulate_detector
+from colliderflow.generate.geometry import DetectorConfig, detector_config
+from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE
+from colliderflow.generate.particles import GenParticles
+from colliderflow.schema import SIM_CALOLINK_BRANCHES, SIM_CLUSTER_BRANCHES, SIM_TRACK_BRANCHES
+
+CLIC = detector_config("clic_like")
+# The merging tests place particles at cell centres; without position smearing their cells are exact.
+SHARP = replace(
+    CLIC, calorimeter=replace(CLIC.calorimeter, em_position_resolution_mm=0.0, hadron_position_resolution_mm=0.0)
+)
+
+MASS = {22: 0.0, 11: 0.000511, 13: 0.10566, 211: 0.13957, 130: 0.49761, 2112: 0.93957, 2212: 0.93827,
+        12: 0.0, 14: 0.0, 16: 0.0}  # fmt: skip
+CHARGE = {22: 0.0, 11: -1.0, 13: -1.0, 211: 1.0, 130: 0.0, 2112: 0.0, 2212: 1.0, 12: 0.0, 14: 0.0, 16: 0.0}
+
+
+def make_gen(
+    pdgid: list[int] | np.ndarray,
+    p: list[float] | np.ndarray,
+    eta: list[float] | np.ndarray,
+    phi: list[float] | np.ndarray,
+    *,
+    event: list[int] | np.ndarray | None = None,
+    vertex: tuple[float, float, float] = (0.0, 0.0, 0.0),
+) -> GenParticles:
+    """Particles of momentum p in direction (eta, phi), one per event unless `event` says otherwise."""
+    pdgid = np.asarray(pdgid, dtype=np.int32)
+    n = len(pdgid)
+    p, eta, phi = (np.broadcast_to(np.asarray(a, dtype=float), (n,)).copy() for a in (p, eta, phi))
+    event = np.arange(n) if event is None else np.asarray(event)
+    mass = np.array([MASS[abs(int(i))] for i in pdgid])
+    charge = np.array([CHARGE[abs(int(i))] * (1 if i > 0 else -1) for i in pdgid])
+    pt = p / np.cosh(eta)
+    zeros = np.zeros(n)
+    return GenParticles(
+        counts=np.bincount(event, minlength=int(event.max()) + 1).astype(np.int64),
+        event_weight=np.ones(int(event.max()) + 1),
+        pdgid=pdgid, charge=charge, px=pt * np.cos(phi), py=pt * np.sin(phi), pz=pt * np.sinh(eta),
+        energy=np.sqrt(p**2 + mass**2), mass=mass,
+        vx=zeros + vertex[0], vy=zeros + vertex[1], vz=zeros + vertex[2], vt=zeros.copy(),
+    )  # fmt: skip
+
+
+def simulate(gen: GenParticles, detector: DetectorConfig = CLIC, seed: int = 1) -> DetectorResponse:
+    return simulate_detector(gen, detector, detector_rng(seed))
+
+
+def event_index(counts: np.ndarray) -> np.ndarray:
+    return np.repeat(np.arange(len(counts)), counts)
+
+
+def cell_centre_eta(i: int) -> float:
+    return (i + 0.5) * CLIC.calorimeter.ecal_cell_eta
+
+
+def cell_centre_phi(i: int) -> float:
+    return (i + 0.5) * 2 * np.pi / CLIC.calorimeter.ecal_cells_phi - np.pi
+
+
+def measured_pt(omega: np.ndarray) -> np.ndarray:
+    return C_GEV_PER_TESLA_METRE * CLIC.b_field_t / 1000.0 / np.abs(omega.astype(np.float64))
+
+
+# ------------------------------------------------------------------------------------------------ calorimeter
+
+
+@pytest.mark.parametrize("energy", [10.0, 100.0])
+def test_photon_energy_resolution_matches_em_parametrisation(energy: float) -> None:
+    n = 20_000
+    rng = np.random.default_rng(5)
+    gen = make_gen([22] * n, energy, rng.uniform(-1.0, 1.0, n), rng.uniform(-np.pi, np.pi, n))
+    clusters = simulate(gen).clusters
+    assert np.all(clusters.counts == 1)
+    e = clusters.columns["cluster_energy"].astype(np.float64)
+    expected = np.hypot(0.15 / np.sqrt(energy), 0.01)
+    assert np.mean(e) / energy == pytest.approx(1.0, abs=3 * expected / np.sqrt(n))
+    assert np.std(e) / energy == pytest.approx(expected, rel=0.03)
+    np.testing.assert_array_equal(clusters.columns["cluster_energy_hcal"], 0.0)
+
+
+def test_neutral_hadron_energy_resolution_and_ecal_hcal_sharing() -> None:
+    n, energy = 20_000, 20.0
+    rng = np.random.default_rng(6)
+    gen = make_gen([130] * n, np.sqrt(energy**2 - MASS[130] ** 2), rng.uniform(-1, 1, n), rng.uniform(-3, 3, n))
+    c = simulate(gen).clusters.columns
+    e = c["cluster_energy"].astype(np.float64)
+    assert len(e) > 0.99 * n
+    expected = np.hypot(0.5 / np.sqrt(energy), 0.05)
+    assert np.mean(e) / energy == pytest.approx(1.0, abs=0.005)
+    assert np.std(e) / energy == pytest.approx(expected, rel=0.04)
+    # Showers starting in the ECAL (probability 0.6) leave 10-70 % there; the others leave none.
+    no_ecal = np.mean(c["cluster_energy_ecal"] == 0)
+    assert no_ecal == pytest.approx(1 - CLIC.calorimeter.hadron_ecal_start_probability, abs=0.015)
+    fraction = (c["cluster_energy_ecal"] / c["cluster_energy"])[c["cluster_energy_ecal"] > 0]
+    assert fraction.min() >= 0.1 - 1e-6 and fraction.max() <= 0.7 + 1e-6
+
+
+def test_baryons_deposit_kinetic_energy_and_antibaryons_annihilate() -> None:
+    n, p = 4000, 5.0
+    rng = np.random.default_rng(7)
+    eta, phi = rng.uniform(-1, 1, n), rng.uniform(-3, 3, n)
+    energy = np.hypot(p, MASS[2112])
+    for pdgid, expected in ((2112, energy - MASS[2112]), (-2112, energy + MASS[2112])):
+        e = simulate(make_gen([pdgid] * n, p, eta, phi)).clusters.columns["cluster_energy"]
+        assert np.mean(e) == pytest.approx(expected, rel=0.02)
+
+
+def test_muons_leave_minimum_ionising_deposits() -> None:
+    n = 2000
+    gen = make_gen([13] * n, 20.0, np.linspace(-1, 1, n), np.linspace(-3, 3, n))
+    c = simulate(gen).clusters.columns
+    assert len(c["cluster_energy"]) == n
+    assert np.median(c["cluster_energy_ecal"]) == pytest.approx(CLIC.calorimeter.mip_ecal_gev, rel=0.1)
+    assert np.median(c["cluster_energy_hcal"]) == pytest.approx(CLIC.calorimeter.mip_hcal_gev, rel=0.1)
+
+
+def test_neutrinos_leave_nothing() -> None:
+    n = 300
+    rng = np.random.default_rng(8)
+    pdgid = rng.choice([12, -12, 14, -14, 16, -16], n)
+    only_neutrinos = simulate(make_gen(pdgid, 50.0, rng.uniform(-2, 2, n), rng.uniform(-3, 3, n)))
+    for collection in (only_neutrinos.tracks, only_neutrinos.clusters, only_neutrinos.calolinks):
+        assert collection.n_rows == 0
+        assert len(collection.counts) == n
+    # With a photon beside each neutrino, only photons show up in the truth links.
+    mixed = make_gen(
+        np.ravel(np.column_stack([pdgid, np.full(n, 22)])), 50.0, np.repeat(rng.uniform(-1, 1, n), 2),
+        np.ravel(np.column_stack([np.zeros(n), np.full(n, 2.0)])), event=np.repeat(np.arange(n), 2),
+    )  # fmt: skip
+    links = simulate(mixed).calolinks.columns
+    np.testing.assert_array_equal(links["calolink_gen_idx"], 1)
+
+
+def test_close_photons_merge_into_one_cluster_and_separated_ones_do_not() -> None:
+    eta, phi = cell_centre_eta(10), cell_centre_phi(100)
+    n = 200
+    close = make_gen(
+        [22, 22] * n, [5.0, 7.0] * n, eta, [phi - 0.003, phi + 0.003] * n, event=np.repeat(np.arange(n), 2)
+    )
+    far = make_gen([22, 22] * n, [5.0, 7.0] * n, eta, [phi, phi + 0.5] * n, event=np.repeat(np.arange(n), 2))
+    merged = simulate(close, SHARP)
+    assert np.all(merged.clusters.counts == 1)
+    assert np.all(merged.calolinks.counts == 2)
+    separate = simulate(far, SHARP)
+    assert np.all(separate.clusters.counts == 2)
+    assert np.all(separate.calolinks.counts == 2)
+
+
+def test_photon_joins_a_hadron_shower_in_its_hcal_cell_only() -> None:
+    factor = CLIC.calorimeter.hcal_cell_factor
+    eta = cell_centre_eta(10 * factor)
+    # The photon sits in a neighbouring ECAL cell of the same HCAL cell, or in the next HCAL cell.
+    same_hcal = cell_centre_phi(100 * factor + 1)
+    next_hcal = cell_centre_phi(100 * factor + factor)
+    hadron_phi = cell_centre_phi(100 * factor)
+    n = 100
+    for photon_phi, clusters_expected in ((same_hcal, 1), (next_hcal, 2)):
+        gen = make_gen(
+            [130, 22] * n, [20.0, 3.0] * n, eta, [hadron_phi, photon_phi] * n, event=np.repeat(np.arange(n), 2)
+        )
+        response = simulate(gen, SHARP)
+        assert np.all(response.clusters.counts == clusters_expected)
+    # The merged cluster holds the photon in its ECAL energy, next to the hadron's HCAL energy.
+    gen = make_gen([130, 22] * n, [20.0, 3.0] * n, eta, [hadron_phi, same_hcal] * n, event=np.repeat(np.arange(n), 2))
+    c = simulate(gen, SHARP).clusters.columns
+    assert np.all(c["cluster_energy_ecal"] > 0.5)
+    assert np.mean(c["cluster_energy_hcal"]) > 5.0
+
+
+def test_link_energies_sum_to_cluster_energies_in_busy_events() -> None:
+    # Jet-like events: particles of mixed species in narrow cones, so that deposits do merge.
+    rng = np.random.default_rng(9)
+    n_events, per_event = 300, 40
+    species = rng.choice([22, 22, 211, -211, 130, 2112, 11, 13, 12], n_events * per_event)
+    axis_eta = np.repeat(rng.uniform(-1.5, 1.5, (n_events, 2)), per_event // 2)
+    axis_phi = np.repeat(rng.uniform(-3, 3, (n_events, 2)), per_event // 2)
+    gen = make_gen(
+        species, rng.exponential(5.0, n_events * per_event) + 0.2, axis_eta + rng.normal(0, 0.05, axis_eta.size),
+        axis_phi + rng.normal(0, 0.05, axis_phi.size), event=np.repeat(np.arange(n_events), per_event),
+    )  # fmt: skip
+    response = simulate(gen)
+    c, links = response.clusters, response.calolinks
+    cluster_event = event_index(c.counts)
+    link_event = event_index(links.counts)
+    first_cluster = np.concatenate([[0], np.cumsum(c.counts)])[:-1]
+    flat_cluster = first_cluster[link_event] + links.columns["calolink_cluster_idx"]
+    assert np.all(links.columns["calolink_cluster_idx"] < c.counts[link_event])
+    assert np.all(links.columns["calolink_gen_idx"] < gen.counts[link_event])
+    linked_energy = np.bincount(flat_cluster, weights=links.columns["calolink_energy"], minlength=c.n_rows)
+    np.testing.assert_allclose(linked_energy, c.columns["cluster_energy"], rtol=1e-5)
+    # Every cluster has a link, many have several (merged), and no particle is linked twice.
+    links_per_cluster = np.bincount(flat_cluster, minlength=c.n_rows)
+    assert links_per_cluster.min() >= 1
+    assert np.mean(links_per_cluster > 1) > 0.1
+    flat_gen = gen.offsets[link_event] + links.columns["calolink_gen_idx"]
+    assert len(np.unique(flat_gen)) == len(flat_gen)
+    assert not np.any(np.abs(gen.pdgid[flat_gen]) == 12)
+    # Cluster bookkeeping: sub-detector energies add up, thresholds and minimum sizes hold.
+    cols = c.columns
+    total = cols["cluster_energy_ecal"] + cols["cluster_energy_hcal"] + cols["cluster_energy_other"]
+    np.testing.assert_allclose(total, cols["cluster_energy"], rtol=1e-5)
+    assert cols["cluster_energy"].min() >= CLIC.calorimeter.cluster_energy_min_gev
+    assert cols["cluster_nhits"].min() >= 1
+    assert cols["cluster_sigma_x"].min() >= CLIC.calorimeter.mip_shower_size_mm - 1e-3
+    assert np.all(np.diff(cluster_event) >= 0)
+
+
+def test_cluster_energy_threshold() -> None:
+    n = 2000
+    eta, phi = np.linspace(-1, 1, n), np.linspace(-3, 3, n)
+    soft = make_gen([22] * n, 0.05, eta, phi)
+    kept = simulate(soft).clusters
+    # 50 MeV photons pass the 0.1 GeV threshold only on an upward fluctuation (sigma/E ~ 67 %).
+    assert kept.n_rows < 0.1 * n
+    assert kept.columns["cluster_energy"].min() >= CLIC.calorimeter.cluster_energy_min_gev
+    no_threshold = replace(CLIC, calorimeter=replace(CLIC.calorimeter, cluster_energy_min_gev=0.0))
+    assert simulate(soft, no_threshold).clusters.n_rows > 0.9 * n
+    assert simulate(make_gen([22] * n, 1.0, eta, phi)).clusters.n_rows == n
+
+
+def test_charged_particles_bend_curl_and_neutral_ones_escape_through_the_beam_hole() -> None:
+    phi0 = 0.3
+    # A 2 GeV pi+ reaches the barrel bent clockwise: its azimuth there is phi0 - asin(r / 2R).
+    radius_mm = 2.0 / (C_GEV_PER_TESLA_METRE * CLIC.b_field_t) * 1000.0
+    c = simulate(make_gen([211], 2.0, 0.0, phi0), SHARP).clusters.columns
+    assert np.hypot(c["cluster_x"], c["cluster_y"])[0] == pytest.approx(1500.0, abs=1.0)
+    expected_phi = phi0 - np.arcsin(1500.0 / (2 * radius_mm))
+    assert np.arctan2(c["cluster_y"], c["cluster_x"])[0] == pytest.approx(expected_phi, abs=1e-3)
+    # A 0.5 GeV pi+ curls up inside the ECAL radius: a track, no cluster; a K0L of the same momentum
+    # goes straight through.
+    curler = simulate(make_gen([211], 0.5, 0.0, phi0))
+    assert curler.tracks.n_rows == 1 and curler.clusters.n_rows == 0
+    assert simulate(make_gen([130], 0.5, 0.0, phi0), SHARP).clusters.n_rows == 1
+    # Photons at 3 degrees leave through the beam hole; at 20 degrees they hit the endcap face.
+    forward = simulate(make_gen([22, 22], 50.0, [-np.log(np.tan(np.radians(3) / 2)), 1.735], 1.0), SHARP)
+    np.testing.assert_array_equal(forward.clusters.counts, [0, 1])
+    assert forward.clusters.columns["cluster_z"][0] == pytest.approx(2307.0, abs=0.5)
+
+
+# ------------------------------------------------------------------------------------------------ tracker
+
+
+@pytest.mark.parametrize(("pt", "theta_deg"), [(10.0, 90.0), (100.0, 90.0), (1.0, 60.0)])
+def test_track_curvature_resolution_matches_parametrisation(pt: float, theta_deg: float) -> None:
+    n = 20_000
+    theta = np.radians(theta_deg)
+    eta = -np.log(np.tan(theta / 2))
+    rng = np.random.default_rng(10)
+    gen = make_gen(rng.choice([211, -211], n), pt / np.sin(theta), eta, rng.uniform(-np.pi, np.pi, n))
+    tracks = simulate(gen).tracks
+    cols = tracks.columns
+    found = tracks.n_rows / n
+    assert found == pytest.approx(CLIC.tracker.efficiency_plateau, abs=0.01 if pt >= 10 else 0.03)
+    residual = 1.0 / measured_pt(cols["track_omega"]) - 1.0 / pt
+    expected = np.hypot(2e-5, 1e-3 / (pt * np.sin(theta)))
+    assert np.std(residual) == pytest.approx(expected, rel=0.03)
+    assert abs(np.mean(residual)) < 3 * expected / np.sqrt(tracks.n_rows)
+    # The omega sign is the charge (EDM4hep convention with B along +z) and the charge is measured right.
+    true_charge = gen.charge[cols["track_gen_idx"] + gen.offsets[event_index(tracks.counts)]]
+    np.testing.assert_array_equal(np.sign(cols["track_omega"]), cols["track_charge"])
+    assert np.mean(cols["track_charge"] == true_charge) > 0.999
+
+
+def test_prompt_central_track_parameters() -> None:
+    n = 5000
+    rng = np.random.default_rng(11)
+    phi = rng.uniform(-np.pi, np.pi, n)
+    tracks = simulate(make_gen([211] * n, 10.0, 0.0, phi)).tracks
+    c = tracks.columns
+    expected_d0 = np.hypot(0.005, 0.015 / 10.0)
+    assert np.std(c["track_d0"]) == pytest.approx(expected_d0, rel=0.05)
+    assert np.std(c["track_z0"]) == pytest.approx(expected_d0, rel=0.05)
+    assert abs(np.mean(c["track_d0"])) < 4 * expected_d0 / np.sqrt(tracks.n_rows)
+    np.testing.assert_array_equal(c["track_radius_innermost_hit"], 31.0)
+    np.testing.assert_array_equal(c["track_ndf"], 2 * len(CLIC.tracker.barrel_layers_mm) - 5)
+    np.testing.assert_allclose(c["track_tanlambda"], 0.0, atol=1e-3)
+    found_phi = phi[c["track_gen_idx"] + np.flatnonzero(tracks.counts)]
+    np.testing.assert_allclose(np.angle(np.exp(1j * (c["track_phi"] - found_phi))), 0.0, atol=2e-3)
+    np.testing.assert_allclose(c["track_time"].mean(), 0.0, atol=0.01)
+    # chi2 follows the chi2 distribution of the fit's ndf; dE/dx sits near the MIP value.
+    assert np.mean(c["track_chi2"]) == pytest.approx(np.mean(c["track_ndf"]), rel=0.03)
+    assert np.median(c["track_dedx"]) == pytest.approx(CLIC.tracker.dedx_mip_gev_per_mm, rel=0.3)
+
+
+@pytest.mark.parametrize(("vy", "expected_d0"), [(50.0, 50.0), (-50.0, -50.0)])
+def test_displaced_track_impact_parameter_and_innermost_hit(vy: float, expected_d0: float) -> None:
+    n = 300
+    tracks = simulate(make_gen([211] * n, 50.0, 0.0, 0.0, vertex=(0.0, vy, 0.0))).tracks
+    c = tracks.columns
+    assert tracks.n_rows > 0.8 * n
+    # Made at (0, vy) moving along +x: the closest approach to the beam is vy itself (PCA = (0, d0)).
+    np.testing.assert_allclose(c["track_d0"], expected_d0, atol=0.1)
+    np.testing.assert_allclose(c["track_z0"], 0.0, atol=0.05)
+    np.testing.assert_array_equal(c["track_radius_innermost_hit"], 58.0)  # the first layer beyond 50 mm
+    np.testing.assert_array_equal(c["track_ndf"], 2 * 7 - 5)
+
+
+def test_tracker_acceptance() -> None:
+    cos_theta = np.array([0.0, 0.98, 0.995])
+    eta = np.arctanh(cos_theta)
+    n = 500
+    gen = make_gen(np.tile([211, 211, 211, 211], n), np.tile([5.0, 5.0, 5.0, 0.08], n),
+                   np.tile([*eta, 0.0], n), 0.0, event=np.repeat(np.arange(n), 4))  # fmt: skip
+    tracks = simulate(gen).tracks
+    found = np.bincount(tracks.columns["track_gen_idx"], minlength=4) / n
+    assert found[0] > 0.95 and found[1] > 0.9  # central, and forward inside |cos(theta)| < 0.99
+    assert found[2] == 0 and found[3] == 0  # beyond the acceptance, and below pT 0.1 GeV
+
+
+# ------------------------------------------------------------------------------------------------ output
+
+
+def test_columns_follow_the_schema() -> None:
+    response = simulate(make_gen([211, 22, 130, 13], 10.0, [0.0, 0.5, -0.5, 1.0], [0.0, 1.0, 2.0, 3.0]))
+    assert tuple(response.tracks.columns) == SIM_TRACK_BRANCHES
+    assert tuple(response.clusters.columns) == SIM_CLUSTER_BRANCHES
+    assert tuple(response.calolinks.columns) == SIM_CALOLINK_BRANCHES
+    for collection in (response.tracks, response.clusters, response.calolinks):
+        for name, values in collection.columns.items():
+            integer = name.endswith(("_idx", "_ndf", "_nhits"))
+            assert values.dtype == (np.int32 if integer else np.float32), name
+
+
+def test_detector_is_deterministic_given_the_seed() -> None:
+    rng = np.random.default_rng(12)
+    n = 2000
+    gen = make_gen(rng.choice([22, 211, -211, 130], n), rng.exponential(5, n) + 0.3, rng.uniform(-2, 2, n),
+                   rng.uniform(-3, 3, n), event=np.sort(rng.integers(0, 50, n)))  # fmt: skip
+    a, b, c = simulate(gen, seed=3), simulate(gen, seed=3), simulate(gen, seed=4)
+    for name in ("tracks", "clusters", "calolinks"):
+        ca, cb = getattr(a, name), getattr(b, name)
+        np.testing.assert_array_equal(ca.counts, cb.counts)
+        for col in ca.columns:
+            np.testing.assert_array_equal(ca.columns[col], cb.columns[col])
+    assert not np.array_equal(a.clusters.columns["cluster_energy"], c.clusters.columns["cluster_energy"])
+    assert not np.array_equal(a.tracks.columns["track_d0"], c.tracks.columns["track_d0"])
