@@ -21,7 +21,7 @@ rule train:
         f"{BENCH}/train/{{model}}.tsv"
     threads: config["train"].get("threads", 2)
     resources:
-        mem_mb=lambda wc, attempt: 8000 * attempt,
+        mem_mb=lambda wc, attempt: 8000 + 4000 * (attempt - 1),
         runtime=lambda wc, attempt: 120 * attempt,
     conda:
         "../envs/colliderflow.yaml"

@@ -1,5 +1,7 @@
 """Models by name: build one from the `train` config section, or load a trained one from its folder.
 
+Known models: mlpf (particle flow on detector elements), part and pelican (jet taggers).
+
 `model.pt` is the one file a trained model needs (written by colliderflow.train): the model name, its
 config section, the state_dict (which includes the feature normalisation), the normalisation again in
 plain form for readers, and the parameter count.
@@ -7,6 +9,7 @@ plain form for readers, and the parameter count.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -15,6 +18,10 @@ import torch
 from torch import nn
 
 from colliderflow.models.mlpf import MLPF, MLPFConfig
+from colliderflow.models.part import ParT, ParTConfig
+from colliderflow.models.pelican import PELICAN, PELICANConfig
+
+log = logging.getLogger(__name__)
 
 MODEL_FILE = "model.pt"
 MODEL_FORMAT_VERSION = 1
@@ -24,8 +31,30 @@ def _build_mlpf(section: dict[str, Any]) -> nn.Module:
     return MLPF(MLPFConfig.from_dict(section, where="train.mlpf"))
 
 
+def _build_part(section: dict[str, Any]) -> nn.Module:
+    return ParT(ParTConfig.from_dict(section, where="train.part"))
+
+
+def _build_pelican(section: dict[str, Any]) -> nn.Module:
+    return PELICAN(PELICANConfig.from_dict(section, where="train.pelican"))
+
+
 # name → builder taking the model's own config section (params[name]).
-MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {"mlpf": _build_mlpf}
+MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
+    "mlpf": _build_mlpf,
+    "part": _build_part,
+    "pelican": _build_pelican,
+}
+
+# name → the batch fields the model's forward() takes, in order. The training task and the ONNX export
+# both read inputs from here, so a model's signature is written down once.
+MODEL_INPUTS: dict[str, tuple[str, ...]] = {
+    "mlpf": ("X", "mask"),
+    "part": ("features", "p4", "mask"),
+    "pelican": ("p4", "mask"),
+}
+# name → the task it is trained on: "pf" (per-element particle flow) or "tagging" (one label per jet).
+MODEL_TASKS: dict[str, str] = {"mlpf": "pf", "part": "tagging", "pelican": "tagging"}
 
 
 def build_model(params: dict[str, Any]) -> nn.Module:
@@ -34,7 +63,9 @@ def build_model(params: dict[str, Any]) -> nn.Module:
     name = params.get("model", "mlpf")
     if name not in MODELS:
         raise ValueError(f"train.model: unknown model {name!r}; known: {sorted(MODELS)}")
-    return MODELS[name](params.get(name) or {})
+    model = MODELS[name](params.get(name) or {})
+    log.info("%s: %d trainable parameters", name, sum(p.numel() for p in model.parameters() if p.requires_grad))
+    return model
 
 
 def load_trained(model_dir: Path) -> tuple[nn.Module, dict[str, Any]]:

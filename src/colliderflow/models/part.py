@@ -1,0 +1,171 @@
+"""ParT: a Particle Transformer jet tagger (Qu, Li, Qian, ICML 2022) at configurable size.
+
+    features [B, N, F] ─ LayerNorm + MLP ─▶ x [B, N, D]
+    p4 [B, N, 4] ─ pairwise (ln kT, ln z, ln ΔR, ln m²) [B, N, N, 4] ─ pointwise MLP ─▶ bias [B, H, N, N]
+      ─▶ num_layers × particle-attention block (softmax(QKᵀ/√d + bias), padding keys masked)
+      ─▶ class token [B, 1, D] ─▶ num_cls_layers × class-attention block (queries: the token only)
+      ─▶ LayerNorm ─▶ Linear ─▶ logits [B, num_classes]
+
+The pairwise bias is what distinguishes ParT from a plain set transformer: the attention between two
+particles starts from physics (their relative kT, momentum sharing, angle and invariant mass), so the
+network need not rediscover them from the per-particle features. Four-momenta are (px, py, pz, E) in
+GeV, the layout of colliderflow.jet_data. No positional encoding: the logits are invariant under
+permutations of the real particles and under padding.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
+
+EPS = 1e-8  # floor under the arguments of the pairwise logs: ΔR = 0 on the diagonal, m² ≤ 0 for collinear pairs
+N_PAIR_FEATURES = 4  # ln kT, ln z, ln ΔR, ln m²
+
+
+def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> None:
+    for name in names:
+        value = getattr(config, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
+
+
+def _from_dict(cls: type, section: dict[str, Any], where: str) -> Any:
+    """A dataclass from a config section; unknown keys are an error naming them."""
+    if not isinstance(section, dict):
+        raise ValueError(f"{where}: expected a mapping, got {type(section).__name__}")  # noqa: TRY004
+    known = {f.name for f in fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**section)
+
+
+@dataclass(frozen=True)
+class ParTConfig:
+    """The `train.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
+
+    num_features: int = 17  # per-particle inputs, colliderflow.jet_data.PARTICLE_FEATURES
+    num_classes: int = 10
+    embedding_dim: int = 128
+    embed_hidden: int = 512  # hidden width of the particle-embedding MLP
+    num_heads: int = 8
+    num_layers: int = 8  # particle-attention blocks
+    num_cls_layers: int = 2  # class-attention blocks
+    ff_dim: int = 512
+    pair_hidden: int = 64  # hidden width of the pairwise-feature MLP
+    dropout: float = 0.1
+
+    @classmethod
+    def from_dict(cls, section: dict[str, Any], *, where: str = "train.part") -> ParTConfig:
+        config: ParTConfig = _from_dict(cls, section, where)
+        _check_positive_ints(config, ("num_features", "num_classes", "embedding_dim", "embed_hidden", "num_heads",
+                                      "num_layers", "num_cls_layers", "ff_dim", "pair_hidden"), where)
+        if config.embedding_dim % config.num_heads:
+            raise ValueError(f"{where}: embedding_dim={config.embedding_dim} not divisible by "
+                             f"num_heads={config.num_heads}")
+        if not 0.0 <= float(config.dropout) < 1.0:
+            raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
+        return config
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def pair_features(p4: torch.Tensor) -> torch.Tensor:
+    """(ln kT, ln z, ln ΔR, ln m²) of every particle pair: p4 [B, N, 4] (px, py, pz, E) → [B, N, N, 4].
+
+    kT = min(pT_i, pT_j)·ΔR, z = min(pT_i, pT_j)/(pT_i + pT_j), ΔR in (rapidity, φ), m² = (p_i + p_j)².
+    Arguments are floored at EPS so that the diagonal and padding give large negative finite values.
+    """
+    px, py, pz, e = p4.unbind(dim=-1)  # 4 × [B, N]
+    pt = torch.sqrt(px * px + py * py)
+    rapidity = 0.5 * torch.log((e + pz).clamp(min=EPS) / (e - pz).clamp(min=EPS))
+    phi = torch.atan2(py, px)
+    dy = rapidity[:, :, None] - rapidity[:, None, :]  # [B, N, N]
+    dphi = phi[:, :, None] - phi[:, None, :]
+    dphi = torch.atan2(torch.sin(dphi), torch.cos(dphi))  # wrapped into (−π, π]
+    delta_r = torch.sqrt(dy * dy + dphi * dphi)
+    pt_min = torch.minimum(pt[:, :, None], pt[:, None, :])
+    kt = pt_min * delta_r
+    z = pt_min / (pt[:, :, None] + pt[:, None, :]).clamp(min=EPS)
+    s = p4[:, :, None, :] + p4[:, None, :, :]  # [B, N, N, 4]
+    m2 = s[..., 3] ** 2 - s[..., 0] ** 2 - s[..., 1] ** 2 - s[..., 2] ** 2
+    return torch.stack([torch.log(t.clamp(min=EPS)) for t in (kt, z, delta_r, m2)], dim=-1)  # [B, N, N, 4]
+
+
+class ClassAttentionBlock(nn.Module):
+    """Pre-LN block in which only the class token queries; keys and values are [token, particles].
+
+    Letting the token attend over itself as well as the particles (as ParT does) keeps the softmax
+    well-defined for a jet whose particles are all padding.
+    """
+
+    def __init__(self, dim: int, num_heads: int, ff_dim: int, *, dropout: float = 0.0) -> None:
+        super().__init__()
+        self.num_heads = num_heads
+        self.norm = nn.LayerNorm(dim)
+        self.q = nn.Linear(dim, dim)
+        self.kv = nn.Linear(dim, 2 * dim)
+        self.out = nn.Linear(dim, dim)
+        self.norm_ff = nn.LayerNorm(dim)
+        self.ff = MLP(dim, ff_dim, dim, dropout=dropout)
+        self.dropout = dropout
+
+    def forward(self, cls: torch.Tensor, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # cls: [B, 1, D]; x: [B, N, D]; mask: [B, N] bool
+        b, n, d = x.shape
+        h = self.num_heads
+        both = self.norm(torch.cat([cls, x], dim=1))  # [B, 1 + N, D]
+        q = self.q(both[:, :1]).view(b, 1, h, d // h).transpose(1, 2)  # [B, H, 1, D/H]
+        k, v = (t.view(b, n + 1, h, d // h).transpose(1, 2) for t in self.kv(both).chunk(2, dim=-1))  # [B, H, 1+N, D/H]
+        keys = torch.cat([torch.ones_like(mask[:, :1]), mask], dim=1)[:, None, None, :]  # [B, 1, 1, 1 + N]
+        y = F.scaled_dot_product_attention(q, k, v, attn_mask=keys,
+                                           dropout_p=self.dropout if self.training else 0.0)  # [B, H, 1, D/H]
+        cls = cls + self.out(y.transpose(1, 2).reshape(b, 1, d))
+        return cls + self.ff(self.norm_ff(cls))  # [B, 1, D]
+
+
+class ParT(nn.Module):
+    """Particle Transformer; takes particle features [B, N, F], four-momenta [B, N, 4] and the mask [B, N]."""
+
+    def __init__(self, config: ParTConfig) -> None:
+        super().__init__()
+        self.config = config
+        c = config
+        self.embed = nn.Sequential(nn.LayerNorm(c.num_features),
+                                   MLP(c.num_features, c.embed_hidden, c.embedding_dim, dropout=c.dropout))
+        self.pair_embed = nn.Sequential(
+            nn.Linear(N_PAIR_FEATURES, c.pair_hidden), nn.GELU(),
+            nn.Linear(c.pair_hidden, c.pair_hidden), nn.GELU(),
+            nn.Linear(c.pair_hidden, c.num_heads),
+        )
+        self.blocks = nn.ModuleList(TransformerBlock(c.embedding_dim, c.num_heads, c.ff_dim, dropout=c.dropout)
+                                    for _ in range(c.num_layers))
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, c.embedding_dim))
+        nn.init.trunc_normal_(self.cls_token, std=0.02)
+        self.cls_blocks = nn.ModuleList(ClassAttentionBlock(c.embedding_dim, c.num_heads, c.ff_dim, dropout=c.dropout)
+                                        for _ in range(c.num_cls_layers))
+        self.norm_out = nn.LayerNorm(c.embedding_dim)
+        self.head = nn.Linear(c.embedding_dim, c.num_classes)
+
+    def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        # features: [B, N, F]; p4: [B, N, 4]; mask: [B, N] bool → logits [B, C]
+        x = torch.where(mask[..., None], self.embed(features), 0.0)  # [B, N, D]
+        pair_mask = mask[:, :, None] & mask[:, None, :]  # [B, N, N]
+        pairs = torch.where(pair_mask[..., None], pair_features(p4), 0.0)  # [B, N, N, 4]
+        bias = self.pair_embed(pairs).permute(0, 3, 1, 2)  # [B, H, N, N]
+        # Padding keys get −inf; attention_mask keeps one key for a jet with no particles (no NaN).
+        keys = attention_mask(mask)  # [B, 1, 1, N]
+        attn_bias = bias.masked_fill(~keys, float("-inf"))  # [B, H, N, N]
+        for block in self.blocks:
+            x = block(x, mask, attn_bias)  # [B, N, D]
+        cls = self.cls_token.expand(x.shape[0], 1, -1)  # [B, 1, D]
+        for block in self.cls_blocks:
+            cls = block(cls, x, mask)
+        return self.head(self.norm_out(cls[:, 0]))  # [B, C]
