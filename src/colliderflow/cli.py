@@ -108,6 +108,12 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
     )
 
 
+def _cmd_export(args: argparse.Namespace) -> None:
+    from colliderflow.export import export_onnx
+
+    export_onnx(args.model_dir, args.output)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colliderflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -179,6 +185,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--plots-dir", type=Path, required=True)
     p.set_defaults(func=_cmd_evaluate)
+
+    p = sub.add_parser("export", help="a trained model → ONNX, checked against torch with ONNX Runtime")
+    p.add_argument("--model-dir", type=Path, required=True)
+    p.add_argument("-o", "--output", type=Path, required=True, help="ONNX file")
+    p.set_defaults(func=_cmd_export)
     return parser
 
 

@@ -358,25 +358,46 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     else feeds the order, a resumed run regenerates the epoch it stopped in and skips to its step: the
     checkpoint needs only the step. `len(dataset) // batch_size` batches per epoch (the tail is dropped,
     the next epoch reshuffles); a dataset smaller than one batch gives one batch of everything.
-    For DDP, each rank would take `order[rank::world_size]` of the same epoch order.
+
+    Length bucketing (`lengths` and `bucket_batches` k > 1): the epoch order is cut into chunks of k
+    batches, each chunk sorted by length and cut into batches, and the batches of a chunk shuffled
+    (seeded). Batches then hold events of similar length, so little of the padded tensor is padding,
+    while the order stays random at the scale of k batches and a pure function of (seed, epoch).
+
+    DDP: every rank builds the same global batch and keeps `batch[rank::world_size]`, so the ranks see
+    disjoint slices of every global batch and together exactly the single-process batch. batch_size is
+    the global batch size and must be divisible by world_size.
     """
 
     def __init__(self, n_events: int, *, batch_size: int, seed: int, weights: torch.Tensor | None = None,
-                 start_step: int = 0, num_steps: int | None = None) -> None:
+                 start_step: int = 0, num_steps: int | None = None, lengths: Sequence[int] | None = None,
+                 bucket_batches: int = 0, rank: int = 0, world_size: int = 1) -> None:
         if n_events <= 0:
             raise ValueError("cannot sample batches from zero events")
         if weights is not None and len(weights) != n_events:
             raise ValueError(f"{len(weights)} sampling weights for {n_events} events")
+        if lengths is not None and len(lengths) != n_events:
+            raise ValueError(f"{len(lengths)} lengths for {n_events} events")
+        if bucket_batches > 1 and lengths is None:
+            raise ValueError("length bucketing needs the event lengths")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} outside world size {world_size}")
         self.n_events = n_events
         self.batch_size = min(batch_size, n_events)
+        if self.batch_size % world_size:
+            raise ValueError(f"train.batch_size: the global batch of {self.batch_size} does not split evenly "
+                             f"over {world_size} processes")
         self.seed = seed
         self.weights = weights
         self.start_step = start_step
         self.num_steps = num_steps
+        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
+        self.bucket_batches = bucket_batches
+        self.rank, self.world_size = rank, world_size
         self.batches_per_epoch = n_events // self.batch_size
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
-        """[n_events] int64: the event order of one epoch."""
+        """[n_events] int64: the event order of one epoch (before bucketing)."""
         gen = torch.Generator().manual_seed(derive_seed(self.seed, "train-order", epoch))
         if self.weights is None:
             return torch.randperm(self.n_events, generator=gen)
@@ -385,14 +406,29 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         )
         return torch.tensor(list(draws), dtype=torch.int64)
 
+    def epoch_batches(self, epoch: int) -> torch.Tensor:
+        """[batches_per_epoch, batch_size] int64: the global batches of one epoch, in order."""
+        b = self.batch_size
+        batches = self.epoch_order(epoch)[: self.batches_per_epoch * b].view(-1, b)
+        if self.bucket_batches > 1 and self.lengths is not None:
+            gen = torch.Generator().manual_seed(derive_seed(self.seed, "train-buckets", epoch))
+            chunks = []
+            for chunk in batches.split(self.bucket_batches):  # [k, B] each
+                flat = chunk.reshape(-1)
+                flat = flat[torch.argsort(self.lengths[flat], stable=True)]  # by length
+                sorted_batches = flat.view(-1, b)
+                chunks.append(sorted_batches[torch.randperm(len(sorted_batches), generator=gen)])
+            batches = torch.cat(chunks)
+        return batches
+
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step
         epoch, position = divmod(step, self.batches_per_epoch)
         end = math.inf if self.num_steps is None else self.start_step + self.num_steps
         while step < end:
-            order = self.epoch_order(epoch)
+            batches = self.epoch_batches(epoch)
             while position < self.batches_per_epoch and step < end:
-                yield order[position * self.batch_size : (position + 1) * self.batch_size].tolist()
+                yield batches[position, self.rank :: self.world_size].tolist()
                 position += 1
                 step += 1
             epoch, position = epoch + 1, 0

@@ -1,8 +1,11 @@
-"""Train a model on the `train` split of one or more TFDS datasets: one entry point, `train()`.
+"""Train a model: one entry point, `train()`, and one loop for every model.
 
-Read top to bottom, the loop is:
+What differs between models sits behind a small task interface (`Task`): how to open the data, collate
+a batch, feed it to the model and score it. Two tasks exist: "pf" (MLPF on the `train` split of TFDS
+datasets, per-element losses) and "tagging" (ParT or PELICAN on JetClass-II Parquet shards, one
+cross-entropy over the classes of params["labels"] per jet). Read top to bottom, the loop is:
 
-    open data ─▶ seed everything ─▶ build model (+ fit the feature normalisation) ─▶ AdamW, warm-up+cosine
+    open data (task) ─▶ join the torchrun job if any ─▶ seed everything ─▶ build model (+ fit the feature normalisation) ─▶ AdamW, warm-up+cosine
       ─▶ resume from the newest checkpoint in output_dir/checkpoints if it is an unfinished run of the
          same config and seed (otherwise start over, see `resumable_checkpoint`)
       ─▶ for each step: batch ─▶ forward ─▶ loss ─▶ backward ─▶ clip ─▶ step
@@ -16,8 +19,12 @@ and a checkpoint holds everything else that evolves — weights, optimiser and s
 torch / numpy / python RNG states (dropout draws from torch's). Two runs with the same seed give the
 same weights bit for bit on CPU; on CUDA, bf16 autocast and the kernels make them only close.
 
-Single process for now. For DDP: wrap the model after `.to(device)`, give the sampler the rank and world
-size (it already yields the same epoch order on every rank), and write files from rank 0 only.
+Data parallel: under torchrun (RANK / WORLD_SIZE set) each process takes a disjoint slice of every
+global batch (batch_size is the global size), DDP averages gradients (gloo on CPU, NCCL on GPU), and
+only rank 0 writes metrics, checkpoints, the model and provenance; every rank resumes from the same
+checkpoint. With dropout 0 a DDP run reproduces the single-process run of the same global batch up to
+float rounding (the gradient mean is summed in another order); dropout masks are drawn from the same
+seeded stream on every rank.
 """
 
 from __future__ import annotations
@@ -41,6 +48,7 @@ import torch
 from torch import nn
 from tqdm import tqdm
 
+from colliderflow import distributed
 from colliderflow.config import config_hash
 from colliderflow.data import (
     Batch,
@@ -52,10 +60,19 @@ from colliderflow.data import (
     open_splits,
     read_sampling_weights,
 )
+from colliderflow.distributed import DistInfo
 from colliderflow.io.atomic import atomic_path, write_text_atomic
+from colliderflow.jet_data import JetDataset, collate_jets, jet_files, split_train_val
 from colliderflow.losses import LossConfig, mlpf_loss
 from colliderflow.models.mlpf import count_parameters
-from colliderflow.models.registry import MODEL_FILE, MODEL_FORMAT_VERSION, MODELS, build_model
+from colliderflow.models.registry import (
+    MODEL_FILE,
+    MODEL_FORMAT_VERSION,
+    MODEL_INPUTS,
+    MODEL_TASKS,
+    MODELS,
+    build_model,
+)
 from colliderflow.provenance import provenance_record, write_provenance
 
 log = logging.getLogger(__name__)
@@ -84,6 +101,12 @@ class TrainConfig:
     eval_max_events: int | None = None  # validation on the first N val events; None: all of them
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # CPU threads for torch; None: torch's default
+    task: str | None = None  # pf | tagging; None: the model's own (registry.MODEL_TASKS)
+    bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (data.EpochBatchSampler)
+    # tagging only
+    labels: list[int] | None = None  # jet_label values to train on, class index = position; None: all present
+    val_fraction: float = 0.1  # jets held out for validation (a fixed hash split, jet_data.split_train_val)
+    max_particles: int = 128  # constituents kept per jet (the hardest)
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> TrainConfig:
@@ -109,7 +132,154 @@ class TrainConfig:
             raise ValueError(f"train.eval_max_events: expected a positive integer or null, got {limit!r}")
         if config.device not in ("auto", "cpu", "cuda"):
             raise ValueError(f"train.device: expected auto, cpu or cuda, got {config.device!r}")
+        if config.task not in (None, "pf", "tagging"):
+            raise ValueError(f"train.task: expected pf or tagging, got {config.task!r}")
+        if config.model in MODEL_TASKS and config.task not in (None, MODEL_TASKS[config.model]):
+            raise ValueError(f"train.task: model {config.model!r} is trained on task {MODEL_TASKS[config.model]!r}")
+        if not isinstance(config.bucket_batches, int) or config.bucket_batches < 0:
+            raise ValueError(f"train.bucket_batches: expected a non-negative integer, got {config.bucket_batches!r}")
+        if not isinstance(config.max_particles, int) or config.max_particles < 1:
+            raise ValueError(f"train.max_particles: expected a positive integer, got {config.max_particles!r}")
         return config
+
+    @property
+    def task_name(self) -> str:
+        return self.task or MODEL_TASKS.get(self.model, "pf")
+
+
+# --------------------------------------------------------------------------------------------------
+# Tasks: what differs between models (data, batch → inputs, batch → loss)
+# --------------------------------------------------------------------------------------------------
+
+
+class Task:
+    """The model-specific half of training. The loop only calls these methods.
+
+    train_set / val_set: random-access sequences of items; collate: items → batch (with `.to(device)`
+    and `len`); loss: (model, batch) → {"loss": scalar, …other terms for the metrics}.
+    """
+
+    name: str
+    train_set: Sequence[Any]
+    val_set: Sequence[Any]
+    inputs: list[Path]
+
+    def __init__(self, model: str) -> None:
+        self.input_names = MODEL_INPUTS[model]
+
+    def collate(self, items: list[Any]) -> Any:
+        raise NotImplementedError
+
+    def forward(self, model: nn.Module, batch: Any) -> Any:
+        """batch → the model's inputs (registry.MODEL_INPUTS) → its output."""
+        return model(*(getattr(batch, name) for name in self.input_names))
+
+    def loss(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        raise NotImplementedError
+
+    def lengths(self) -> Sequence[int]:
+        """Length of every training item, for length bucketing."""
+        raise NotImplementedError
+
+    def sample_keys(self) -> list[tuple[str, int]]:
+        """(sample, event_id) of every training item, what sampling weights are keyed by."""
+        raise NotImplementedError
+
+    def model_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """The params build_model sees (a task may fill in sizes that follow from the data)."""
+        return params
+
+    def prepare(self, model: nn.Module) -> None:
+        """Fit whatever the model learns from the data before training (only on a fresh start)."""
+
+    def record(self) -> dict[str, Any]:
+        """Facts about the data for model.pt and provenance."""
+        return {}
+
+
+class PFTask(Task):
+    """MLPF on TFDS datasets: per-element classification, charge and kinematics (losses.mlpf_loss)."""
+
+    name = "pf"
+
+    def __init__(self, cfg: TrainConfig, loss_cfg: LossConfig, tfds_dirs: list[Path]) -> None:
+        super().__init__(cfg.model)
+        self.loss_cfg = loss_cfg
+        self.train_set = open_splits(tfds_dirs, "train")
+        self.val_set = open_splits(tfds_dirs, "val", allow_empty=True)
+        self.inputs = [Path(d) for d in tfds_dirs]
+
+    def collate(self, items: list[Event]) -> Batch:
+        return collate_events(items)
+
+    def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
+        return mlpf_loss(self.forward(model, batch), batch.X, batch.ytarget, batch.mask, self.loss_cfg)
+
+    def lengths(self) -> list[int]:
+        getitems = getattr(self.train_set, "__getitems__", None)
+        out = []
+        for start in range(0, len(self.train_set), 1024):
+            idx = list(range(start, min(start + 1024, len(self.train_set))))
+            out += [len(ev["X"]) for ev in (getitems(idx) if getitems else [self.train_set[i] for i in idx])]
+        return out
+
+    def sample_keys(self) -> list[tuple[str, int]]:
+        return event_keys(self.train_set)
+
+    def prepare(self, model: nn.Module) -> None:
+        if hasattr(model, "normaliser"):
+            model.normaliser.set_statistics(fit_normalisation(self.train_set))
+
+
+class TaggingTask(Task):
+    """A jet tagger on JetClass-II Parquet shards: cross-entropy over the classes of `labels`."""
+
+    name = "tagging"
+
+    def __init__(self, cfg: TrainConfig, paths: list[Path]) -> None:
+        super().__init__(cfg.model)
+        files = jet_files(paths)
+        dataset = JetDataset(files, labels=cfg.labels)
+        self.labels = dataset.labels
+        self.train_set, self.val_set = split_train_val(dataset, cfg.val_fraction)
+        if len(self.train_set) == 0:
+            raise ValueError(f"{[str(f) for f in files]}: no training jets with labels {self.labels}")
+        self.max_particles = cfg.max_particles
+        self.model = cfg.model
+        self.inputs = files
+
+    def collate(self, items: list[Any]) -> Any:
+        return collate_jets(items, max_particles=self.max_particles)
+
+    def loss(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
+        logits = self.forward(model, batch).float()  # [B, C]
+        loss = torch.nn.functional.cross_entropy(logits, batch.label)
+        accuracy = (logits.argmax(dim=-1) == batch.label).float().mean().detach()
+        return {"loss": loss, "accuracy": accuracy}
+
+    def lengths(self) -> Sequence[int]:
+        return np.minimum(self.train_set.n_particles, self.max_particles).tolist()
+
+    def sample_keys(self) -> list[tuple[str, int]]:
+        return self.train_set.keys()
+
+    def model_params(self, params: dict[str, Any]) -> dict[str, Any]:
+        """num_classes follows from the label list; a config that says otherwise is an error."""
+        section = dict(params.get(self.model) or {})
+        given = section.get("num_classes")
+        if given is not None and given != len(self.labels):
+            raise ValueError(f"train.{self.model}.num_classes={given} but train.labels has {len(self.labels)} labels")
+        section["num_classes"] = len(self.labels)
+        return {**params, self.model: section}
+
+    def record(self) -> dict[str, Any]:
+        return {"labels": self.labels}
+
+
+def make_task(cfg: TrainConfig, loss_cfg: LossConfig, paths: list[Path]) -> Task:
+    if cfg.task_name == "tagging":
+        return TaggingTask(cfg, paths)
+    return PFTask(cfg, loss_cfg, paths)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -117,34 +287,37 @@ class TrainConfig:
 # --------------------------------------------------------------------------------------------------
 
 
-def train(*, tfds_dirs: list[Path], weights: Path | None, params: dict[str, Any], seed: int,
-          output_dir: Path) -> dict[str, Any]:
+def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: dict[str, Any], seed: int,
+          output_dir: Path, data: list[Path] | None = None) -> dict[str, Any]:
     """Train the model params["model"] and write output_dir/{model.pt, provenance.json, metrics.jsonl,
     checkpoints/}. Continues an unfinished run of the same config from its newest checkpoint.
 
-    tfds_dirs: TFDS dataset directories; their `train` splits are concatenated, likewise `val`.
-    weights: optional Parquet of per-event sampling weights (sample, event_id, weight).
-    params: the config's `train` section. Returns a summary (steps, losses, parameter count, paths).
+    data (or, by its older name, tfds_dirs): the inputs of the task — TFDS dataset directories for "pf"
+    (their `train` splits concatenated, likewise `val`); JetClass-II Parquet files or directories of
+    them for "tagging". weights: optional Parquet of per-item sampling weights (sample, event_id,
+    weight; for jets the sample is the file stem and event_id the row). params: the config's `train`
+    section. Under torchrun, every rank calls this; rank 0 writes. Returns a summary (steps, losses,
+    parameter count, paths).
     """
+    if (data is None) == (tfds_dirs is None):
+        raise ValueError("train: give the input data once, as data= (or tfds_dirs=)")
+    paths = [Path(p) for p in (data if data is not None else tfds_dirs)]  # type: ignore[union-attr]
     cfg = TrainConfig.from_params(params)
     loss_cfg = LossConfig.from_dict(params.get("loss"))
     output_dir = Path(output_dir)
 
-    # ---- data: [n_train], [n_val] events; weights [n_train]
-    train_events = open_splits(tfds_dirs, "train")
-    val_events = open_splits(tfds_dirs, "val", allow_empty=True)
-    if len(val_events) == 0:
-        log.warning("no validation events in %s: validation loss is skipped", [str(d) for d in tfds_dirs])
+    task = make_task(cfg, loss_cfg, paths)
+    if len(task.val_set) == 0:
+        log.warning("no validation data in %s: validation loss is skipped", [str(p) for p in paths])
     sampling_weights = None
     if weights is not None:
-        sampling_weights = read_sampling_weights(Path(weights), event_keys(train_events))
+        sampling_weights = read_sampling_weights(Path(weights), task.sample_keys())
 
-    inputs = [Path(d) for d in tfds_dirs] + ([Path(weights)] if weights is not None else [])
+    inputs = task.inputs + ([Path(weights)] if weights is not None else [])
     device = pick_device(cfg.device)
-    with _torch_settings(threads=cfg.threads):
-        return _train(cfg, loss_cfg, params=params, seed=seed, device=device, train_events=train_events,
-                      val_events=val_events, sampling_weights=sampling_weights, output_dir=output_dir,
-                      inputs=inputs)
+    with distributed.process_group(device.type) as dist_info, _torch_settings(threads=cfg.threads):
+        return _train(cfg, task, params=params, seed=seed, device=distributed.device_for(dist_info, device),
+                      sampling_weights=sampling_weights, output_dir=output_dir, inputs=inputs, dist_info=dist_info)
 
 
 @contextlib.contextmanager
@@ -164,10 +337,11 @@ def _torch_settings(*, threads: int | None) -> Iterator[None]:
         torch.set_num_threads(n_threads)
 
 
-def _train(cfg: TrainConfig, loss_cfg: LossConfig, *, params: dict[str, Any], seed: int, device: torch.device,
-           train_events: Sequence[Event], val_events: Sequence[Event], sampling_weights: torch.Tensor | None,
-           output_dir: Path, inputs: list[Path]) -> dict[str, Any]:
+def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, device: torch.device,
+           sampling_weights: torch.Tensor | None, output_dir: Path, inputs: list[Path],
+           dist_info: DistInfo) -> dict[str, Any]:
     """The body of `train()`, once inputs are checked: model, loop, outputs."""
+    main = dist_info.is_main
     ckpt_dir = output_dir / CHECKPOINT_DIR
     metrics_path = output_dir / METRICS_FILE
     fingerprint = input_fingerprint(inputs)
@@ -175,31 +349,38 @@ def _train(cfg: TrainConfig, loss_cfg: LossConfig, *, params: dict[str, Any], se
     seed_everything(seed)
 
     # ---- model and optimiser
-    model = build_model(params)
+    model = build_model(task.model_params(params))
     resume = resumable_checkpoint(ckpt_dir, params=params, seed=seed, max_steps=cfg.max_steps,
-                                  fingerprint=fingerprint)
-    if resume is None and hasattr(model, "normaliser"):
-        model.normaliser.set_statistics(fit_normalisation(train_events))
+                                  fingerprint=fingerprint, delete_stale=main)
+    if resume is None:
+        task.prepare(model)
     model.to(device)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, warmup_cosine(cfg.warmup_steps, cfg.max_steps))
     n_params = count_parameters(model)
-    log.info("%s: %d trainable parameters, %d train / %d val events, device %s",
-             cfg.model, n_params, len(train_events), len(val_events), device)
+    log.info("%s (%s): %d trainable parameters, %d train / %d val items, device %s, rank %d of %d",
+             cfg.model, task.name, n_params, len(task.train_set), len(task.val_set), device,
+             dist_info.rank, dist_info.world_size)
 
     step, elapsed_before = 0, 0.0
     if resume is not None:
         path, state = resume
         step, elapsed_before = restore_checkpoint(state, model=model, optimizer=optimizer, scheduler=scheduler)
         log.info("resumed from %s at step %d", path, step)
-    truncate_metrics(metrics_path, after_step=step)  # a crashed run may have logged past its checkpoint
+    if main:
+        truncate_metrics(metrics_path, after_step=step)  # a crashed run may have logged past its checkpoint
+    distributed.barrier(dist_info)  # every rank has read the checkpoint before rank 0 writes new ones
+    net = distributed.wrap(model, dist_info, device)  # what the loop runs; `model` is what is saved
 
-    sampler = EpochBatchSampler(len(train_events), batch_size=cfg.batch_size, seed=seed, weights=sampling_weights,
-                                start_step=step, num_steps=max(0, cfg.max_steps - step))
+    sampler = EpochBatchSampler(len(task.train_set), batch_size=cfg.batch_size, seed=seed, weights=sampling_weights,
+                                start_step=step, num_steps=max(0, cfg.max_steps - step),
+                                lengths=task.lengths() if cfg.bucket_batches > 1 else None,
+                                bucket_batches=cfg.bucket_batches, rank=dist_info.rank,
+                                world_size=dist_info.world_size)
     loader = torch.utils.data.DataLoader(
-        train_events,  # type: ignore[arg-type]  # any random-access sequence of events
+        task.train_set,  # type: ignore[arg-type]  # any random-access sequence of items
         batch_sampler=sampler,
-        collate_fn=collate_events,
+        collate_fn=task.collate,
         num_workers=0,  # workers did not help on 2 cores; TFDS sources must be opened per process
         pin_memory=device.type == "cuda",
         # The loader draws a base seed when iterated: from its own generator, not torch's global one,
@@ -211,58 +392,63 @@ def _train(cfg: TrainConfig, loss_cfg: LossConfig, *, params: dict[str, Any], se
     t_start = time.perf_counter()
     window = _Window()
     val_losses: dict[str, float] | None = None
-    model.train()
-    with tqdm(total=cfg.max_steps, initial=step, disable=not sys.stderr.isatty(), desc="train") as bar:
+    net.train()
+    with tqdm(total=cfg.max_steps, initial=step, disable=not (main and sys.stderr.isatty()), desc="train") as bar:
         t_prev = time.perf_counter()  # throughput counts loading + training, not evaluation or checkpoints
         for batch in loader:
             batch = batch.to(device)
             with autocast(device):
-                out = model(batch.X, batch.mask)  # per-element outputs [B, N, …]
-                losses = mlpf_loss(out, batch.X, batch.ytarget, batch.mask, loss_cfg)
+                losses = task.loss(net, batch)
             optimizer.zero_grad(set_to_none=True)
-            losses["loss"].backward()
+            losses["loss"].backward()  # under DDP: gradients averaged over ranks here
             if cfg.grad_clip > 0:
                 torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
             optimizer.step()
             scheduler.step()
             step += 1
-            window.add(losses, len(batch), seconds=time.perf_counter() - t_prev)
+            window.add(losses, len(batch) * dist_info.world_size, seconds=time.perf_counter() - t_prev)
             bar.update(1)
 
             done = step == cfg.max_steps
             elapsed = elapsed_before + time.perf_counter() - t_start
             if step % cfg.log_every == 0 or done:
-                record = window.flush()
-                append_metrics(metrics_path, {"step": step, "split": "train", **record,
-                                              "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed})
+                record = distributed.mean_over_ranks(window.flush(), dist_info, device)
+                if main:
+                    append_metrics(metrics_path, {"step": step, "split": "train", **record,
+                                                  "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed})
                 bar.set_postfix(loss=f"{record['loss']:.3f}")
-            if (step % cfg.eval_every == 0 or done) and len(val_events):
-                val_losses = evaluate_loss(model, val_events, batch_size=cfg.batch_size, loss_cfg=loss_cfg,
-                                           device=device, max_events=cfg.eval_max_events)
+            if (step % cfg.eval_every == 0 or done) and len(task.val_set) and main:
+                val_losses = evaluate_loss(model, task, batch_size=cfg.batch_size, device=device,
+                                           max_events=cfg.eval_max_events)
                 append_metrics(metrics_path, {"step": step, "split": "val", **val_losses,
                                               "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed})
-                model.train()
-            if step % cfg.checkpoint_every == 0 or done:
+                net.train()
+            if (step % cfg.checkpoint_every == 0 or done) and main:
                 save_checkpoint(ckpt_dir / f"ckpt_{step}.pt", model=model, optimizer=optimizer, scheduler=scheduler,
                                 step=step, elapsed_s=elapsed, params=params, seed=seed, fingerprint=fingerprint)
             t_prev = time.perf_counter()
 
-    # ---- final outputs
-    save_model(output_dir / MODEL_FILE, model, params=params, seed=seed, step=step, n_params=n_params)
+    # ---- final outputs (rank 0)
     summary = {
         "step": step,
         "param_count": n_params,
-        "final_train_loss": _last_metric(metrics_path, "train"),
+        "world_size": dist_info.world_size,
+        "final_train_loss": _last_metric(metrics_path, "train") if main else None,
         "final_val_loss": val_losses["loss"] if val_losses else None,
         "model": str(output_dir / MODEL_FILE),
         "metrics": str(metrics_path),
     }
-    write_provenance(output_dir / "provenance.json", provenance_record(
-        stage="train", config=params, seeds={"seed": seed}, inputs=[str(p) for p in inputs],
-        extra={"param_count": n_params, "steps": step, "n_train_events": len(train_events),
-               "n_val_events": len(val_events), "final_val_loss": summary["final_val_loss"]},
-    ))
-    log.info("trained %d steps; model written to %s", step, summary["model"])
+    if main:
+        save_model(output_dir / MODEL_FILE, model, params=task.model_params(params), seed=seed, step=step,
+                   n_params=n_params, extra={"task": task.name, **task.record()})
+        write_provenance(output_dir / "provenance.json", provenance_record(
+            stage="train", config=params, seeds={"seed": seed}, inputs=[str(p) for p in inputs],
+            extra={"param_count": n_params, "steps": step, "task": task.name, "n_train_events": len(task.train_set),
+                   "n_val_events": len(task.val_set), "final_val_loss": summary["final_val_loss"],
+                   "world_size": dist_info.world_size, "dist_backend": dist_info.backend, **task.record()},
+        ))
+        log.info("trained %d steps; model written to %s", step, summary["model"])
+    distributed.barrier(dist_info)  # no rank leaves (and tears down the group) before the files exist
     return summary
 
 
@@ -343,20 +529,21 @@ class _Window:
 
 
 @torch.no_grad()
-def evaluate_loss(model: nn.Module, events: Sequence[Event], *, batch_size: int, loss_cfg: LossConfig,
-                  device: torch.device, max_events: int | None = None) -> dict[str, float]:
-    """Loss terms over (the first `max_events` of) `events` in a fixed order, each term averaged over
-    batches weighted by their number of events; plus the evaluation throughput."""
+def evaluate_loss(model: nn.Module, task: Task, *, batch_size: int, device: torch.device,
+                  max_events: int | None = None) -> dict[str, float]:
+    """Loss terms over (the first `max_events` of) the task's validation items in a fixed order, each
+    term averaged over batches weighted by their number of items; plus the evaluation throughput."""
     model.eval()
-    n = len(events) if max_events is None else min(len(events), max_events)
-    getitems = getattr(events, "__getitems__", None)
+    items = task.val_set
+    n = len(items) if max_events is None else min(len(items), max_events)
+    getitems = getattr(items, "__getitems__", None)
     sums: dict[str, float] = {}
     t0 = time.perf_counter()
     for start in range(0, n, batch_size):
         idx = list(range(start, min(start + batch_size, n)))
-        batch: Batch = collate_events(getitems(idx) if getitems else [events[i] for i in idx]).to(device)
+        batch = task.collate(getitems(idx) if getitems else [items[i] for i in idx]).to(device)
         with autocast(device):
-            losses = mlpf_loss(model(batch.X, batch.mask), batch.X, batch.ytarget, batch.mask, loss_cfg)
+            losses = task.loss(model, batch)
         for key, value in losses.items():
             sums[key] = sums.get(key, 0.0) + float(value) * len(idx)
     record = {key: total / n for key, total in sums.items()}
@@ -464,7 +651,7 @@ def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Opti
 
 
 def resumable_checkpoint(ckpt_dir: Path, *, params: dict[str, Any], seed: int, max_steps: int,
-                         fingerprint: str) -> tuple[Path, dict[str, Any]] | None:
+                         fingerprint: str, delete_stale: bool = True) -> tuple[Path, dict[str, Any]] | None:
     """The newest checkpoint in `ckpt_dir` and its contents, if this run should continue from it.
 
     It should when it is unfinished (step < max_steps) and was written with the same seed, the same
@@ -473,6 +660,7 @@ def resumable_checkpoint(ckpt_dir: Path, *, params: dict[str, Any], seed: int, m
     another config, seed or dataset — starts over: the stale
     checkpoints are deleted so that they cannot be mistaken for this run's later. An unreadable
     checkpoint is an error naming it (they are written atomically, so it means a damaged disk).
+    Under DDP every rank decides (the same way, from the same files) but only rank 0 deletes.
     """
     path = newest_checkpoint(ckpt_dir)
     if path is None:
@@ -494,7 +682,7 @@ def resumable_checkpoint(ckpt_dir: Path, *, params: dict[str, Any], seed: int, m
     else:
         return path, state
     log.warning("not resuming from %s: %s; starting over", path, reason)
-    for stale in ckpt_dir.iterdir():
+    for stale in ckpt_dir.iterdir() if delete_stale else []:
         if _CKPT_RE.match(stale.name):
             stale.unlink()
     return None
@@ -510,7 +698,8 @@ def restore_checkpoint(state: dict[str, Any], *, model: nn.Module, optimizer: to
     return int(state["step"]), float(state["elapsed_s"])
 
 
-def save_model(path: Path, model: nn.Module, *, params: dict[str, Any], seed: int, step: int, n_params: int) -> None:
+def save_model(path: Path, model: nn.Module, *, params: dict[str, Any], seed: int, step: int, n_params: int,
+               extra: dict[str, Any] | None = None) -> None:
     """model.pt: what colliderflow.models.registry.load_trained needs to rebuild the model, and no more."""
     name = params.get("model", "mlpf")
     config = model.config
@@ -525,6 +714,7 @@ def save_model(path: Path, model: nn.Module, *, params: dict[str, Any], seed: in
         "step": step,
         "seed": seed,
         "train_params": params,
+        **(extra or {}),  # task, and for taggers the label list (class index → jet_label)
     }
     with atomic_path(path) as tmp:
         torch.save(saved, tmp)

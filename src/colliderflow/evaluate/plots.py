@@ -20,7 +20,7 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
-from colliderflow.evaluate import style
+from colliderflow.evaluate import style, summary_table
 from colliderflow.io.atomic import atomic_path
 from colliderflow.schema import CLASS_NAMES
 
@@ -33,6 +33,7 @@ PF_PLOTS: tuple[str, ...] = (
     "class_efficiency",
     "particle_response",
     "loss_curves",
+    "summary_table",
 )
 
 MIN_ENTRIES = 5
@@ -55,8 +56,10 @@ class PlotInputs(TypedDict, total=False):
     confusion: algorithm → metrics.confusion_matrix output.
     class_efficiency: algorithm → metrics.class_efficiency_and_fake_rate output.
     particle_response: algorithm → metrics.particle_response output.
-    training_log: split → column → array (step, loss…, lr), or None when there is no log.
+    training_log: split → column → array (step, loss…, lr, samples_per_s), or None when there is no log.
     sqrt_s: collision energy for the figure label, GeV.
+    rlabel: text above the top-right panel instead of the collision energy (e.g. a dataset name).
+    summary: the summary JSON of the stage (for the headline table); tagger_summary: that of a tagger.
     """
 
     jets: Mapping[str, Mapping[str, Mapping[str, Any]]]
@@ -66,6 +69,9 @@ class PlotInputs(TypedDict, total=False):
     particle_response: Mapping[str, Mapping[int, Mapping[str, Any]]]
     training_log: Mapping[str, Mapping[str, np.ndarray]] | None
     sqrt_s: float
+    rlabel: str
+    summary: Mapping[str, Any]
+    tagger_summary: Mapping[str, Any] | None
 
 
 # --------------------------------------------------------------------------------------------------
@@ -168,10 +174,12 @@ def _no_data(ax: Axes, text: str = "no entries") -> None:
     ax.text(0.5, 0.5, text, transform=ax.transAxes, ha="center", va="center", color="0.4", fontsize=_LABEL_SIZE)
 
 
-def _header(fig: Figure, axes: np.ndarray, sqrt_s: float, algos: Sequence[str] = ()) -> None:
-    """Experiment label top left, energy top right, and one legend of the algorithms centred between them."""
+def _header(
+    fig: Figure, axes: np.ndarray, sqrt_s: float, algos: Sequence[str] = (), *, right: str | None = None
+) -> None:
+    """Experiment label top left, energy (or `right`) top right, and one legend of the algorithms between them."""
     style.experiment_label(axes[0, 0], fontsize=24)
-    style.experiment_label(axes[0, -1], right=style.rlabel(sqrt_s), left=False, fontsize=24)
+    style.experiment_label(axes[0, -1], right=style.rlabel(sqrt_s) if right is None else right, left=False, fontsize=24)
     if algos:
         handles = [
             Line2D(
@@ -442,30 +450,34 @@ def plot_particle_response(inputs: PlotInputs) -> Figure:
 # --------------------------------------------------------------------------------------------------
 # Training
 # --------------------------------------------------------------------------------------------------
-def plot_loss_curves(inputs: PlotInputs) -> Figure:
-    log = inputs.get("training_log")
-    sqrt_s = inputs.get("sqrt_s", style.DEFAULT_SQRT_S_GEV)
-    has_data = bool(log) and any(np.asarray(cols.get("step", [])).size for cols in log.values())
-    if not has_data:
-        fig, axes = plt.subplots(figsize=(10, 7), squeeze=False)
-        _no_data(axes[0, 0], "no training log" if log is None else "training log has no entries")
-        axes[0, 0].tick_params(which="both", labelbottom=False, labelleft=False)
-        axes[0, 0].set_xlabel("Training step")
-        axes[0, 0].set_ylabel("Loss")
-        _header(fig, axes, sqrt_s)
-        return fig
-    fig, axes = plt.subplots(
-        2, 1, figsize=(12, 11), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 1], "hspace": 0.08}
-    )
-    ax, ax_lr = axes[0, 0], axes[1, 0]
-    split_style = {
-        "train": {"linestyle": "-", "marker": None, "alpha": 0.85},
-        "val": {"linestyle": "--", "marker": "o", "alpha": 1.0},
-    }
+_SPLIT_STYLE: dict[str, dict[str, Any]] = {
+    "train": {"linestyle": "-", "marker": None, "alpha": 0.85},
+    "val": {"linestyle": "--", "marker": "o", "alpha": 1.0},
+}
+_SPLIT_LABELS = {"train": "training", "val": "validation"}
+
+
+def _split_handles(log: Mapping[str, Any]) -> list[Line2D]:
+    return [
+        Line2D(
+            [],
+            [],
+            color="0.3",
+            linestyle=_SPLIT_STYLE[s]["linestyle"],
+            marker=_SPLIT_STYLE[s]["marker"],
+            label=_SPLIT_LABELS[s],
+        )
+        for s in ("train", "val")
+        if s in log
+    ]
+
+
+def _draw_losses(ax: Axes, log: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """Every loss term (colour) on every split (line style); log y when all values are positive."""
     terms_seen: list[str] = []
     positive = True
     for split, cols in log.items():
-        st = split_style.get(split, {"linestyle": ":", "marker": "x", "alpha": 1.0})
+        st = _SPLIT_STYLE.get(split, {"linestyle": ":", "marker": "x", "alpha": 1.0})
         step = np.asarray(cols.get("step", []), dtype=float)
         for color, term in zip(style.AUX_COLORS, _LOSS_TERMS, strict=False):
             y = np.asarray(cols.get(term, np.full(step.shape, np.nan)), dtype=float)
@@ -489,37 +501,79 @@ def plot_loss_curves(inputs: PlotInputs) -> Figure:
         for c, t in zip(style.AUX_COLORS, _LOSS_TERMS, strict=False)
         if t in terms_seen
     ]
-    handles += [
-        Line2D(
-            [],
-            [],
-            color="0.3",
-            linestyle=split_style[s]["linestyle"],
-            marker=split_style[s]["marker"],
-            label={"train": "training", "val": "validation"}[s],
-        )
-        for s in ("train", "val")
-        if s in log
-    ]
-    ax.legend(handles=handles, loc="upper right", ncols=2, fontsize=20)
-    lr_drawn = False
+    ax.legend(handles=handles + _split_handles(log), loc="upper right", ncols=2, fontsize=20)
+
+
+def _draw_learning_rate(ax: Axes, log: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """The schedule as logged with the training lines (validation lines repeat it, when they have it)."""
     for split in ("train", *[s for s in log if s != "train"]):
         cols = log.get(split, {})
         step = np.asarray(cols.get("step", []), dtype=float)
         lr = np.asarray(cols.get("lr", np.full(step.shape, np.nan)), dtype=float)
         ok = np.isfinite(step) & np.isfinite(lr)
         if ok.any():
-            ax_lr.plot(step[ok], lr[ok], color="0.2", linewidth=2)
-            lr_drawn = True
+            ax.plot(step[ok], lr[ok], color="0.2", linewidth=2)
             break
-    if not lr_drawn:
-        _no_data(ax_lr, "no learning rate logged")
-    ax_lr.set_ylabel("Learning rate", fontsize=_LABEL_SIZE)
-    ax_lr.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
-    ax_lr.set_xlabel("Training step")
-    _header(fig, axes, sqrt_s)
+    else:
+        _no_data(ax, "no learning rate logged")
+    ax.set_ylabel("Learning rate", fontsize=_LABEL_SIZE)
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3), useMathText=True)
+
+
+def _draw_throughput(ax: Axes, log: Mapping[str, Mapping[str, np.ndarray]]) -> None:
+    """samples/s per split: training speed (forward + backward) and, on validation lines, inference speed.
+
+    A drop in training throughput at constant batch size points at the input pipeline or at contention
+    on the machine, not at the model; it is the first thing to look at when a run is slower than expected.
+    """
+    drawn = False
+    for split, cols in log.items():
+        st = _SPLIT_STYLE.get(split, {"linestyle": ":", "marker": "x", "alpha": 1.0})
+        step = np.asarray(cols.get("step", []), dtype=float)
+        rate = np.asarray(cols.get("samples_per_s", np.full(step.shape, np.nan)), dtype=float)
+        ok = np.isfinite(step) & np.isfinite(rate) & (rate > 0)
+        if ok.any():
+            ax.plot(step[ok], rate[ok], color=style.AUX_COLORS[4], linewidth=2, markersize=6, **st)
+            drawn = True
+    if drawn:
+        ax.set_ylim(0, None)
+        ax.legend(handles=_split_handles(log), loc="lower right", ncols=2, fontsize=16)
+    else:
+        _no_data(ax, "no throughput logged")
+    ax.set_ylabel("Throughput\n[samples/s]", fontsize=_LABEL_SIZE)
+
+
+def plot_loss_curves(inputs: PlotInputs) -> Figure:
+    """Loss per term and split (top), learning rate (middle) and throughput in samples/s (bottom) vs step."""
+    log = inputs.get("training_log")
+    sqrt_s = inputs.get("sqrt_s", style.DEFAULT_SQRT_S_GEV)
+    right = inputs.get("rlabel")
+    has_data = bool(log) and any(np.asarray(cols.get("step", [])).size for cols in log.values())
+    if not has_data:
+        fig, axes = plt.subplots(figsize=(10, 7), squeeze=False)
+        _no_data(axes[0, 0], "no training log" if log is None else "training log has no entries")
+        axes[0, 0].tick_params(which="both", labelbottom=False, labelleft=False)
+        axes[0, 0].set_xlabel("Training step")
+        axes[0, 0].set_ylabel("Loss")
+        _header(fig, axes, sqrt_s, right=right)
+        return fig
+    fig, axes = plt.subplots(
+        3, 1, figsize=(12, 14), sharex=True, squeeze=False, gridspec_kw={"height_ratios": [3, 1, 1], "hspace": 0.08}
+    )
+    _draw_losses(axes[0, 0], log)
+    _draw_learning_rate(axes[1, 0], log)
+    _draw_throughput(axes[2, 0], log)
+    axes[2, 0].set_xlabel("Training step")
+    _header(fig, axes, sqrt_s, right=right)
     fig.align_ylabels(axes[:, 0])
     return fig
+
+
+def plot_summary_table(inputs: PlotInputs) -> Figure:
+    """The headline numbers of the summary JSON (and of a tagger summary, when given) as a table figure."""
+    return summary_table.table_figure(
+        summary_table.summary_sections(inputs.get("summary") or {}, inputs.get("tagger_summary"))
+    )
 
 
 _PLOTTERS: dict[str, Callable[[PlotInputs], Figure]] = {
@@ -531,6 +585,7 @@ _PLOTTERS: dict[str, Callable[[PlotInputs], Figure]] = {
     "class_efficiency": plot_class_efficiency,
     "particle_response": plot_particle_response,
     "loss_curves": plot_loss_curves,
+    "summary_table": plot_summary_table,
 }
 if tuple(_PLOTTERS) != PF_PLOTS:
     raise RuntimeError("every name in PF_PLOTS needs exactly one plotting function, in the same order")

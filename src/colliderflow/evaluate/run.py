@@ -18,7 +18,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.evaluate import metrics
+from colliderflow.evaluate import metrics, summary_table
 from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
 from colliderflow.io.atomic import write_text_atomic
@@ -211,12 +211,21 @@ def _classification_summary(
 # The stage
 # --------------------------------------------------------------------------------------------------
 def evaluate(
-    *, predictions: Path, metrics_log: Path | None, params: dict, summary: Path, plots_dir: Path
+    *,
+    predictions: Path,
+    metrics_log: Path | None,
+    params: dict,
+    summary: Path,
+    plots_dir: Path,
+    tagger_summary: Path | None = None,
 ) -> dict[str, Any]:
     """Compute every metric, write the summary JSON and every figure of PF_PLOTS; returns the summary.
 
     params: the config's `evaluate` section — jet_pt_bins (GeV), jet_match_dr — and optionally jets
     {algorithm, radius, p, min_pt}, jet_eta_bins, met_bins (GeV), particle_pt_bins (GeV), sqrt_s (GeV).
+    tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging_run) whose AUCs and
+    rejections join the headline table; the table is also written as summary_table.{html,rst} for
+    the report caption.
     """
     predictions = Path(predictions)
     pt_bins = np.asarray(params.get("jet_pt_bins", (10, 20, 40, 60, 80, 100, 200)), dtype=float)
@@ -293,6 +302,7 @@ def evaluate(
     }
     result = _json_safe(result)
 
+    tagger = json.loads(Path(tagger_summary).read_text()) if tagger_summary is not None else None
     inputs: PlotInputs = {
         "jets": {s: v for s, v in jets.items() if s != "all"},
         "met": {s: v for s, v in met.items() if s != "all"},
@@ -301,8 +311,11 @@ def evaluate(
         "particle_response": particle,
         "training_log": read_training_log(metrics_log),
         "sqrt_s": float(params.get("sqrt_s", DEFAULT_SQRT_S_GEV)),
+        "summary": result,
+        "tagger_summary": tagger,
     }
     make_plots(inputs, Path(plots_dir))
+    summary_table.write_summary_table(result, Path(plots_dir), tagger, figure=False)
     write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %d figures in %s", summary, len(PF_PLOTS), plots_dir)
     return result

@@ -116,9 +116,7 @@ def background_efficiency_at(
     return out
 
 
-def rejection_at(
-    eff_bkg: np.ndarray, eff_sig: np.ndarray, target: float | Sequence[float] | np.ndarray
-) -> np.ndarray:
+def rejection_at(eff_bkg: np.ndarray, eff_sig: np.ndarray, target: float | Sequence[float] | np.ndarray) -> np.ndarray:
     """Background rejection 1/ε_B at signal efficiency `target`; inf when no background passes."""
     eb = background_efficiency_at(eff_bkg, eff_sig, target)
     with np.errstate(divide="ignore"):
@@ -216,9 +214,7 @@ def jensen_shannon(p: np.ndarray, q: np.ndarray) -> float:
     return max(0.0, 0.5 * kl(p) + 0.5 * kl(q))
 
 
-def mass_sculpting(
-    mass: np.ndarray, passed: np.ndarray, bins: Sequence[float] | np.ndarray
-) -> dict[str, Any]:
+def mass_sculpting(mass: np.ndarray, passed: np.ndarray, bins: Sequence[float] | np.ndarray) -> dict[str, Any]:
     """Background mass distribution before and after a tagger cut, and how much the cut changed its shape.
 
     mass: [N] background (QCD) jet masses, GeV; passed: [N] bool, the cut. A tagger that learnt the
@@ -328,8 +324,12 @@ def baseline_roc(
     eb, es, idx = upper_envelope(scan["eff_bkg"], scan["eff_sig"])
     n_cuts = scan["tau32_cuts"].size
     cuts = [
-        None if i < 0 else {"tau32_max": float(scan["tau32_cuts"][i % n_cuts]), "mass_window": [
-            float(v) for v in scan["mass_windows"][i // n_cuts]]}
+        None
+        if i < 0
+        else {
+            "tau32_max": float(scan["tau32_cuts"][i % n_cuts]),
+            "mass_window": [float(v) for v in scan["mass_windows"][i // n_cuts]],
+        }
         for i in idx
     ]
     return {"eff_bkg": eb, "eff_sig": es, "cuts": cuts, "scan": scan}
@@ -370,4 +370,3 @@ def class_indices(names: Sequence[str], selection: Sequence[int | str] | None, d
                 raise ValueError(f"class {item!r} is not one of the tagger's classes {list(names)}")
             out.append(bare.index(key))
     return out
-

@@ -94,7 +94,9 @@ def _working_point_cuts(baseline: Mapping[str, Any], working_points: Sequence[fl
     for wp in working_points:
         hits = np.flatnonzero(np.isfinite(es) & (es >= wp))
         cut = baseline["cuts"][hits[0]] if hits.size else None
-        out[f"{wp:g}"] = None if cut is None else {**cut, "eff_sig": es[hits[0]], "eff_bkg": baseline["eff_bkg"][hits[0]]}
+        out[f"{wp:g}"] = (
+            None if cut is None else {**cut, "eff_sig": es[hits[0]], "eff_bkg": baseline["eff_bkg"][hits[0]]}
+        )
     return out
 
 
@@ -121,9 +123,11 @@ def evaluate_tagger(
     qcd = tagging.class_indices(classes, params.get("qcd_classes"), "QCD")
     if not qcd:
         raise ValueError(f"{predictions}: no QCD class among {classes}; set params qcd_classes")
-    signal = tagging.class_indices(classes, params.get("signal_classes"), "") if params.get("signal_classes") else [
-        c for c in range(n_classes) if c not in qcd
-    ]
+    signal = (
+        tagging.class_indices(classes, params.get("signal_classes"), "")
+        if params.get("signal_classes")
+        else [c for c in range(n_classes) if c not in qcd]
+    )
     if params.get("plot_classes"):
         plot_classes = tagging.class_indices(classes, params["plot_classes"], "")
     else:

@@ -68,12 +68,20 @@ class _Reader:
         self.tree = tree
         self.keys = set(tree.keys(recursive=True))
 
+    def resolve(self, name: str) -> str | None:
+        """The stored branch of `coll/coll.member`: podio splits it under its collection; flat writers
+        (uproot, some converters) store `coll.member` at the top level."""
+        if name in self.keys:
+            return name
+        leaf = name.split("/", 1)[-1]
+        return leaf if leaf in self.keys else None
+
     def has(self, name: str) -> bool:
-        return name in self.keys
+        return self.resolve(name) is not None
 
     def read(self, name: str) -> ak.Array:
         try:
-            return self.tree[name].array(library="ak")
+            return self.tree[self.resolve(name) or name].array(library="ak")
         except Exception as exc:  # damaged baskets, decompression errors
             raise ValueError(f"{self.path}: cannot read branch {name!r}, truncated or corrupt? "
                              f"({type(exc).__name__}: {exc})") from exc
@@ -277,7 +285,8 @@ def _clusters(r: _Reader, names: Edm4hepCollections, n_gen: ak.Array) -> dict[st
         nhits = r.read(_member(c, "hits_end")) - r.read(_member(c, "hits_begin"))
     else:
         nhits = ak.zeros_like(energy, dtype=np.int32)
-    error_branch = next((b for b in (_member(c, "positionError.values[6]"), _member(c, "positionError[6]"))
+    error_branch = next((b for b in (_member(c, "positionError.values[6]"), _member(c, "positionError.values"),
+                                   _member(c, "positionError[6]"))
                          if r.has(b)), None)
     if error_branch is not None:
         cov = np.asarray(ak.to_numpy(ak.flatten(r.read(error_branch), axis=1)), dtype=np.float64).reshape(-1, 6)

@@ -1,4 +1,7 @@
-"""Read a simulation ROOT file of the builtin backend into awkward arrays, refusing anything else loudly.
+"""Read a simulation ROOT file into awkward arrays, refusing anything malformed loudly.
+
+`read_sim` reads the builtin backend's layout; `read_events` detects the format (builtin, EDM4hep from a
+Key4HEP reconstruction, Delphes) and dispatches to the reader that maps it onto the same layout.
 
 The ntuplizer trusts what this module returns: every SIM_* branch present, the per-object branches of
 one collection jagged alike, and every *_idx pointing inside its event. Checking that here, once and
@@ -8,12 +11,15 @@ or silently wrong targets three modules later.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import awkward as ak
 import numpy as np
 import uproot
 
+from colliderflow.io.delphes_events import DEFAULT_BFIELD_TESLA, read_delphes_events
+from colliderflow.io.edm4hep_reader import read_edm4hep
 from colliderflow.schema import (
     SIM_ALL_BRANCHES,
     SIM_CALOLINK_BRANCHES,
@@ -42,22 +48,74 @@ def _describe_foreign(path: Path, keys: list[str], tree_keys: list[str]) -> str 
     names = {k.split(";")[0] for k in keys}
     for tree, label in _FOREIGN_TREES.items():
         if tree in names:
-            return f"{path}: looks like a {label} file (tree {tree!r}); only the builtin layout is read so far"
+            return f"{path}: looks like a {label} file (tree {tree!r}); read_sim reads only the builtin layout (read_events detects the format)"
     if any(m in k for m in _EDM4HEP_MARKERS for k in list(names) + tree_keys):
-        return f"{path}: looks like an EDM4hep/podio file; only the builtin layout is read so far"
+        return f"{path}: looks like an EDM4hep/podio file; read_sim reads only the builtin layout (read_events detects the format)"
     return None
 
 
 def detect_format(path: str | Path) -> str:
-    """The layout of a simulation file: "builtin", or a ValueError naming the file and what is wrong.
+    """The layout of a simulation file: "builtin", "edm4hep" or "delphes"; ValueError naming the file otherwise.
 
-    Only the builtin layout (tree `events` holding every SIM_* branch) is accepted for now; the error
-    for an EDM4hep or Delphes file says so, so that a wrong backend setting is obvious.
+    Decided from the file's contents, never its name: a `Delphes` tree is Delphes; an `events` tree
+    with every SIM_* branch is the builtin layout; an `events` tree of podio collections (a
+    `podio_metadata` tree beside it, or MCParticle members such as `<coll>.generatorStatus`) is EDM4hep.
     """
     path = Path(path)
     with _open(path) as fh:
+        try:
+            names = {k.split(";")[0] for k in fh.keys(recursive=False)}
+        except Exception as exc:
+            raise ValueError(f"{path}: cannot list the file's contents ({type(exc).__name__}: {exc})") from exc
+        if "Delphes" in names:
+            return "delphes"
+        if SIM_TREE in names:
+            try:
+                tree_keys = list(fh[SIM_TREE].keys(recursive=True))
+            except Exception as exc:
+                raise ValueError(f"{path}: cannot read tree {SIM_TREE!r} ({type(exc).__name__}: {exc})") from exc
+            if not all(b in tree_keys for b in SIM_ALL_BRANCHES) and (
+                "podio_metadata" in names or any(k.endswith(".generatorStatus") for k in tree_keys)
+            ):
+                return "edm4hep"
         _check_layout(path, fh)
     return "builtin"
+
+
+@dataclass(frozen=True)
+class SourceEvents:
+    """Events of one file in the builtin record layout, with what the ntuplizer must know of their source.
+
+    `bfield_tesla` is the solenoid field the track curvatures were written with (the reader's choice
+    for Delphes, the detector's for the others); the ntuplizer turns ω back into pT with it unless the
+    config sets one. Readers of other sources may add gen_parent_idx (for the target rule) and pfo_*
+    (the source's own particle flow, used as the baseline).
+    """
+
+    events: ak.Array
+    format: str
+    bfield_tesla: float
+
+
+_DEFAULT_BFIELD = {"builtin": 4.0, "edm4hep": 4.0}  # CLIC_o3_v14 and the builtin CLIC-like detector
+
+
+def read_events(path: str | Path, *, bfield_tesla: float | None = None) -> SourceEvents:
+    """Any supported simulation file (format detected) as builtin-layout records, checked for consistency."""
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt == "builtin":
+        return SourceEvents(read_sim(path), fmt, bfield_tesla or _DEFAULT_BFIELD[fmt])
+    if fmt == "edm4hep":
+        events = read_edm4hep(path)
+        field = bfield_tesla or _DEFAULT_BFIELD[fmt]
+    else:
+        field = bfield_tesla or DEFAULT_BFIELD_TESLA
+        events = read_delphes_events(path, bfield_tesla=field)
+    if len(events) == 0:
+        raise ValueError(f"{path}: the file holds no events")
+    _check_consistency(path, events)
+    return SourceEvents(events, fmt, float(field))
 
 
 def _open(path: Path) -> uproot.ReadOnlyDirectory:

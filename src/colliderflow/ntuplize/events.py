@@ -1,4 +1,4 @@
-"""Simulation ROOT file(s) → one event-level Parquet shard (EVENT_COLUMNS), with its provenance.
+"""Simulation ROOT file(s) (builtin, EDM4hep or Delphes; detected) → one event-level Parquet shard (EVENT_COLUMNS), with its provenance.
 
 Each input file is read and turned into columns on its own (so that an error names the file), then
 the columns are concatenated and written once, atomically: any failure leaves no Parquet file behind.
@@ -19,19 +19,26 @@ import numpy as np
 
 from colliderflow.config import canonical_json
 from colliderflow.io.parquet import write_parquet_atomic
-from colliderflow.io.sim_reader import read_sim
+from colliderflow.io.sim_reader import read_events
 from colliderflow.kinematics import cluster_jets, jets_to_block, missing_et
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
 from colliderflow.ntuplize.elements import (
-    DEFAULT_BFIELD_TESLA,
+    ElementLayout,
     cluster_features,
     element_rows,
+    flat,
     layout_of,
     track_features,
 )
-from colliderflow.ntuplize.targets import assign_targets, block_particles, jet_index, visible_particles
+from colliderflow.ntuplize.targets import (
+    assign_targets,
+    block_particles,
+    jet_index,
+    particle_class,
+    visible_particles,
+)
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.schema import EVENT_COLUMNS, PF, SPLITS
+from colliderflow.schema import EVENT_COLUMNS, N_PARTICLE_FEATURES, PF, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +137,49 @@ class _Stopwatch:
         self._last = now
 
 
+def source_candidates(events: ak.Array, layout: ElementLayout) -> np.ndarray:
+    """[total elements, 8] baseline rows from the source's own PF candidates (pfo_* fields).
+
+    A reconstruction such as Pandora already made particles from the same tracks and clusters; that
+    is the baseline a model must beat, so it replaces the rule-based one. A candidate sits on its first
+    track, else on its first cluster; when several land on one element, the most energetic is kept
+    (ties: the lower index). Candidates with neither stay out (they have no element to sit on).
+    """
+    n_pfo = ak.to_numpy(ak.num(events.pfo_energy, axis=1)).astype(np.int64)
+    event = np.repeat(np.arange(layout.n_events, dtype=np.int64), n_pfo)
+    track = flat(events.pfo_track_idx, np.int64)
+    cluster = flat(events.pfo_cluster_idx, np.int64)
+    elem = np.full(track.size, -1, dtype=np.int64)
+    on_track, on_cluster = track >= 0, (track < 0) & (cluster >= 0)
+    elem[on_track] = layout.track_offsets[event[on_track]] + track[on_track]
+    elem[on_track] = layout.track_pos[elem[on_track]]
+    flat_cluster = layout.cluster_offsets[event[on_cluster]] + cluster[on_cluster]
+    elem[on_cluster] = layout.cluster_pos[flat_cluster]
+    energy = flat(events.pfo_energy)
+    placed = np.flatnonzero(elem >= 0)
+    order = np.lexsort((placed, -energy[placed], elem[placed]))
+    chosen = placed[order]
+    first = np.ones(chosen.size, dtype=bool)
+    first[1:] = elem[chosen][1:] != elem[chosen][:-1]
+    chosen = chosen[first]
+    px, py, pz = (flat(events[f"pfo_{c}"])[chosen] for c in ("px", "py", "pz"))
+    charge = flat(events.pfo_charge)[chosen]
+    pt = np.hypot(px, py)
+    safe = np.maximum(pt, 1e-9)
+    rows = np.zeros((layout.total, N_PARTICLE_FEATURES), dtype=np.float64)
+    rows[:, PF["jet_idx"]] = -1
+    block = rows[elem[chosen]]
+    block[:, PF["cls_id"]] = particle_class(flat(events.pfo_pdgid, np.int64)[chosen], charge)
+    block[:, PF["charge"]] = charge
+    block[:, PF["pt"]] = pt
+    block[:, PF["eta"]] = np.arcsinh(pz / safe)
+    block[:, PF["sin_phi"]] = np.where(pt == 0, 0.0, py / safe)
+    block[:, PF["cos_phi"]] = np.where(pt == 0, 1.0, px / safe)
+    block[:, PF["energy"]] = flat(events.pfo_energy)[chosen]
+    rows[elem[chosen]] = block
+    return rows
+
+
 def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[str, Any],
                  baseline: BaselineParams, bfield: float, source: str,
                  stopwatch: _Stopwatch | None = None) -> dict[str, Any]:
@@ -142,7 +192,10 @@ def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[s
     lap("elements")
     targets = assign_targets(events, layout)
     lap("targets")
-    cand = baseline_candidates(tracks, clusters, layout, baseline)
+    if "pfo_energy" in events.fields:
+        cand = source_candidates(events, layout)
+    else:
+        cand = baseline_candidates(tracks, clusters, layout, baseline)
     lap("baseline")
 
     visible = visible_particles(events)
@@ -182,11 +235,12 @@ def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[s
 # ------------------------------------------------------------------------------------------------
 def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shard: int, params: dict,
                    seed: int, provenance: Path | None) -> dict[str, Any]:
-    """Read builtin simulation file(s), write one Parquet shard of EVENT_COLUMNS rows; return run stats.
+    """Read simulation file(s) of any supported format, write one Parquet shard of EVENT_COLUMNS rows; return run stats.
 
     `params` is the config's `ntuplize` section: split_fractions {train, val, test}, jets {algorithm,
     radius, p, min_pt} (each defaulting to DEFAULT_PARAMS when absent), and optionally `baseline`
-    (overrides of BaselineParams) and `bfield_tesla` (4.0).
+    (overrides of BaselineParams) and `bfield_tesla` (default: the source's, see `read_events`). A source
+    with its own particle flow (pfo_* fields: Pandora PFOs, Delphes PF objects) gives the baseline.
     Event i of the concatenated inputs gets event_id = shard·2**32 + i. Returns events, elements,
     seconds, events_per_s, input_mb, output_mb, mb_per_s (input MB per second), and the truth energy
     that reached no element. Bad input → ValueError naming the file; nothing is written then.
@@ -201,16 +255,22 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
     fractions = split_fractions(params)
     jets = jet_params(params)
     baseline = BaselineParams.from_dict(params.get("baseline"), what="ntuplize params: baseline")
-    bfield = float(params.get("bfield_tesla", DEFAULT_BFIELD_TESLA))
+    # None: each file's curvatures are read with its source's field (4 T CLIC-like, 3.8 T Delphes default).
+    bfield_param = params.get("bfield_tesla")
+    bfield_param = None if bfield_param is None else float(bfield_param)
+    fields_used: dict[str, float] = {}
     sample = sample or default_sample_name(inputs[0])
 
     parts = []
     first_index = 0
     for path in inputs:
-        events = read_sim(path)
+        source = read_events(path, bfield_tesla=bfield_param)
+        events = source.events
+        fields_used[source.format] = source.bfield_tesla
         stopwatch.lap("read")
         parts.append(file_columns(events, first_index=first_index, shard=shard, jets=jets,
-                                  baseline=baseline, bfield=bfield, source=str(path), stopwatch=stopwatch))
+                                  baseline=baseline, bfield=source.bfield_tesla, source=str(path),
+                                  stopwatch=stopwatch))
         first_index += len(events)
 
     columns = {name: ak.concatenate([part[name] for part in parts]) for name in EVENT_COLUMNS
@@ -250,7 +310,7 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
                     "split_fractions": fractions,
                     "jets": jets,
                     "baseline": baseline.as_dict(),
-                    "bfield_tesla": bfield,
+                    "bfield_tesla": bfield_param if bfield_param is not None else fields_used,
                 },
             },
         )

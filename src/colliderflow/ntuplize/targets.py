@@ -1,6 +1,8 @@
 """Truth → one target particle (or none) per element, following the MLPF CLIC target definition.
 
-Targets are the visible final-state particles (status 1, not neutrinos). Each is attached to exactly
+Targets are the visible final-state particles (status 1, not neutrinos; where the source records
+parents, a non-interacting one is replaced by its interacting simulator-created children, see
+`target_mask`). Each is attached to exactly
 one element, so that a network predicting one particle per element can in principle reproduce the
 event:
 
@@ -108,12 +110,42 @@ def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
     return np.where(elem != _NO_INDEX, elem, -1)
 
 
+SIMULATOR_CREATED_STATUS = 0  # generatorStatus of particles the detector simulation created
+
+
+def target_mask(events: ak.Array, elem: np.ndarray) -> np.ndarray:
+    """Flat mask of the target particles: visible status-1 particles, with the MLPF replacement rule.
+
+    A status-1 particle that reached no element (non-interacting: it decayed in flight, or converted,
+    before leaving a track or a deposit) is replaced by its direct children created by the simulator
+    (status 0) that did reach an element. Only sources with a parent relation (gen_parent_idx, e.g.
+    EDM4hep) can apply it; the builtin source stores final-state particles only, so nothing changes
+    there. A non-interacting particle without interacting children stays a (lost) target.
+    """
+    visible = visible_mask(events)
+    if "gen_parent_idx" not in events.fields:
+        return visible
+    n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
+    gen_off = _gen_offsets(n_gen)
+    gen_event = np.repeat(np.arange(n_gen.size, dtype=np.int64), n_gen)
+    parent = flat(events.gen_parent_idx, np.int64)
+    status = flat(events.gen_status, np.int64)
+    apdg = np.abs(flat(events.gen_pdgid, np.int64))
+    interacting = elem >= 0
+    child = (status == SIMULATOR_CREATED_STATUS) & interacting & (parent >= 0) & ~np.isin(apdg, NEUTRINO_PDGIDS)
+    parent_flat = np.where(child, gen_off[gen_event] + np.maximum(parent, 0), 0)
+    child &= visible[parent_flat] & ~interacting[parent_flat]
+    replaced = np.zeros(visible.size, dtype=bool)
+    replaced[parent_flat[child]] = True
+    return (visible & ~replaced) | child
+
+
 def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     """Target rows for every element of every event, and the energy that reached no element."""
     n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
     gen_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), n_gen)
-    visible = visible_mask(events)
     elem = element_of_particle(events, layout)
+    visible = target_mask(events, elem)
 
     energy = flat(events.gen_energy)
     lost = visible & (elem < 0)

@@ -1,0 +1,300 @@
+"""An event-level view of Delphes output in the builtin simulation layout (SIM_* fields), for the ntuplizer.
+
+Delphes has no hits and no real track fit; its particle-flow inputs are the energy-flow objects. They
+are mapped onto elements as follows:
+
+* tracks ← `EFlowTrack` (or the charged `ParticleFlowCandidate`s when the card writes no EFlow
+  collections). Helix parameters in the EDM4hep convention: ω = q·0.2998e-3·B/pT [1/mm] with the
+  solenoid field B (3.8 T, CMS-like cards, unless given), tanλ = sinh η, φ, and D0/DZ (mm) when present.
+  χ², ndf and the innermost-hit radius do not exist in Delphes and are 0; dE/dx is `dNdx` when present.
+* clusters ← `EFlowPhoton` + `EFlowNeutralHadron` (or the neutral candidates): energy, ECAL/HCAL
+  energy from `Eem`/`Ehad`, and a position on the calorimeter front built from (η, φ), a cylinder of
+  radius CALO_RADIUS_MM closed at ±CALO_HALF_LENGTH_MM, so the cluster features keep their meaning.
+* truth: gen_* are all `Particle` entries (status as stored; the targets use status 1); a track's
+  truth particle and a cluster's deposits come from the objects' `Particle`/`Particles` references,
+  resolved with `delphes_reader.resolve_refs`. A deposit's energy is the referenced particle's energy
+  (Delphes does not store the share of a tower), which only ranks the clusters a particle reached.
+* pfo_*: the Delphes particle-flow objects themselves, one per element, as the source baseline.
+
+Delphes writes times in seconds; they come out in ns.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Final
+
+import awkward as ak
+import numpy as np
+import uproot
+
+from colliderflow.io.delphes_reader import DELPHES_TREE, GEN_BRANCH, PF_BRANCH, resolve_refs
+
+DEFAULT_BFIELD_TESLA: Final = 3.8  # CMS-like Delphes cards
+CALO_RADIUS_MM: Final = 1500.0
+CALO_HALF_LENGTH_MM: Final = 2307.0
+_PT_PER_TESLA_PER_INVERSE_MM: Final = 0.299792458e-3
+_SECONDS_TO_NS: Final = 1e9
+
+EFLOW_TRACKS: Final = "EFlowTrack"
+EFLOW_CLUSTERS: Final = ("EFlowPhoton", "EFlowNeutralHadron")
+
+_GEN_LEAVES: Final = ("fUniqueID", "PID", "Status", "Charge", "Px", "Py", "Pz", "E", "Mass", "X", "Y", "Z")
+_TRACK_LEAVES: Final = ("PT", "Eta", "Phi", "Charge", "PID")
+_TRACK_OPTIONAL: Final = ("D0", "DZ", "T", "dNdx", "Mass")
+_TOWER_LEAVES: Final = ("E", "Eta", "Phi", "Eem", "Ehad")
+_TOWER_OPTIONAL: Final = ("T", "NTimeHits", "PID", "Mass", "PT")
+
+
+def _open(path: Path) -> tuple[uproot.TTree, set[str]]:
+    if not path.is_file():
+        raise ValueError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path}: empty file (0 bytes), not a ROOT file")
+    try:
+        handle = uproot.open(path)
+    except Exception as exc:
+        raise ValueError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+    if DELPHES_TREE not in handle:
+        handle.close()
+        raise ValueError(f"{path}: no {DELPHES_TREE!r} tree")
+    tree = handle[DELPHES_TREE]
+    return tree, {k.split("/")[-1] for k in tree.keys(recursive=True)}
+
+
+def _layout(path: Path, available: set[str]) -> tuple[str, list[str], list[str]]:
+    """("eflow" | "pfcands", track collections, cluster collections); ValueError listing what is missing."""
+    missing = [f"{GEN_BRANCH}.{leaf}" for leaf in _GEN_LEAVES if f"{GEN_BRANCH}.{leaf}" not in available]
+    eflow = [EFLOW_TRACKS, *EFLOW_CLUSTERS]
+    if all(f"{c}.PT" in available or f"{c}.E" in available for c in eflow):
+        mode, tracks, clusters = "eflow", [EFLOW_TRACKS], list(EFLOW_CLUSTERS)
+        needed = [f"{EFLOW_TRACKS}.{leaf}" for leaf in _TRACK_LEAVES]
+        needed += [f"{c}.{leaf}" for c in EFLOW_CLUSTERS for leaf in _TOWER_LEAVES]
+    else:
+        mode, tracks, clusters = "pfcands", [PF_BRANCH], [PF_BRANCH]
+        needed = [f"{PF_BRANCH}.{leaf}" for leaf in (*_TRACK_LEAVES, "E", "Eem", "Ehad")]
+        if f"{PF_BRANCH}.PT" not in available:
+            missing.append(f"{' + '.join(eflow)} or {PF_BRANCH}")
+            needed = []
+    missing += [n for n in needed if n not in available]
+    if missing:
+        raise ValueError(f"{path}: Delphes tree lacks what the event-level ntuplizer needs: {', '.join(missing)}")
+    return mode, tracks, clusters
+
+
+def _read(path: Path, tree: uproot.TTree, names: list[str]) -> ak.Array:
+    try:
+        return tree.arrays(names, library="ak")
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot read the Delphes branches, truncated or corrupt? "
+                         f"({type(exc).__name__}: {exc})") from exc
+
+
+def _flat(array: ak.Array, dtype: type = np.float64) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(array, axis=1)), dtype=dtype)
+
+
+def _refs(arrays: ak.Array, collection: str, available: set[str], gen_uid: ak.Array,
+          counts: ak.Array) -> ak.Array:
+    """[events, objects, refs] Particle indices of each object's truth references (empty when not stored)."""
+    for leaf in ("Particles", "Particle"):
+        name = f"{collection}.{leaf}"
+        if name in available and name in arrays.fields:
+            refs = arrays[name]
+            try:
+                values = refs.refs if leaf == "Particles" else ak.unflatten(refs.fUniqueID, 1, axis=1)
+            except (AttributeError, TypeError, ValueError):
+                continue
+            return resolve_refs(gen_uid, values)[0]
+    return ak.unflatten(ak.unflatten(np.zeros(0, np.int64), np.zeros(int(ak.sum(counts)), np.int64)), counts)
+
+
+def _position(eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The point where the direction (η, φ) from the origin meets the calorimeter front (barrel or endcap)."""
+    sinh = np.sinh(eta)
+    r = np.where(np.abs(CALO_RADIUS_MM * sinh) <= CALO_HALF_LENGTH_MM, CALO_RADIUS_MM,
+                 CALO_HALF_LENGTH_MM / np.maximum(np.abs(sinh), 1e-12))
+    return r * np.cos(phi), r * np.sin(phi), r * sinh
+
+
+def _select(arrays: ak.Array, collections: list[str], leaf: str, mask: ak.Array | None) -> ak.Array:
+    parts = [arrays[f"{c}.{leaf}"] for c in collections]
+    joined = parts[0] if len(parts) == 1 else ak.concatenate(parts, axis=1)
+    return joined if mask is None else joined[mask]
+
+
+def read_delphes_events(path: str | Path, *, bfield_tesla: float | None = None) -> ak.Array:
+    """One Delphes file as a record array [events] with the SIM_* fields and pfo_* (the Delphes PF).
+
+    ValueError naming the file when it is missing, empty, not ROOT, not Delphes, truncated, holds no
+    events, or lacks the collections (all named in one message).
+    """
+    path = Path(path)
+    bfield = DEFAULT_BFIELD_TESLA if bfield_tesla is None else float(bfield_tesla)
+    tree, available = _open(path)
+    try:
+        mode, track_colls, cluster_colls = _layout(path, available)
+        names = [f"{GEN_BRANCH}.{leaf}" for leaf in _GEN_LEAVES]
+        for c in set(track_colls + cluster_colls):
+            leaves = set(_TRACK_LEAVES if c in track_colls else ()) | set(_TOWER_LEAVES if c in cluster_colls else ())
+            leaves |= {leaf for leaf in (*_TRACK_OPTIONAL, *_TOWER_OPTIONAL, "Particles", "Particle")
+                       if f"{c}.{leaf}" in available}
+            names += [f"{c}.{leaf}" for leaf in sorted(leaves)]
+        arrays = _read(path, tree, sorted(set(names)))
+    finally:
+        tree.file.close()
+    if len(arrays) == 0:
+        raise ValueError(f"{path}: tree {DELPHES_TREE!r} holds no events")
+
+    gen_uid = arrays[f"{GEN_BRANCH}.fUniqueID"]
+    # Objects without momentum carry no information and have no helix: in a PUPPI card the candidates
+    # weighted to zero are stored with pT = 0 (E = mass); they are not elements.
+    t_pt_all = _select(arrays, track_colls, "PT", None)
+    c_e_all = _select(arrays, cluster_colls, "E", None)
+    if mode == "pfcands":
+        charge = arrays[f"{PF_BRANCH}.Charge"]
+        track_mask, cluster_mask = (charge != 0) & (t_pt_all > 0), (charge == 0) & (c_e_all > 0)
+    else:
+        track_mask, cluster_mask = t_pt_all > 0, c_e_all > 0
+
+    def optional(colls: list[str], leaf: str, mask: ak.Array | None, like: ak.Array) -> ak.Array:
+        if all(f"{c}.{leaf}" in arrays.fields for c in colls):
+            return _select(arrays, colls, leaf, mask)
+        return ak.zeros_like(like, dtype=np.float32)
+
+    # Tracks.
+    t_pt = _select(arrays, track_colls, "PT", track_mask)
+    t_counts = ak.to_numpy(ak.num(t_pt, axis=1)).astype(np.int64)
+    pt, eta = _flat(t_pt), _flat(_select(arrays, track_colls, "Eta", track_mask))
+    q = _flat(_select(arrays, track_colls, "Charge", track_mask))
+    if np.any(pt <= 0) or np.any(q == 0):
+        raise ValueError(f"{path}: {int(np.sum((pt <= 0) | (q == 0)))} track(s) with pT <= 0 or no charge")
+    omega = q * _PT_PER_TESLA_PER_INVERSE_MM * bfield / pt
+    t_refs = _refs(arrays, track_colls[0], available, gen_uid, ak.num(arrays[f"{track_colls[0]}.PT"], axis=1))
+    if track_mask is not None:
+        t_refs = t_refs[track_mask]
+    t_gen = ak.fill_none(ak.firsts(t_refs, axis=2), -1)
+
+    def tracks(values: np.ndarray) -> ak.Array:
+        return ak.unflatten(np.asarray(values, dtype=np.float32), t_counts)
+
+    fields: dict[str, ak.Array] = {}
+    # Truth particles: every Particle, so that reference indices stay valid.
+    for out, leaf, dtype in (("gen_pdgid", "PID", np.int32), ("gen_charge", "Charge", np.float32),
+                             ("gen_px", "Px", np.float32), ("gen_py", "Py", np.float32),
+                             ("gen_pz", "Pz", np.float32), ("gen_energy", "E", np.float32),
+                             ("gen_mass", "Mass", np.float32), ("gen_status", "Status", np.int32),
+                             ("gen_vx", "X", np.float32), ("gen_vy", "Y", np.float32), ("gen_vz", "Z", np.float32)):
+        fields[out] = ak.values_astype(arrays[f"{GEN_BRANCH}.{leaf}"], dtype)
+    time = optional(track_colls, "T", track_mask, t_pt) * _SECONDS_TO_NS
+    fields |= {
+        "track_gen_idx": ak.values_astype(t_gen, np.int32),
+        "track_charge": tracks(q),
+        "track_omega": tracks(omega),
+        "track_tanlambda": tracks(np.sinh(eta)),
+        "track_phi": ak.values_astype(_select(arrays, track_colls, "Phi", track_mask), np.float32),
+        "track_d0": ak.values_astype(optional(track_colls, "D0", track_mask, t_pt), np.float32),
+        "track_z0": ak.values_astype(optional(track_colls, "DZ", track_mask, t_pt), np.float32),
+        "track_chi2": tracks(np.zeros(pt.size)),
+        "track_ndf": ak.values_astype(tracks(np.zeros(pt.size)), np.int32),
+        "track_dedx": ak.values_astype(optional(track_colls, "dNdx", track_mask, t_pt), np.float32),
+        "track_dedx_error": tracks(np.zeros(pt.size)),
+        "track_radius_innermost_hit": tracks(np.zeros(pt.size)),
+        "track_time": ak.values_astype(time, np.float32),
+    }
+
+    # Clusters.
+    c_e = _select(arrays, cluster_colls, "E", cluster_mask)
+    c_counts = ak.to_numpy(ak.num(c_e, axis=1)).astype(np.int64)
+    c_eta, c_phi = _flat(_select(arrays, cluster_colls, "Eta", cluster_mask)), \
+        _flat(_select(arrays, cluster_colls, "Phi", cluster_mask))
+    x, y, z = _position(c_eta, c_phi)
+
+    def clusters(values: np.ndarray) -> ak.Array:
+        return ak.unflatten(np.asarray(values, dtype=np.float32), c_counts)
+
+    ecal = _flat(_select(arrays, cluster_colls, "Eem", cluster_mask))
+    hcal = _flat(_select(arrays, cluster_colls, "Ehad", cluster_mask))
+    energy = _flat(c_e)
+    zeros = np.zeros(energy.size)
+    fields |= {
+        "cluster_energy": clusters(energy),
+        "cluster_x": clusters(x),
+        "cluster_y": clusters(y),
+        "cluster_z": clusters(z),
+        "cluster_itheta": clusters(2.0 * np.arctan(np.exp(-c_eta))),
+        "cluster_energy_ecal": clusters(ecal),
+        "cluster_energy_hcal": clusters(hcal),
+        "cluster_energy_other": clusters(np.maximum(energy - ecal - hcal, 0.0)),
+        "cluster_nhits": ak.values_astype(clusters(zeros), np.int32),
+        "cluster_sigma_x": clusters(zeros),
+        "cluster_sigma_y": clusters(zeros),
+        "cluster_sigma_z": clusters(zeros),
+    }
+
+    # Deposits: unique (cluster, particle) pairs of the clusters' references.
+    c_refs = [_refs(arrays, c, available, gen_uid, ak.num(arrays[f"{c}.E"], axis=1)) for c in cluster_colls]
+    refs = c_refs[0] if len(c_refs) == 1 else ak.concatenate(c_refs, axis=1)
+    if cluster_mask is not None:
+        refs = refs[cluster_mask]
+    fields |= _deposits(refs, c_counts, fields["gen_energy"])
+    fields |= _pfos(arrays, mode, track_colls, cluster_colls, track_mask, cluster_mask)
+    return ak.zip(fields, depth_limit=1)
+
+
+def _deposits(refs: ak.Array, c_counts: np.ndarray, gen_energy: ak.Array) -> dict[str, ak.Array]:
+    n_events = len(c_counts)
+    per_cluster = ak.to_numpy(ak.flatten(ak.num(refs, axis=2), axis=1)).astype(np.int64)
+    cluster_local = np.arange(per_cluster.size, dtype=np.int64) - np.repeat(
+        np.concatenate([[0], np.cumsum(c_counts)[:-1]]).astype(np.int64), c_counts)
+    event = np.repeat(np.repeat(np.arange(n_events, dtype=np.int64), c_counts), per_cluster)
+    cluster = np.repeat(cluster_local, per_cluster)
+    gen = ak.to_numpy(ak.flatten(refs, axis=None)).astype(np.int64)
+    key = np.unique(np.stack([event, cluster, gen], axis=1), axis=0) if gen.size else np.zeros((0, 3), np.int64)
+    counts = np.bincount(key[:, 0], minlength=n_events)
+    gen_start = np.concatenate([[0], np.cumsum(ak.to_numpy(ak.num(gen_energy, axis=1)))[:-1]]).astype(np.int64)
+    energy = _flat(gen_energy)[gen_start[key[:, 0]] + key[:, 2]] if key.size else np.zeros(0)
+    return {
+        "calolink_cluster_idx": ak.unflatten(key[:, 1].astype(np.int32), counts),
+        "calolink_gen_idx": ak.unflatten(key[:, 2].astype(np.int32), counts),
+        "calolink_energy": ak.unflatten(energy.astype(np.float32), counts),
+    }
+
+
+def _pfos(arrays: ak.Array, mode: str, track_colls: list[str], cluster_colls: list[str],
+          track_mask: ak.Array | None, cluster_mask: ak.Array | None) -> dict[str, ak.Array]:
+    """The Delphes PF objects, one per element: tracks first, then clusters, as pfo_* records."""
+    t_pt = _select(arrays, track_colls, "PT", track_mask)
+    t_eta, t_phi = _select(arrays, track_colls, "Eta", track_mask), _select(arrays, track_colls, "Phi", track_mask)
+    t_mass = (_select(arrays, track_colls, "Mass", track_mask) if all(f"{c}.Mass" in arrays.fields
+              for c in track_colls) else ak.zeros_like(t_pt))
+    t_pz = t_pt * np.sinh(t_eta)
+    t_e = np.sqrt(t_pt**2 + t_pz**2 + t_mass**2)
+    t_pid = _select(arrays, track_colls, "PID", track_mask)
+    t_q = _select(arrays, track_colls, "Charge", track_mask)
+
+    c_e = _select(arrays, cluster_colls, "E", cluster_mask)
+    c_eta, c_phi = _select(arrays, cluster_colls, "Eta", cluster_mask), _select(arrays, cluster_colls, "Phi", cluster_mask)
+    c_pt = c_e / np.cosh(c_eta)
+    if mode == "eflow":
+        photon = ak.concatenate([ak.ones_like(arrays[f"{c}.E"], dtype=bool) if c == "EFlowPhoton"
+                                 else ak.zeros_like(arrays[f"{c}.E"], dtype=bool) for c in cluster_colls], axis=1)
+        c_pid = ak.where(photon, 22, 130)
+    else:
+        c_pid = _select(arrays, cluster_colls, "PID", cluster_mask)
+
+    def join(track_values: ak.Array, cluster_values: ak.Array, dtype: type) -> ak.Array:
+        return ak.values_astype(ak.concatenate([track_values, cluster_values], axis=1), dtype)
+
+    track_idx = ak.local_index(t_pt, axis=1)
+    cluster_idx = ak.local_index(c_e, axis=1)
+    return {
+        "pfo_pdgid": join(t_pid, c_pid, np.int32),
+        "pfo_charge": join(t_q, ak.zeros_like(c_e), np.float32),
+        "pfo_px": join(t_pt * np.cos(t_phi), c_pt * np.cos(c_phi), np.float32),
+        "pfo_py": join(t_pt * np.sin(t_phi), c_pt * np.sin(c_phi), np.float32),
+        "pfo_pz": join(t_pz, c_pt * np.sinh(c_eta), np.float32),
+        "pfo_energy": join(t_e, c_e, np.float32),
+        "pfo_track_idx": join(track_idx, ak.zeros_like(c_e, dtype=np.int64) - 1, np.int32),
+        "pfo_cluster_idx": join(ak.zeros_like(t_pt, dtype=np.int64) - 1, cluster_idx, np.int32),
+    }
