@@ -1,33 +1,37 @@
-# ntuplize: ROOT shard → Parquet shard; per sample a validation gate, then a TFDS (array_record) dataset.
+# ntuplize: ROOT shards → Parquet shards (one each); per sample a validation gate, then a TFDS (array_record) dataset.
 
 
 rule ntuplize:
+    # The generate job's record stands for its ROOT files (written by the same job; a missing file
+    # re-runs that job); the files themselves are a parameter. This keeps 10k-shard DAGs small.
     input:
-        f"{RESULTS}/sim/{{sample}}/{{shard}}.root",
+        f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
-        parquet=f"{RESULTS}/ntuples/{{sample}}/{{shard}}.parquet",
-        provenance=f"{RESULTS}/ntuples/{{sample}}/{{shard}}.provenance.json",
+        parquet=per_shard("ntuples", ".parquet"),
+        provenance=f"{RESULTS}/ntuples/{{sample}}/{{job}}/provenance.json",
     params:
+        roots=lambda wc: [f.format(sample=wc.sample, job=wc.job) for f in per_shard("sim", ".root")],
+        shards=job_shards,
         seed=split_seed,
         cfg=section("ntuplize", without=("validation",)),
     log:
-        f"{LOGS}/ntuplize/{{sample}}/{{shard}}.log",
+        f"{LOGS}/ntuplize/{{sample}}/{{job}}.log",
     benchmark:
-        f"{BENCH}/ntuplize/{{sample}}/{{shard}}.tsv"
+        f"{BENCH}/ntuplize/{{sample}}/{{job}}.tsv"
     threads: 1
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 30 * attempt,
+        runtime=lambda wc, attempt: 30 * SHARDS_PER_JOB * attempt,
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow ntuplize {input} -o {output.parquet} --sample {wildcards.sample} --shard {wildcards.shard}"
+        "colliderflow ntuplize {params.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
         " --seed {params.seed} --params {params.cfg:q} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule validate_ntuples:
     input:
-        sample_ntuples,
+        sample_ntuple_records,
     output:
         summary=f"{RESULTS}/ntuples/{{sample}}/validation.json",
         plot=report(
@@ -37,6 +41,7 @@ rule validate_ntuples:
             subcategory="{sample}",
         ),
     params:
+        shards=sample_ntuples,
         cfg=lambda wc: canonical_json(config["ntuplize"].get("validation", {})),
     log:
         f"{LOGS}/validate/{{sample}}.log",
@@ -49,16 +54,20 @@ rule validate_ntuples:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow validate {input} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
+        "colliderflow validate {params.shards} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
         " > {log} 2>&1"
 
 
 rule tfds:
+    # Depends on the sample's validation summary, which depends on every shard: a changed or missing
+    # shard re-runs validation and then this. The shard list itself is a parameter, which keeps the
+    # DAG small at production scale (tens of thousands of shards).
     input:
-        shards=sample_ntuples,
-        validation=f"{RESULTS}/ntuples/{{sample}}/validation.json",
+        f"{RESULTS}/ntuples/{{sample}}/validation.json",
     output:
         directory(f"{RESULTS}/tfds/{{sample}}"),
+    params:
+        shards=sample_ntuples,
     log:
         f"{LOGS}/tfds/{{sample}}.log",
     benchmark:
@@ -70,4 +79,4 @@ rule tfds:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow tfds {input.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"
+        "colliderflow tfds {params.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"

@@ -15,6 +15,12 @@ rule train:
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
         cfg=section("train"),
         outdir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        # One process per GPU (DDP, NCCL) when the job holds several; a plain process otherwise.
+        launcher=lambda wc, resources: (
+            f"torchrun --standalone --nnodes=1 --nproc_per_node={resources.gpu} -m colliderflow"
+            if int(resources.get("gpu", 0)) > 1
+            else "colliderflow"
+        ),
     log:
         f"{LOGS}/train/{{model}}.log",
     benchmark:
@@ -23,8 +29,9 @@ rule train:
     resources:
         mem_mb=lambda wc, attempt: 8000 + 4000 * (attempt - 1),
         runtime=lambda wc, attempt: 120 * attempt,
+        gpu=0,  # profiles/slurm sets it; train.batch_size is the global batch, divisible by the GPU count
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow train --tfds {input.tfds} --weights {input.weights} --params {params.cfg:q}"
+        "{params.launcher} train --tfds {input.tfds} --weights {input.weights} --params {params.cfg:q}"
         " --seed {params.seed} -o {params.outdir} > {log} 2>&1"

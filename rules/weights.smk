@@ -2,8 +2,10 @@
 
 
 rule weights:
+    # Like tfds: the validation summaries stand for their samples' shards (see rules/ntuplize.smk),
+    # so weights are computed only on data that passed validation.
     input:
-        all_ntuples,
+        all_validations,
     output:
         weights=f"{RESULTS}/weights/pf.parquet",
         histograms=f"{RESULTS}/weights/pf_histograms.json",
@@ -14,6 +16,7 @@ rule weights:
         ),
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
+        shards=all_ntuples,
         cfg=section("weights"),
     log:
         f"{LOGS}/weights/pf.log",
@@ -26,5 +29,5 @@ rule weights:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow weights {input} --params {params.cfg:q} -o {output.weights}"
+        "colliderflow weights {params.shards} --params {params.cfg:q} -o {output.weights}"
         " --histograms {output.histograms} --plot {output.plot} --provenance {output.provenance} > {log} 2>&1"

@@ -37,6 +37,17 @@ def results(pipeline):
     return pipeline / "results" / RUN
 
 
+def _shard_file(results, stage: str, sample: str, shard: int, ext: str):
+    """Shard `shard` lives at <stage>/<sample>/<job>/<i><ext> with shard = job · shards_per_job + i."""
+    per_job = CI_CONFIG.get("shards_per_job", 1)
+    return results / stage / sample / str(shard // per_job) / f"{shard % per_job}{ext}"
+
+
+def _ntuple_files(results, sample: str) -> list:
+    n_shards = CI_CONFIG["samples"][sample]["n_shards"]
+    return [_shard_file(results, "ntuples", sample, shard, ".parquet") for shard in range(n_shards)]
+
+
 def _events_per_sample(sample: str) -> int:
     s = CI_CONFIG["samples"][sample]
     return s["n_shards"] * s["events_per_shard"]
@@ -45,14 +56,18 @@ def _events_per_sample(sample: str) -> int:
 def test_simulation_files_hold_every_event(results):
     for sample, cfg in CI_CONFIG["samples"].items():
         for shard in range(cfg["n_shards"]):
-            with uproot.open(results / "sim" / sample / f"{shard}.root") as f:
+            with uproot.open(_shard_file(results, "sim", sample, shard, ".root")) as f:
                 assert f[SIM_TREE].num_entries == cfg["events_per_shard"]
-            assert (results / "sim" / sample / f"{shard}.provenance.json").is_file()
+            job_record = _shard_file(results, "sim", sample, shard, ".root").parent / "provenance.json"
+            record = json.loads(job_record.read_text())
+            per_job = CI_CONFIG.get("shards_per_job", 1)
+            shard_record = record["shards"][shard % per_job]
+            assert shard_record["config_hash"] and shard_record["seeds"] and shard_record["git_revision"]
 
 
 def test_ntuples_have_the_schema_and_all_events(results):
     for sample in CI_CONFIG["samples"]:
-        shards = sorted((results / "ntuples" / sample).glob("*.parquet"))
+        shards = _ntuple_files(results, sample)
         table = pq.read_table(shards)
         assert set(EVENT_COLUMNS) <= set(table.column_names)
         assert table.num_rows == _events_per_sample(sample)
@@ -82,7 +97,7 @@ def test_tfds_splits_add_up_without_tensorflow(results):
 def test_weights_cover_the_training_split(results):
     weights = pq.read_table(results / "weights" / "pf.parquet").to_pandas()
     n_train = sum(
-        pq.read_table(sorted((results / "ntuples" / s).glob("*.parquet")), columns=["split"])
+        pq.read_table(_ntuple_files(results, s), columns=["split"])
         .column("split")
         .to_pylist()
         .count("train")
@@ -114,7 +129,7 @@ def test_model_loads_and_predicts(results):
     predictions = pq.read_table(results / "eval" / "mlpf" / "predictions.parquet")
     assert set(PREDICTION_COLUMNS) <= set(predictions.column_names)
     n_test = sum(
-        pq.read_table(sorted((results / "ntuples" / s).glob("*.parquet")), columns=["split"])
+        pq.read_table(_ntuple_files(results, s), columns=["split"])
         .column("split")
         .to_pylist()
         .count("test")

@@ -150,8 +150,8 @@ def test_no_provenance_file_unless_asked(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("overrides", "message"),
     [
-        ({"backend": "delphes"}, "backend 'delphes' is not available in the generate stage yet"),
-        ({"backend": "key4hep"}, "backend 'key4hep' is not available in the generate stage yet"),
+        ({"backend": "geant4"}, "unknown backend 'geant4'; known: builtin, delphes, key4hep"),
+        ({"backend": "key4hep"}, "key4hep options lack steering_file, reco_options"),
         ({"process": "ee_nonsense"}, "unknown process 'ee_nonsense'"),
         ({"n_events": 0}, "n_events must be >= 1"),
         ({"shard": -1}, "shard must be >= 0"),
@@ -196,8 +196,9 @@ def test_cli_generate(tmp_path: Path) -> None:
     assert main(argv) == 0
     with uproot.open(out) as fh:
         assert fh[SIM_TREE].num_entries == 5
-    assert json.loads((tmp_path / "x" / "0.json").read_text())["process"] == "ee_ttbar"
-    # A backend the stage does not have yet is a clean error (exit code 2), not a traceback.
+    record = json.loads((tmp_path / "x" / "0.json").read_text())  # the job's record: one entry per shard
+    assert record["stage"] == "generate" and [s["process"] for s in record["shards"]] == ["ee_ttbar"]
+    # A backend whose tools are missing is a clean error (exit code 2), not a traceback.
     bad = [*argv[:-4], "--backend", "delphes", "-o", str(tmp_path / "y.root")]
     assert main(bad) == 2
     assert not (tmp_path / "y.root").exists()

@@ -54,6 +54,17 @@ def test_missing_branches_are_named_and_nothing_is_written(arrays: dict, tmp_pat
     assert not out_dir.exists() or leftovers(out_dir) == []
 
 
+def test_nan_filled_inputs_are_named_and_nothing_is_written(arrays: dict, tmp_path: Path) -> None:
+    energy = ak.to_numpy(ak.flatten(arrays["cluster_energy"])).copy()
+    energy[::7] = np.nan
+    poisoned = dict(arrays, cluster_energy=ak.unflatten(energy, ak.num(arrays["cluster_energy"])))
+    bad = write_sim(tmp_path / "nan.root", poisoned)
+    out_dir = tmp_path / "out"
+    with pytest.raises(ValueError, match=r"nan\.root: non-finite \(NaN or inf\) values in cluster_energy \(\d+ values\)"):
+        run([bad], out_dir / "x.parquet", provenance=out_dir / "x.json")
+    assert not out_dir.exists() or leftovers(out_dir) == []
+
+
 def test_a_missing_collection_is_named(arrays: dict, tmp_path: Path) -> None:
     bad = write_sim(tmp_path / "nolinks.root", arrays, drop=("calolink_cluster_idx", "calolink_gen_idx",
                                                               "calolink_energy"))

@@ -33,7 +33,9 @@ def planned_jobs(
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(cores=2),
-            config_settings=ConfigSettings(configfiles=[Path(c).absolute() for c in configfiles]),
+            config_settings=ConfigSettings(
+                configfiles=[Path(c).absolute() for c in configfiles], replace_workflow_config=True
+            ),
             snakefile=workdir / "Snakefile",
             workdir=workdir,
         )

@@ -8,42 +8,106 @@ stage's provenance records.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import sys
-from collections.abc import Sequence
+import tempfile
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from colliderflow.config import parse_json_arg
+from colliderflow.provenance import write_job_provenance
 
 log = logging.getLogger("colliderflow")
+
+
+def _paired(args: argparse.Namespace, *names: str) -> list[tuple]:
+    """The per-shard options of a job that handles several shards, zipped, or an error naming the mismatch."""
+    values = [getattr(args, n) or [] for n in names]
+    lengths = {n: len(v) for n, v in zip(names, values, strict=True) if v}
+    if len(set(lengths.values())) > 1:
+        raise ValueError(f"per-shard options need one value per shard each, got {lengths}")
+    n = max(lengths.values())
+    return list(zip(*[v if v else [None] * n for v in values], strict=True))
+
+
+@contextlib.contextmanager
+def _job_provenance(path: Path | None, *, stage: str, n_shards: int) -> Iterator[list[Path | None]]:
+    """Per-shard record paths for a job's shards, combined into the job's one record at `path` at the end."""
+    if path is None:
+        yield [None] * n_shards
+        return
+    with tempfile.TemporaryDirectory(prefix=".provenance.", dir=path.parent if path.parent.exists() else None) as tmp:
+        records = [Path(tmp) / f"{i}.json" for i in range(n_shards)]
+        yield records
+        write_job_provenance(path, stage=stage, shard_records=records)
 
 
 def _cmd_generate(args: argparse.Namespace) -> None:
     from colliderflow.generate.run import generate_shard
 
-    generate_shard(
-        sample=args.sample,
-        process=args.process,
-        backend=args.backend,
-        shard=args.shard,
-        n_events=args.n_events,
-        seed=args.seed,
-        params=parse_json_arg(args.params, what="--params"),
-        output=args.output,
-        provenance=args.provenance,
-    )
+    params = parse_json_arg(args.params, what="--params")
+    backend_options = parse_json_arg(args.backend_options, what="--backend-options") or None
+    # One job may make several shards (config `shards_per_job`): each keeps its own seed and file.
+    with _job_provenance(args.provenance, stage="generate", n_shards=len(args.output)) as shard_records:
+        for (shard, seed, output), record in zip(_paired(args, "shard", "seed", "output"), shard_records, strict=True):
+            generate_shard(
+                sample=args.sample,
+                process=args.process,
+                backend=args.backend,
+                shard=shard,
+                n_events=args.n_events,
+                seed=seed,
+                params=params,
+                output=output,
+                provenance=record,
+                backend_options=backend_options,
+            )
 
 
 def _cmd_ntuplize(args: argparse.Namespace) -> None:
     from colliderflow.ntuplize.events import ntuplize_files
 
-    ntuplize_files(
+    params = parse_json_arg(args.params, what="--params")
+    if len(args.output) == 1:  # every input into one shard
+        groups = [(args.inputs, (args.shard or [0])[0], args.output[0])]
+    elif len(args.output) == len(args.inputs):  # one shard per input, as a job of several shards runs it
+        args.inputs = [[path] for path in args.inputs]
+        args.shard = args.shard or list(range(len(args.inputs)))
+        groups = _paired(args, "inputs", "shard", "output")
+    else:
+        raise ValueError(f"-o takes one output, or one per input ({len(args.inputs)}); got {len(args.output)}")
+    with _job_provenance(args.provenance, stage="ntuplize", n_shards=len(groups)) as shard_records:
+        for (inputs, shard, output), record in zip(groups, shard_records, strict=True):
+            ntuplize_files(
+                inputs,
+                output=output,
+                sample=args.sample,
+                shard=shard,
+                params=params,
+                seed=args.seed,
+                provenance=record,
+            )
+
+
+def _cmd_ntuplize_jets(args: argparse.Namespace) -> None:
+    from colliderflow.io.sim_reader import detect_format
+    from colliderflow.ntuplize.builtin_jets import ntuplize_builtin_jets
+    from colliderflow.ntuplize.jets import ntuplize_delphes_jets
+
+    formats = {path: detect_format(path) for path in args.inputs}
+    kinds = set(formats.values())
+    if kinds == {"builtin"}:
+        ntuplize = ntuplize_builtin_jets
+    elif kinds == {"delphes"}:
+        ntuplize = ntuplize_delphes_jets
+    else:
+        listing = ", ".join(f"{path} ({fmt})" for path, fmt in formats.items())
+        raise ValueError(f"ntuplize-jets reads builtin or Delphes files, all of one kind; got {listing}")
+    ntuplize(
         args.inputs,
         output=args.output,
-        sample=args.sample,
-        shard=args.shard,
         params=parse_json_arg(args.params, what="--params"),
-        seed=args.seed,
         provenance=args.provenance,
     )
 
@@ -123,23 +187,33 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", required=True, help="sample name (a key of `samples` in the config)")
     p.add_argument("--process", required=True, help="physics process, e.g. ee_ttbar")
     p.add_argument("--backend", default="builtin", choices=["builtin", "delphes", "key4hep"])
-    p.add_argument("--shard", type=int, required=True)
-    p.add_argument("--n-events", type=int, required=True)
-    p.add_argument("--seed", type=int, required=True)
+    p.add_argument("--shard", type=int, nargs="+", required=True, help="shard number(s)")
+    p.add_argument("--n-events", type=int, required=True, help="events per shard")
+    p.add_argument("--seed", type=int, nargs="+", required=True, help="one seed per shard")
     p.add_argument("--params", default="{}", help="the config's `generate` section as JSON")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output ROOT file")
-    p.add_argument("--provenance", type=Path, help="provenance JSON written beside the output")
+    p.add_argument("--backend-options", default="{}",
+                   help="the sample's `delphes:` or `key4hep:` mapping as JSON (docs/backends.md)")
+    p.add_argument("-o", "--output", type=Path, nargs="+", required=True, help="one output ROOT file per shard")
+    p.add_argument("--provenance", type=Path, help="the job's provenance JSON (one record per shard inside)")
     p.set_defaults(func=_cmd_generate)
 
     p = sub.add_parser("ntuplize", help="simulation ROOT file(s) → one event-level Parquet shard")
     p.add_argument("inputs", nargs="+", type=Path, help="ROOT files (builtin, EDM4hep or Delphes; detected)")
-    p.add_argument("-o", "--output", type=Path, required=True, help="output Parquet file")
+    p.add_argument("-o", "--output", type=Path, nargs="+", required=True,
+                   help="output Parquet file, or one per input (then each input is its own shard)")
     p.add_argument("--sample", default=None, help="sample name stored in each row (default: input stem)")
-    p.add_argument("--shard", type=int, default=0, help="shard number, part of each event_id")
+    p.add_argument("--shard", type=int, nargs="+", help="shard number(s), part of each event_id (default 0, 1, …)")
     p.add_argument("--seed", type=int, default=0, help="seed of the train/val/test assignment")
     p.add_argument("--params", default="{}", help="the config's `ntuplize` section as JSON")
-    p.add_argument("--provenance", type=Path)
+    p.add_argument("--provenance", type=Path, help="the job's provenance JSON (one record per output inside)")
     p.set_defaults(func=_cmd_ntuplize)
+
+    p = sub.add_parser("ntuplize-jets", help="simulation ROOT file(s) → one JetClass-II jet Parquet file")
+    p.add_argument("inputs", nargs="+", type=Path, help="ROOT files, all builtin or all Delphes (detected)")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output Parquet file")
+    p.add_argument("--params", default="{}", help="jet parameters as JSON (docs/jets.md)")
+    p.add_argument("--provenance", type=Path, default=None, help="provenance JSON of the output")
+    p.set_defaults(func=_cmd_ntuplize_jets)
 
     p = sub.add_parser("validate", help="check a dataset's Parquet shards; fail when they are broken")
     p.add_argument("inputs", nargs="+", type=Path)

@@ -81,3 +81,13 @@ def provenance_record(*, stage: str, config: Any, seeds: dict[str, int] | None =
 def write_provenance(path: str | Path, record: dict[str, Any]) -> None:
     """Write a provenance record as indented JSON, atomically."""
     write_text_atomic(path, json.dumps(record, indent=2, sort_keys=True, default=str) + "\n")
+
+
+def write_job_provenance(path: str | Path, *, stage: str, shard_records: list[Path]) -> None:
+    """One record for a job that made several shards: each shard's own record, in shard order.
+
+    A job's record is also its handle in the DAG: downstream rules depend on it, not on each shard file,
+    which keeps production-scale DAGs (tens of thousands of shards) small.
+    """
+    shards = [json.loads(Path(p).read_text()) for p in shard_records]
+    write_provenance(path, {"stage": stage, "shards": shards})

@@ -105,7 +105,9 @@ def read_events(path: str | Path, *, bfield_tesla: float | None = None) -> Sourc
     path = Path(path)
     fmt = detect_format(path)
     if fmt == "builtin":
-        return SourceEvents(read_sim(path), fmt, bfield_tesla or _DEFAULT_BFIELD[fmt])
+        events = read_sim(path)
+        _check_finite(path, events)
+        return SourceEvents(events, fmt, bfield_tesla or _DEFAULT_BFIELD[fmt])
     if fmt == "edm4hep":
         events = read_edm4hep(path)
         field = bfield_tesla or _DEFAULT_BFIELD[fmt]
@@ -115,7 +117,22 @@ def read_events(path: str | Path, *, bfield_tesla: float | None = None) -> Sourc
     if len(events) == 0:
         raise ValueError(f"{path}: the file holds no events")
     _check_consistency(path, events)
+    _check_finite(path, events)
     return SourceEvents(events, fmt, float(field))
+
+
+def _check_finite(path: Path, events: ak.Array) -> None:
+    """NaN or inf in any input branch would flow silently into features and losses: stop here, naming them."""
+    bad = {}
+    for name in events.fields:
+        values = ak.flatten(events[name], axis=None)
+        if np.issubdtype(ak.to_numpy(values).dtype, np.floating):
+            n_bad = int(np.count_nonzero(~np.isfinite(ak.to_numpy(values))))
+            if n_bad:
+                bad[name] = n_bad
+    if bad:
+        listing = ", ".join(f"{name} ({n} values)" for name, n in sorted(bad.items()))
+        raise ValueError(f"{path}: non-finite (NaN or inf) values in {listing}")
 
 
 def _open(path: Path) -> uproot.ReadOnlyDirectory:
