@@ -10,7 +10,11 @@ from snakemake.utils import min_version, validate
 min_version("9.0")
 
 
-configfile: "config/config.yaml"
+# The embedded default, unless a config file is given on the command line (or by a profile): that one is
+# then the whole config, never merged with the default, so no sample or key leaks in from here.
+if not workflow.overwrite_configfiles:
+
+    configfile: "config/config.yaml"
 
 
 validate(config, "workflow/schemas/config.schema.yaml")

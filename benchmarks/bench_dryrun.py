@@ -53,7 +53,7 @@ def main() -> None:
         config = work / "production.yaml"
         config.write_text(yaml.safe_dump(production_config(args.shards, args.samples, args.shards_per_job)))
         cmd = [sys.executable, "-m", "snakemake", "-n", "--quiet", "rules", "--configfile", str(config),
-               "--replace-workflow-config", "--cores", "1"]
+               "--cores", "1"]
         start = time.perf_counter()
         result = subprocess.run(cmd, cwd=work, capture_output=True, text=True)
         wall = time.perf_counter() - start

@@ -34,7 +34,7 @@ def planned_jobs(
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(cores=2),
             config_settings=ConfigSettings(
-                configfiles=[Path(c).absolute() for c in configfiles], replace_workflow_config=True
+                configfiles=[Path(c).absolute() for c in configfiles]
             ),
             snakefile=workdir / "Snakefile",
             workdir=workdir,
