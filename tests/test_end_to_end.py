@@ -48,6 +48,14 @@ def _ntuple_files(results, sample: str) -> list:
     return [_shard_file(results, "ntuples", sample, shard, ".parquet") for shard in range(n_shards)]
 
 
+def _events_in_split(results, split: str) -> int:
+    """Events of every sample's ntuples assigned to `split`."""
+    return sum(
+        pq.read_table(_ntuple_files(results, s), columns=["split"]).column("split").to_pylist().count(split)
+        for s in CI_CONFIG["samples"]
+    )
+
+
 def _events_per_sample(sample: str) -> int:
     s = CI_CONFIG["samples"][sample]
     return s["n_shards"] * s["events_per_shard"]
@@ -96,13 +104,7 @@ def test_tfds_splits_add_up_without_tensorflow(results):
 
 def test_weights_cover_the_training_split(results):
     weights = pq.read_table(results / "weights" / "pf.parquet").to_pandas()
-    n_train = sum(
-        pq.read_table(_ntuple_files(results, s), columns=["split"])
-        .column("split")
-        .to_pylist()
-        .count("train")
-        for s in CI_CONFIG["samples"]
-    )
+    n_train = _events_in_split(results, "train")
     assert len(weights) == n_train
     assert np.all(weights["weight"] >= 0) and weights["weight"].sum() > 0
 
@@ -128,13 +130,7 @@ def test_model_loads_and_predicts(results):
     assert (results / "models" / "mlpf" / "provenance.json").is_file()
     predictions = pq.read_table(results / "eval" / "mlpf" / "predictions.parquet")
     assert set(PREDICTION_COLUMNS) <= set(predictions.column_names)
-    n_test = sum(
-        pq.read_table(_ntuple_files(results, s), columns=["split"])
-        .column("split")
-        .to_pylist()
-        .count("test")
-        for s in CI_CONFIG["samples"]
-    )
+    n_test = _events_in_split(results, "test")
     assert predictions.num_rows == n_test
 
 

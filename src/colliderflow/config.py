@@ -8,12 +8,16 @@ config always gives the same events and no two shards share a random stream.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import yaml
+
+T = TypeVar("T")
 
 # Pythia accepts Random:seed in [0, 900_000_000].
 _PYTHIA_MAX_SEED = 900_000_000
@@ -36,6 +40,22 @@ def derive_seed(global_seed: int, *parts: object) -> int:
     """
     digest = hashlib.sha256(canonical_json([global_seed, *[str(p) for p in parts]]).encode()).digest()
     return 1 + int.from_bytes(digest[:8], "little") % (_PYTHIA_MAX_SEED - 1)
+
+
+def dataclass_from_section(cls: type[T], section: Mapping[str, Any] | None, *, where: str) -> T:
+    """A config dataclass from its section (missing keys take the defaults).
+
+    A misspelt key is an error naming it, never silently ignored; a section that is not a mapping is a
+    ValueError, not a TypeError, because a malformed config is bad input that the CLI reports in one line.
+    """
+    section = {} if section is None else section
+    if not isinstance(section, Mapping):
+        raise ValueError(f"{where}: expected a mapping, got {type(section).__name__}")  # noqa: TRY004
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(section) - known)
+    if unknown:
+        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
+    return cls(**section)
 
 
 def load_yaml(path: str | Path) -> dict[str, Any]:

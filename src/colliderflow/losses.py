@@ -14,12 +14,13 @@ Each term is a mean over the elements it covers in the batch, so batches with lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
+from colliderflow.config import dataclass_from_section
 from colliderflow.models.mlpf import MLPFOutput, regression_targets
 from colliderflow.schema import PF
 
@@ -35,12 +36,7 @@ class LossConfig:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any] | None, *, where: str = "train.loss") -> LossConfig:
-        section = section or {}
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-        config = cls(**section)
+        config = dataclass_from_section(cls, section, where=where)
         if config.classification not in ("focal", "cross_entropy"):
             raise ValueError(f"{where}.classification: expected focal or cross_entropy, got {config.classification!r}")
         if config.regression not in ("huber", "mse"):

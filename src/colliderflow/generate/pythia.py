@@ -127,14 +127,7 @@ class PythiaGenerator:
                 vz=empty_f,
                 vt=empty_f,
             )
-        prt = ak.to_layout(records["prt"])
-        if not isinstance(prt, ak.contents.ListOffsetArray):
-            prt = prt.to_ListOffsetArray64(True)
-        bounds = np.asarray(prt.offsets.data, dtype=np.int64)
-        # Work on the particle table itself: slicing awkward records field by field costs more than
-        # Pythia's own event generation for a t tbar event.
-        table = prt.content[bounds[0] : bounds[-1]]
-        bounds = bounds - bounds[0]
+        table, bounds = _particle_table(records)
         final = _numpy(table, "status") > 0
         # Final-state particles per event, from a running count of the mask at the event boundaries.
         running = np.concatenate([[0], np.cumsum(final)])
@@ -177,6 +170,19 @@ class PythiaGenerator:
             self._known_charges = np.concatenate([self._known_charges, new_charges])[order]
             pos_clipped = np.searchsorted(self._known_ids, pdgid)
         return self._known_charges[pos_clipped]
+
+
+def _particle_table(records: ak.Array) -> tuple[ak.contents.Content, np.ndarray]:
+    """All events' particle records as one flat table, with each event's [start, stop) offsets into it.
+
+    Work on the particle table itself: slicing awkward records field by field costs more than Pythia's
+    own event generation for a t tbar event.
+    """
+    prt = ak.to_layout(records["prt"])
+    if not isinstance(prt, ak.contents.ListOffsetArray):
+        prt = prt.to_ListOffsetArray64(True)
+    bounds = np.asarray(prt.offsets.data, dtype=np.int64)
+    return prt.content[bounds[0] : bounds[-1]], bounds - bounds[0]
 
 
 def _numpy(record: ak.contents.Content, field: str) -> np.ndarray:
@@ -240,12 +246,7 @@ def hard_process(records: ak.Array) -> Collection:
     n_events = len(records)
     if n_events == 0:
         return Collection(counts=np.zeros(0, np.int64), columns=_empty_hard_columns())
-    prt = ak.to_layout(records["prt"])
-    if not isinstance(prt, ak.contents.ListOffsetArray):
-        prt = prt.to_ListOffsetArray64(True)
-    bounds = np.asarray(prt.offsets.data, dtype=np.int64)
-    table = prt.content[bounds[0] : bounds[-1]]
-    bounds = bounds - bounds[0]
+    table, bounds = _particle_table(records)
     counts = np.diff(bounds)
     event = np.repeat(np.arange(n_events), counts)
     base = bounds[:-1][event]

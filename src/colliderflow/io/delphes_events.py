@@ -29,6 +29,7 @@ import numpy as np
 import uproot
 
 from colliderflow.io.delphes_reader import DELPHES_TREE, GEN_BRANCH, PF_BRANCH, resolve_refs
+from colliderflow.io.rootfile import open_root_file
 
 DEFAULT_BFIELD_TESLA: Final = 3.8  # CMS-like Delphes cards
 CALO_RADIUS_MM: Final = 1500.0
@@ -47,14 +48,7 @@ _TOWER_OPTIONAL: Final = ("T", "NTimeHits", "PID", "Mass", "PT")
 
 
 def _open(path: Path) -> tuple[uproot.TTree, set[str]]:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not a ROOT file")
-    try:
-        handle = uproot.open(path)
-    except Exception as exc:
-        raise ValueError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+    handle = open_root_file(path)
     if DELPHES_TREE not in handle:
         handle.close()
         raise ValueError(f"{path}: no {DELPHES_TREE!r} tree")

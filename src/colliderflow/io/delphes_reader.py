@@ -25,6 +25,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from colliderflow.io.rootfile import open_root_file
+
 DELPHES_TREE: Final = "Delphes"
 _SECONDS_TO_NS: Final = 1e9
 # TRef values carry the process-id slot in their top byte; the object number is the low 24 bits.
@@ -114,12 +116,7 @@ def required_branches(*, jet_branch: str | None, genjet_branch: str | None) -> l
 
 
 def _open_tree(path: Path) -> uproot.TTree:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    try:
-        handle = uproot.open(path)
-    except Exception as exc:  # uproot raises many types for a non-ROOT or damaged file
-        raise ValueError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
+    handle = open_root_file(path)
     if DELPHES_TREE not in handle:
         keys = sorted({k.split(";")[0] for k in handle.keys(recursive=False)})
         handle.close()

@@ -31,6 +31,8 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from colliderflow.io.rootfile import open_root_file
+
 EDM4HEP_TREE: Final = "events"
 TRACKSTATE_AT_IP: Final = 1  # edm4hep::TrackState::AtIP
 
@@ -349,12 +351,8 @@ def _pfos(r: _Reader, p: str, n_tracks: ak.Array, n_clusters: ak.Array) -> dict[
 
 def open_events_tree(path: Path) -> uproot.TTree:
     """The podio `events` tree of a file; ValueError naming the file otherwise."""
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not a ROOT file")
+    handle = open_root_file(path)
     try:
-        handle = uproot.open(path)
         tree = handle[EDM4HEP_TREE]
     except Exception as exc:
         raise ValueError(f"{path}: not a readable EDM4hep file ({type(exc).__name__}: {exc})") from exc

@@ -20,6 +20,7 @@ import uproot
 
 from colliderflow.io.delphes_events import DEFAULT_BFIELD_TESLA, read_delphes_events
 from colliderflow.io.edm4hep_reader import read_edm4hep
+from colliderflow.io.rootfile import open_root_file
 from colliderflow.schema import (
     SIM_ALL_BRANCHES,
     SIM_CALOLINK_BRANCHES,
@@ -62,7 +63,7 @@ def detect_format(path: str | Path) -> str:
     `podio_metadata` tree beside it, or MCParticle members such as `<coll>.generatorStatus`) is EDM4hep.
     """
     path = Path(path)
-    with _open(path) as fh:
+    with open_root_file(path) as fh:
         try:
             names = {k.split(";")[0] for k in fh.keys(recursive=False)}
         except Exception as exc:
@@ -135,17 +136,6 @@ def _check_finite(path: Path, events: ak.Array) -> None:
         raise ValueError(f"{path}: non-finite (NaN or inf) values in {listing}")
 
 
-def _open(path: Path) -> uproot.ReadOnlyDirectory:
-    if not path.is_file():
-        raise ValueError(f"{path}: no such file")
-    if path.stat().st_size == 0:
-        raise ValueError(f"{path}: empty file (0 bytes), not a ROOT file")
-    try:
-        return uproot.open(path)
-    except Exception as exc:  # uproot raises many types for a corrupt header
-        raise ValueError(f"{path}: not a readable ROOT file ({type(exc).__name__}: {exc})") from exc
-
-
 def _check_layout(path: Path, fh: uproot.ReadOnlyDirectory) -> object:
     """The `events` tree of a builtin file; ValueError naming what is missing otherwise."""
     try:
@@ -210,7 +200,7 @@ def read_sim(path: str | Path) -> ak.Array:
     layout, lacks branches, has no events, or has inconsistent collections or indices.
     """
     path = Path(path)
-    with _open(path) as fh:
+    with open_root_file(path) as fh:
         tree = _check_layout(path, fh)
         try:
             events = tree.arrays(list(SIM_ALL_BRANCHES), library="ak")

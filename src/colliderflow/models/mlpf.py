@@ -19,12 +19,13 @@ permutation and independent of how much padding follows them.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import torch
 from torch import nn
 
+from colliderflow.config import dataclass_from_section
 from colliderflow.data import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.schema import ELEM_TYPE_CLUSTER, ELEM_TYPE_TRACK, N_CLASSES, N_ELEM_FEATURES, PF
@@ -50,14 +51,7 @@ class MLPFConfig:
     @classmethod
     def from_dict(cls, section: dict[str, Any], *, where: str = "train.mlpf") -> MLPFConfig:
         """Validate a config section; unknown keys and impossible sizes are errors naming the key."""
-        if not isinstance(section, dict):
-            # ValueError, not TypeError: a malformed config is bad input, which the CLI reports in one line.
-            raise ValueError(f"{where}: expected a mapping, got {type(section).__name__}")  # noqa: TRY004
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(section) - known)
-        if unknown:
-            raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-        config = cls(**section)
+        config = dataclass_from_section(cls, section, where=where)
         for name in ("embedding_dim", "num_heads", "num_layers", "ff_dim"):
             value = getattr(config, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:

@@ -15,13 +15,14 @@ permutations of the real particles and under padding.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colliderflow.config import dataclass_from_section
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 
 EPS = 1e-8  # floor under the arguments of the pairwise logs: ΔR = 0 on the diagonal, m² ≤ 0 for collinear pairs
@@ -33,17 +34,6 @@ def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> Non
         value = getattr(config, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
             raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
-
-
-def _from_dict(cls: type, section: dict[str, Any], where: str) -> Any:
-    """A dataclass from a config section; unknown keys are an error naming them."""
-    if not isinstance(section, dict):
-        raise ValueError(f"{where}: expected a mapping, got {type(section).__name__}")  # noqa: TRY004
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(section) - known)
-    if unknown:
-        raise ValueError(f"{where}: unknown keys {unknown}; known: {sorted(known)}")
-    return cls(**section)
 
 
 @dataclass(frozen=True)
@@ -63,7 +53,7 @@ class ParTConfig:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any], *, where: str = "train.part") -> ParTConfig:
-        config: ParTConfig = _from_dict(cls, section, where)
+        config: ParTConfig = dataclass_from_section(cls, section, where=where)
         _check_positive_ints(config, ("num_features", "num_classes", "embedding_dim", "embed_hidden", "num_heads",
                                       "num_layers", "num_cls_layers", "ff_dim", "pair_hidden"), where)
         if config.embedding_dim % config.num_heads:

@@ -26,7 +26,8 @@ from typing import Any
 import torch
 from torch import nn
 
-from colliderflow.models.part import _check_positive_ints, _from_dict
+from colliderflow.config import dataclass_from_section
+from colliderflow.models.part import _check_positive_ints
 
 N_AGGREGATES = 5  # single sums r, c and trace-like d (per particle), double sums t, s (per jet)
 
@@ -46,7 +47,7 @@ class PELICANConfig:
 
     @classmethod
     def from_dict(cls, section: dict[str, Any], *, where: str = "train.pelican") -> PELICANConfig:
-        config: PELICANConfig = _from_dict(cls, section, where)
+        config: PELICANConfig = dataclass_from_section(cls, section, where=where)
         _check_positive_ints(config, ("num_classes", "embed_channels", "hidden_channels", "num_layers",
                                       "readout_hidden"), where)
         if not float(config.n_avg) > 0 or not float(config.momentum_scale) > 0:

@@ -28,11 +28,12 @@ PARTICLE_FEATURES layout (jet_idx −1 here; the caller fills it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 
+from colliderflow.config import dataclass_from_section
 from colliderflow.ntuplize.elements import CLU, TRK, ElementLayout
 from colliderflow.ntuplize.pairs import delta_phi, nearest_within
 from colliderflow.ntuplize.targets import (
@@ -67,12 +68,8 @@ class BaselineParams:
     @classmethod
     def from_dict(cls, values: dict[str, Any] | None, *, what: str = "baseline") -> BaselineParams:
         """Defaults overridden by `values`; unknown keys are an error, not silently ignored."""
-        values = dict(values or {})
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise ValueError(f"{what}: unknown key(s) {unknown}; known: {sorted(known)}")
-        return cls(**{k: float(v) for k, v in values.items()})
+        config = dataclass_from_section(cls, values, where=what)
+        return cls(**{k: float(v) for k, v in asdict(config).items()})
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)
