@@ -6,7 +6,8 @@ this measures, in events (samples) per second, median of several repeats:
 * collate      — data.collate_events alone: a list of in-memory events → one padded Batch;
 * train step   — forward + loss + backward + clip + AdamW on pre-collated batches (what the model consumes);
 * loader+step  — both together through the DataLoader and EpochBatchSampler, as train() runs them;
-* forward      — inference only (what predict needs);
+* forward      — inference only (what predict needs; it includes the track–cluster geometry, which
+                 has no backward pass and so weighs more here than in a training step);
 * train()      — the real entry point for a few dozen steps, samples_per_s from its metrics.jsonl;
 
 for each torch thread count given (intra-op threads are the only parallelism on a 2-core CPU).
@@ -34,6 +35,7 @@ from colliderflow.config import load_yaml
 from colliderflow.data import EpochBatchSampler, collate_events, fit_normalisation, synthetic_events
 from colliderflow.losses import LossConfig, mlpf_loss
 from colliderflow.models import build_model, count_parameters
+from colliderflow.models.mlpf import fit_regression_standardisation
 from colliderflow.train import make_optimizer, train
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -57,11 +59,13 @@ def bench(params: dict[str, Any], events: list[dict], *, steps: int, repeats: in
     torch.manual_seed(0)
     model = build_model(params)
     model.normaliser.set_statistics(fit_normalisation(events))
+    model.set_regression_standardisation(*fit_regression_standardisation(events))
     optimizer = make_optimizer(model, lr=params["lr"], weight_decay=params["weight_decay"])
-    loss_cfg = LossConfig()
+    loss_cfg = LossConfig.from_dict(params.get("loss"))
 
     def step(batch: data.Batch) -> None:
-        losses = mlpf_loss(model(batch.X, batch.mask), batch.X, batch.ytarget, batch.mask, loss_cfg)
+        losses = mlpf_loss(model(batch.X, batch.mask), batch.X, batch.ytarget, batch.mask, loss_cfg,
+                           scale=model.element_regression_scale(batch.X))
         optimizer.zero_grad(set_to_none=True)
         losses["loss"].backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), params["grad_clip"])

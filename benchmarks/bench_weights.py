@@ -1,10 +1,13 @@
 """How fast are the sampling weights compared with reading their input?
 
-The weights stage should cost about what reading its few scalar columns costs; this measures both on
-a synthetic table (default 1M rows, three classes, 4 shards) and prints rows per second, median of
-several repeats.
+The weights stages should cost about what reading their few scalar columns costs; this measures both
+and prints rows per second, median of several repeats:
 
-    python benchmarks/bench_weights.py [--rows 1000000] [--repeats 5] [--json out.json]
+* events: a synthetic event table (default 1M rows, three classes, 4 shards);
+* jets: synthetic JetClass-II files (default 1M jets in files of 100k, two reweighted classes plus one
+  that is not), reading jet_pt, jet_sdmass and jet_label against the per-jet weights of those columns.
+
+    python benchmarks/bench_weights.py [--rows 1000000] [--jet-rows 1000000] [--repeats 5] [--json out.json]
 """
 
 from __future__ import annotations
@@ -16,12 +19,18 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.parquet as pq
 
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
+from colliderflow.jet_data import synthetic_jet_table
+from colliderflow.jetschema import JETCLASS2_SCHEMA
+from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.weights import compute_weights_from_files, reweight_events
+from colliderflow.weights.jet_files import compute_jet_weights_from_files, jet_weights, read_jet_columns
 
 PARAMS = {
     "method": "flat",
@@ -32,6 +41,15 @@ PARAMS = {
     "discard_under_overflow": False,
 }
 COLUMNS = ["n_elements", "genmet", "sample", "event_id"]
+JET_PARAMS = {
+    "method": "flat",
+    "vars": {"jet_pt": [200, 250, 300, 350, 400, 450, 500, 600, 700, 800, 1000, 1500],
+             "jet_sdmass": [0, 20, 40, 60, 80, 100, 120, 150, 200, 300]},
+    "class_weights": {"X_bb": 1.0, "QCD_light": 1.0},
+    "threshold": 0.1,
+    "discard_under_overflow": False,
+}
+JET_COLUMNS = ["jet_pt", "jet_sdmass", "jet_label"]
 
 
 def synthetic_shards(directory: Path, rows: int, shards: int, seed: int = 7) -> list[Path]:
@@ -53,6 +71,62 @@ def synthetic_shards(directory: Path, rows: int, shards: int, seed: int = 7) -> 
     return paths
 
 
+def synthetic_jet_files(directory: Path, rows: int, per_file: int, seed: int = 7) -> list[Path]:
+    """JetClass-II files with few constituents (the scalar columns are what is read) and spectra per class."""
+    rng = np.random.default_rng(seed)
+    labels = np.array([JETCLASS2_LABELS.index(n) for n in ("label_X_bb", "label_QCD_light", "label_X_cc")])
+    paths = []
+    for k, start in enumerate(range(0, rows, per_file)):
+        n = min(per_file, rows - start)
+        table = synthetic_jet_table(n, seed=seed + k, labels=tuple(labels), min_particles=1, max_particles=4)
+        label = table.column("jet_label").to_numpy()
+        pt = np.where(label == labels[0], 200 + rng.exponential(200.0, n), 200 + 1000 * rng.beta(2.0, 1.5, n))
+        mass = np.where(label == labels[1], rng.exponential(40.0, n), rng.normal(110.0, 35.0, n))
+        for name, values in (("jet_pt", pt), ("jet_sdmass", mass)):
+            table = table.set_column(table.schema.get_field_index(name), JETCLASS2_SCHEMA.field(name),
+                                     pa.array(values.astype(np.float32)))
+        path = directory / "jets" / f"train_{k:04d}.parquet"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        pq.write_table(table, path, compression="zstd", use_dictionary=False)
+        paths.append(path)
+    return paths
+
+
+def bench_jets(rows: int, per_file: int, repeats: int) -> dict[str, Any]:
+    """Read speed of the three scalar jet columns vs the weight computation and the whole jet stage."""
+    with tempfile.TemporaryDirectory() as tmp_name:
+        tmp = Path(tmp_name)
+        paths = synthetic_jet_files(tmp, rows, per_file)
+        data, _ = read_jet_columns(paths, JET_COLUMNS)
+        n = data["jet_label"].size
+
+        def whole_stage() -> None:
+            compute_jet_weights_from_files(paths, params=JET_PARAMS, label_table=JETCLASS2_LABELS,
+                                           output=tmp / "w.parquet", histograms=tmp / "h.json", plot=tmp / "w.png",
+                                           provenance=None)
+
+        t_read = median_seconds(lambda: read_jet_columns(paths, JET_COLUMNS), repeats)
+        t_weights = median_seconds(lambda: jet_weights(data, params=JET_PARAMS, label_table=JETCLASS2_LABELS),
+                                   repeats)
+        t_stage = median_seconds(whole_stage, max(1, repeats // 2))
+    numbers = {
+        "jets": n,
+        "files": len(paths),
+        "read_columns_rows_per_s": n / t_read,
+        "weights_compute_rows_per_s": n / t_weights,
+        "whole_stage_rows_per_s": n / t_stage,
+        "seconds": {"read": t_read, "weights": t_weights, "stage": t_stage},
+    }
+    print(f"jets {n:,} in {len(paths)} JetClass-II files (columns: {', '.join(JET_COLUMNS)})")
+    print(f"  Parquet read, 3 columns           {numbers['read_columns_rows_per_s'] / 1e6:8.2f} M rows/s  "
+          f"({t_read:.2f} s)")
+    print(f"  label lookup + maps + weights     {numbers['weights_compute_rows_per_s'] / 1e6:8.2f} M rows/s  "
+          f"({t_weights:.2f} s)")
+    print(f"  whole stage (read..plot, writes)  {numbers['whole_stage_rows_per_s'] / 1e6:8.2f} M rows/s  "
+          f"({t_stage:.2f} s, includes a fixed plot cost)")
+    return numbers
+
+
 def median_seconds(fn: Callable[[], object], repeats: int) -> float:
     times = []
     for _ in range(repeats):
@@ -67,6 +141,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--shards", type=int, default=4)
     parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--jet-rows", type=int, default=1_000_000, help="jets in the jet section (0: skip it)")
+    parser.add_argument("--jets-per-file", type=int, default=100_000)
     parser.add_argument("--json", type=Path, default=None, help="also write the numbers here")
     args = parser.parse_args()
 
@@ -92,7 +168,7 @@ def main() -> None:
         t_weights = median_seconds(weights_only, args.repeats)
         t_stage = median_seconds(whole_stage, max(1, args.repeats // 2))
 
-    numbers = {
+    numbers: dict[str, Any] = {
         "rows_on_disk": rows_on_disk,
         "train_rows": n_train,
         "read_columns_rows_per_s": rows_on_disk / t_read_all,
@@ -110,6 +186,8 @@ def main() -> None:
           f"({t_weights:.2f} s, training rows)")
     print(f"  whole stage (read..plot, writes)  {numbers['whole_stage_rows_on_disk_per_s'] / 1e6:8.2f} M rows/s  "
           f"({t_stage:.2f} s, includes a fixed plot cost)")
+    if args.jet_rows > 0:
+        numbers["jets"] = bench_jets(args.jet_rows, args.jets_per_file, args.repeats)
     if args.json:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps(numbers, indent=2) + "\n")

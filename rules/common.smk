@@ -1,7 +1,8 @@
 # Workflow-level helpers: output paths, per-job seeds and the per-stage config sections.
 # Each rule's `params` carries only its own stage's section, so a changed key re-runs exactly the
 # jobs that read it (Snakemake's params rerun trigger) and nothing upstream.
-from colliderflow.config import canonical_json, derive_seed
+from colliderflow.config import canonical_json, derive_seed, ordered_pairs
+from colliderflow.generate.processes import PP_JET_RESONANCES
 from colliderflow.schema import SPLITS
 
 RESULTS = f"results/{config['run']}"
@@ -9,6 +10,14 @@ LOGS = f"logs/{config['run']}"
 BENCH = f"benchmarks/results/{config['run']}"
 MODEL = config["train"]["model"]
 SAMPLES = sorted(config["samples"])  # sorted: reordering a config file must not look like a change
+# Each sample feeds one dataset: event-level particle flow (MLPF) or JetClass-II jets (taggers).
+PF_SAMPLES = [s for s in SAMPLES if config["samples"][s].get("dataset", "pf") == "pf"]
+JET_SAMPLES = [s for s in SAMPLES if config["samples"][s].get("dataset", "pf") == "jets"]
+if JET_SAMPLES:
+    _missing = [k for k in ("jets", "jet_weights", "tagger") if k not in config]
+    if _missing:
+        raise ValueError(f"samples {JET_SAMPLES} have dataset: jets, but the config has no {', '.join(_missing)} section")
+TAGGERS = list(config["tagger"]["models"]) if JET_SAMPLES else []
 # Several shards per generate/ntuplize job keep the DAG small at production scale (a dry run costs
 # ~1.5 ms per job); every shard still has its own seed and its own file: sim/<sample>/<job>/<i>.root
 # holds shard job · SHARDS_PER_JOB + i.
@@ -32,6 +41,12 @@ def section(name, *, without=()):
     This is the value of a rule's `params` and of its provenance: what is left out cannot trigger a rerun.
     """
     return canonical_json({k: v for k, v in config[name].items() if k not in without})
+
+
+def weights_section(name, **extra):
+    """A weights section as JSON with class_weights as [name, weight] pairs: their order is the class order
+    (the first is weaver's `ref` reference), which canonical JSON's sorted keys would otherwise lose."""
+    return canonical_json({**ordered_pairs(config[name], "class_weights"), **extra})
 
 
 def jobs(sample):
@@ -60,6 +75,27 @@ def split_seed(wildcards):
     return derive_seed(config["seed"], "split", wildcards.sample)
 
 
+def sample_sqrt_s(sample):
+    return config["samples"][sample].get("sqrt_s", config["generate"]["sqrt_s"])
+
+
+def generate_section(wildcards):
+    """The `generate` section as this sample sees it: its own sqrt_s, when it sets one, replaces the global."""
+    return canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(wildcards.sample)})
+
+
+def jet_section(wildcards):
+    """The jet ntuplizer's parameters for a sample: `jets` less the dataset keys, plus the sample's truth.
+
+    The resonances that label jets follow from the process (processes.PP_JET_RESONANCES) unless the
+    sample sets `jet_truth`.
+    """
+    sample = config["samples"][wildcards.sample]
+    own = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
+    truth = sample.get("jet_truth", PP_JET_RESONANCES.get(sample["process"], {}))
+    return canonical_json({**own, **truth})
+
+
 def _ntuples(sample):
     return [f"{RESULTS}/ntuples/{sample}/{j}/{i}.parquet" for j in jobs(sample) for i in range(SHARDS_PER_JOB)]
 
@@ -74,19 +110,54 @@ def sample_ntuples(wildcards):
 
 
 def all_ntuples(wildcards=None):
-    return [path for sample in SAMPLES for path in _ntuples(sample)]
+    return [path for sample in PF_SAMPLES for path in _ntuples(sample)]
 
 
 def all_validations(wildcards=None):
-    return [f"{RESULTS}/ntuples/{s}/validation.json" for s in SAMPLES]
+    return [f"{RESULTS}/ntuples/{s}/validation.json" for s in PF_SAMPLES]
 
 
 def all_tfds(wildcards=None):
-    return [f"{RESULTS}/tfds/{s}" for s in SAMPLES]
+    return [f"{RESULTS}/tfds/{s}" for s in PF_SAMPLES]
+
+
+def all_jet_records(wildcards=None):
+    """The jet ntuplize jobs' records of every jet sample: the DAG handles of their Parquet shards."""
+    return [f"{RESULTS}/jets/{s}/{j}/provenance.json" for s in JET_SAMPLES for j in jobs(s)]
+
+
+def all_jet_shards(wildcards=None):
+    return [f"{RESULTS}/jets/{s}/{j}/{i}.parquet" for s in JET_SAMPLES for j in jobs(s) for i in range(SHARDS_PER_JOB)]
+
+
+def all_generation_records(wildcards=None):
+    return [f"{RESULTS}/sim/{s}/{j}/provenance.json" for s in SAMPLES for j in jobs(s)]
+
+
+JETSET = f"{RESULTS}/jetset"
+
+
+def train_section(model):
+    """The training parameters of one model: `train` for the PF model; for a tagger, `tagger` with its
+    model named and without the other taggers' architectures (so tuning one retrains only that one)."""
+    if model == MODEL:
+        return canonical_json(config["train"])
+    own = {k: v for k, v in config["tagger"].items() if k not in ("models", "part", "pelican") or k == model}
+    return canonical_json({**own, "model": model})
 
 
 def final_outputs():
-    return [
-        f"{RESULTS}/eval/{MODEL}/summary.json",
-        f"{RESULTS}/weights/pf_histograms.json",
-    ]
+    outputs = [f"{RESULTS}/run_summary.json"]
+    if PF_SAMPLES:
+        outputs += [f"{RESULTS}/eval/{MODEL}/summary.json", f"{RESULTS}/weights/pf_histograms.json"]
+    if JET_SAMPLES:
+        outputs += [f"{RESULTS}/eval/{m}/summary.json" for m in TAGGERS]
+        outputs += [f"{JETSET}/weaver_data_config.yaml", f"{RESULTS}/tfds_jets"]
+    return outputs
+
+
+def train_inputs(wildcards):
+    """What a model trains on: TFDS datasets for the PF model, the jet dataset's splits for a tagger."""
+    if wildcards.model == MODEL:
+        return {"data": all_tfds(), "weights": f"{RESULTS}/weights/pf.parquet"}
+    return {"data": f"{JETSET}/train", "val": f"{JETSET}/val", "weights": f"{RESULTS}/weights/jets.parquet"}

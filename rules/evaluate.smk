@@ -1,8 +1,12 @@
-# evaluate: predictions on the test split, then metrics, figures and the headline summary.
+# evaluate: predictions on the test split, then metrics, figures and the headline summary; one pair of rules
+# for the particle-flow model, one for the taggers (their outputs differ, so the model wildcard tells them apart).
 from colliderflow.evaluate.plots import PF_PLOTS
+from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
 
 
 rule predict:
+    wildcard_constraints:
+        model=MODEL,
     input:
         model=f"{RESULTS}/models/{{model}}/model.pt",
         tfds=all_tfds,
@@ -26,6 +30,8 @@ rule predict:
 
 
 rule evaluate:
+    wildcard_constraints:
+        model=MODEL,
     input:
         predictions=f"{RESULTS}/eval/{{model}}/predictions.parquet",
         metrics=f"{RESULTS}/models/{{model}}/metrics.jsonl",
@@ -47,7 +53,11 @@ rule evaluate:
     params:
         # Jets from predicted particles are built exactly as the ntuplizer built the gen jets.
         cfg=canonical_json(
-            {**config["evaluate"], "jets": config["ntuplize"]["jets"], "sqrt_s": config["generate"]["sqrt_s"]}
+            {
+                **{k: v for k, v in config["evaluate"].items() if k != "tagging"},
+                "jets": config["ntuplize"]["jets"],
+                "sqrt_s": config["generate"]["sqrt_s"],
+            }
         ),
         plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
     log:
@@ -62,4 +72,67 @@ rule evaluate:
         "../envs/colliderflow.yaml"
     shell:
         "colliderflow evaluate --predictions {input.predictions} --metrics-log {input.metrics}"
+        " --params {params.cfg:q} --summary {output.summary} --plots-dir {params.plots_dir} > {log} 2>&1"
+
+
+rule predict_tagger:
+    wildcard_constraints:
+        model="|".join(TAGGERS) or "^$",
+    input:
+        model=f"{RESULTS}/models/{{model}}/model.pt",
+        test=f"{JETSET}/test",
+    output:
+        f"{RESULTS}/eval/{{model}}/predictions.parquet",
+    params:
+        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+    log:
+        f"{LOGS}/predict/{{model}}.log",
+    benchmark:
+        f"{BENCH}/predict/{{model}}.tsv"
+    threads: 2
+    resources:
+        mem_mb=4000,
+        runtime=60,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow predict-tagger --model-dir {params.model_dir} {input.test} -o {output} > {log} 2>&1"
+
+
+rule evaluate_tagger:
+    wildcard_constraints:
+        model="|".join(TAGGERS) or "^$",
+    input:
+        predictions=f"{RESULTS}/eval/{{model}}/predictions.parquet",
+        metrics=f"{RESULTS}/models/{{model}}/metrics.jsonl",
+    output:
+        summary=report(
+            f"{RESULTS}/eval/{{model}}/summary.json",
+            caption="../workflow/report/tagging_summary.rst",
+            category="Summary",
+        ),
+        **{
+            name: report(
+                f"{RESULTS}/eval/{{model}}/plots/{name}.png",
+                caption=f"../workflow/report/tagging_{name}.rst",
+                category="Jet tagging",
+                subcategory="{model}",
+            )
+            for name in TAGGER_PLOTS
+        },
+    params:
+        cfg=lambda wc: canonical_json(config["evaluate"].get("tagging", {})),
+        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+    log:
+        f"{LOGS}/evaluate/{{model}}.log",
+    benchmark:
+        f"{BENCH}/evaluate/{{model}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow evaluate-tagger --predictions {input.predictions} --metrics-log {input.metrics}"
         " --params {params.cfg:q} --summary {output.summary} --plots-dir {params.plots_dir} > {log} 2>&1"

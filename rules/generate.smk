@@ -1,5 +1,16 @@
 # generate: one job per (sample, job) making SHARDS_PER_JOB shards; each shard's seed is derived from the
 # global seed, the sample and the shard's global number.
+BACKEND_ENVS = {"builtin": "colliderflow", "delphes": "delphes", "key4hep": "key4hep"}  # envs/<name>.yaml
+#
+# skip_failed_shards reaches `colliderflow generate` through the environment (COLLIDERFLOW_SKIP_FAILED_SHARDS,
+# which its --skip-failed defaults to), not as a param: switching it on after a failure must re-run only the
+# failed job, not every generation job, and params and shell text are rerun triggers. Jobs on a cluster
+# parse this file again with the same config, so they see the same value.
+os.environ["COLLIDERFLOW_SKIP_FAILED_SHARDS"] = "1" if config.get("skip_failed_shards", False) else "0"
+
+
+envvars:
+    "COLLIDERFLOW_SKIP_FAILED_SHARDS",
 
 
 rule generate:
@@ -11,10 +22,11 @@ rule generate:
         process=lambda wc: sample_config(wc)["process"],
         backend=lambda wc: sample_config(wc)["backend"],
         backend_options=lambda wc: canonical_json(sample_config(wc).get(sample_config(wc)["backend"], {})),
+        process_options=lambda wc: canonical_json(sample_config(wc).get("options", {})),
         n_events=lambda wc: sample_config(wc)["events_per_shard"],
         shards=job_shards,
         seeds=generate_seeds,
-        cfg=section("generate"),
+        cfg=generate_section,
     log:
         f"{LOGS}/generate/{{sample}}/{{job}}.log",
     benchmark:
@@ -23,10 +35,35 @@ rule generate:
     resources:
         mem_mb=lambda wc, attempt: 2000 * attempt,
         runtime=lambda wc, attempt: 60 * SHARDS_PER_JOB * attempt,
+    # Each backend runs in its own environment (envs/<backend>.yaml with --sdm conda), or in the sample's
+    # `container` image with --sdm apptainer; the job itself checks its tools and names any that are missing.
+    conda:
+        lambda wc: f"../envs/{BACKEND_ENVS[sample_config(wc)['backend']]}.yaml"
+    container:
+        lambda wc: sample_config(wc).get("container")
+    shell:
+        "colliderflow generate --sample {wildcards.sample} --process {params.process} --backend {params.backend}"
+        " --backend-options {params.backend_options:q} --process-options {params.process_options:q}"
+        " --shard {params.shards} --n-events {params.n_events}"
+        " --seed {params.seeds} --params {params.cfg:q}"
+        " -o {output.root} --provenance {output.provenance} > {log} 2>&1"
+
+
+rule run_summary:
+    # Every generation job's record: shards made, shards skipped (skip_failed_shards) and why.
+    input:
+        all_generation_records,
+    output:
+        f"{RESULTS}/run_summary.json",
+    log:
+        f"{LOGS}/run_summary.log",
+    benchmark:
+        f"{BENCH}/run_summary.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow generate --sample {wildcards.sample} --process {params.process} --backend {params.backend}"
-        " --backend-options {params.backend_options:q} --shard {params.shards} --n-events {params.n_events}"
-        " --seed {params.seeds} --params {params.cfg:q}"
-        " -o {output.root} --provenance {output.provenance} > {log} 2>&1"
+        "colliderflow run-summary {input} -o {output} > {log} 2>&1"

@@ -1,20 +1,22 @@
-# train: one model on the TFDS datasets of every sample, sampled with the weights stage's weights.
+# train: the particle-flow model (train.model) on the TFDS datasets of the particle-flow samples, and each
+# tagger of tagger.models on the jet dataset; all sampled with the weights stage's weights.
 # Checkpoints live beside the model. A retried attempt (a killed or pre-empted job) resumes from the
 # newest unfinished checkpoint written with the same train config; anything else starts over.
 
 
 rule train:
     input:
-        tfds=all_tfds,
-        weights=f"{RESULTS}/weights/pf.parquet",
+        unpack(train_inputs),
     output:
         model=f"{RESULTS}/models/{{model}}/model.pt",
         metrics=f"{RESULTS}/models/{{model}}/metrics.jsonl",
         provenance=f"{RESULTS}/models/{{model}}/provenance.json",
     params:
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
-        cfg=section("train"),
+        cfg=lambda wc: train_section(wc.model),
         outdir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        # Taggers validate on the jet dataset's own val split; the PF model on the TFDS val splits.
+        val=lambda wc, input: f"--val-data {input.val}" if "val" in input.keys() else "",
         # One process per GPU (DDP, NCCL) when the job holds several; a plain process otherwise.
         launcher=lambda wc, resources: (
             f"torchrun --standalone --nnodes=1 --nproc_per_node={resources.gpu} -m colliderflow"
@@ -25,7 +27,7 @@ rule train:
         f"{LOGS}/train/{{model}}.log",
     benchmark:
         f"{BENCH}/train/{{model}}.tsv"
-    threads: config["train"].get("threads", 2)
+    threads: lambda wc: (config["train"] if wc.model == MODEL else config["tagger"]).get("threads", 2)
     resources:
         mem_mb=lambda wc, attempt: 8000 + 4000 * (attempt - 1),
         runtime=lambda wc, attempt: 120 * attempt,
@@ -33,5 +35,5 @@ rule train:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "{params.launcher} train --tfds {input.tfds} --weights {input.weights} --params {params.cfg:q}"
+        "{params.launcher} train --data {input.data} {params.val} --weights {input.weights} --params {params.cfg:q}"
         " --seed {params.seed} -o {params.outdir} > {log} 2>&1"

@@ -1,4 +1,5 @@
-# weights: per-event sampling weights over the training split of every sample (weaver semantics).
+# weights: sampling weights over the training split (weaver semantics): per event for the particle-flow
+# dataset, per jet for the jet dataset, plus a weaver data config beside the jet files.
 
 
 rule weights:
@@ -17,7 +18,7 @@ rule weights:
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
         shards=all_ntuples,
-        cfg=section("weights"),
+        cfg=weights_section("weights"),
     log:
         f"{LOGS}/weights/pf.log",
     benchmark:
@@ -31,3 +32,56 @@ rule weights:
     shell:
         "colliderflow weights {params.shards} --params {params.cfg:q} -o {output.weights}"
         " --histograms {output.histograms} --plot {output.plot} --provenance {output.provenance} > {log} 2>&1"
+
+
+rule jet_weights:
+    input:
+        f"{JETSET}/train",
+    output:
+        weights=f"{RESULTS}/weights/jets.parquet",
+        histograms=f"{RESULTS}/weights/jets_histograms.json",
+        plot=report(
+            f"{RESULTS}/weights/jets_weights.png",
+            caption="../workflow/report/jet_weights.rst",
+            category="Sampling weights",
+        ),
+        provenance=f"{RESULTS}/weights/jets.provenance.json",
+    params:
+        cfg=lambda wc: weights_section("jet_weights"),
+    log:
+        f"{LOGS}/weights/jets.log",
+    benchmark:
+        f"{BENCH}/weights/jets.tsv"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow jet-weights {input} --params {params.cfg:q} -o {output.weights}"
+        " --histograms {output.histograms} --plot {output.plot} --provenance {output.provenance} > {log} 2>&1"
+
+
+rule weaver_config:
+    # weaver reads the jet files with this data config unchanged; its weights block is `jet_weights`.
+    input:
+        f"{JETSET}/train",
+    output:
+        f"{JETSET}/weaver_data_config.yaml",
+    params:
+        cfg=lambda wc: weights_section(
+            "jet_weights", labels=config["tagger"]["labels"], length=config["tagger"].get("max_particles", 128)
+        ),
+    log:
+        f"{LOGS}/weights/weaver_config.log",
+    benchmark:
+        f"{BENCH}/weights/weaver_config.tsv"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=10,
+    conda:
+        "../envs/colliderflow.yaml"
+    shell:
+        "colliderflow weaver-config --params {params.cfg:q} -o {output} > {log} 2>&1"

@@ -45,3 +45,19 @@ def test_provenance_record_is_reproducible(tmp_path):
     assert one["versions"]["numpy"] != "absent"
     write_provenance(tmp_path / "p.json", one)
     assert json.loads((tmp_path / "p.json").read_text())["seeds"] == {"shard": 5}
+
+
+def test_class_order_survives_canonical_json():
+    """class_weights order is the class order (ref = first); the JSON a rule passes must keep it."""
+    import json
+
+    from colliderflow.config import canonical_json, from_ordered_pairs, ordered_pairs
+
+    section = {"method": "ref", "class_weights": {"zeta": 1.0, "alpha": 2.0, "mu": 0.5}}
+    plain = json.loads(canonical_json(section))
+    assert list(plain["class_weights"]) == ["alpha", "mu", "zeta"]  # what sorted keys would do
+    kept = from_ordered_pairs(json.loads(canonical_json(ordered_pairs(section, "class_weights"))), "class_weights",
+                              what="--params")
+    assert list(kept["class_weights"].items()) == [("zeta", 1.0), ("alpha", 2.0), ("mu", 0.5)]
+    with pytest.raises(ValueError, match="twice"):
+        from_ordered_pairs({"class_weights": [["a", 1.0], ["a", 2.0]]}, "class_weights", what="--params")

@@ -12,14 +12,17 @@ import pyarrow.parquet as pq
 import pytest
 import uproot
 import yaml
+from workflow_api import ROOT, copy_project, planned_jobs, run_snakemake
 
 from colliderflow.schema import EVENT_COLUMNS, N_ELEM_FEATURES, N_PARTICLE_FEATURES, PREDICTION_COLUMNS, SIM_TREE
-from workflow_api import ROOT, copy_project, planned_jobs, run_snakemake
 
 pytestmark = pytest.mark.slow
 
 CI_CONFIG = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
 RUN = CI_CONFIG["run"]
+PF_SAMPLES = [s for s, c in CI_CONFIG["samples"].items() if c.get("dataset", "pf") == "pf"]
+JET_SAMPLES = [s for s, c in CI_CONFIG["samples"].items() if c.get("dataset") == "jets"]
+TAGGERS = CI_CONFIG["tagger"]["models"]
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
@@ -52,7 +55,7 @@ def _events_in_split(results, split: str) -> int:
     """Events of every sample's ntuples assigned to `split`."""
     return sum(
         pq.read_table(_ntuple_files(results, s), columns=["split"]).column("split").to_pylist().count(split)
-        for s in CI_CONFIG["samples"]
+        for s in PF_SAMPLES
     )
 
 
@@ -74,7 +77,7 @@ def test_simulation_files_hold_every_event(results):
 
 
 def test_ntuples_have_the_schema_and_all_events(results):
-    for sample in CI_CONFIG["samples"]:
+    for sample in PF_SAMPLES:
         shards = _ntuple_files(results, sample)
         table = pq.read_table(shards)
         assert set(EVENT_COLUMNS) <= set(table.column_names)
@@ -91,7 +94,7 @@ def test_ntuples_have_the_schema_and_all_events(results):
 def test_tfds_splits_add_up_without_tensorflow(results):
     from colliderflow.io.tfds_reader import open_split, split_sizes
 
-    for sample in CI_CONFIG["samples"]:
+    for sample in PF_SAMPLES:
         sizes = split_sizes(results / "tfds" / sample)
         assert sum(sizes.values()) == _events_per_sample(sample)
         if sizes.get("test"):
@@ -118,7 +121,7 @@ def test_model_loads_and_predicts(results):
 
     model, meta = load_trained(results / "models" / "mlpf")
     assert meta
-    sample = next(iter(CI_CONFIG["samples"]))
+    sample = PF_SAMPLES[0]
     event = open_split(results / "tfds" / sample, "train")[0]
     X = torch.tensor(np.asarray(event["X"], dtype=np.float32))[None]  # [1, N, 17]
     with torch.no_grad():
@@ -156,8 +159,13 @@ def test_report_contains_every_figure(pipeline):
     result = run_snakemake(pipeline, "--profile", "profiles/ci", "--report", str(report), timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
     html = report.read_text(errors="replace")
-    for name in [*PF_PLOTS, "pf_weights", "validation"]:
+    for name in [*PF_PLOTS, "pf_weights", "validation", "jets_weights"]:
         assert f"{name}.png" in html, name
+    from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
+
+    for model in TAGGERS:
+        for name in TAGGER_PLOTS:
+            assert f"eval/{model}/plots/{name}.png" in html or f"{name}.png" in html, (model, name)
 
 
 def test_nothing_left_to_do_after_the_run(pipeline):
@@ -184,4 +192,102 @@ def test_changed_weights_key_reruns_weights_and_after(pipeline, tmp_path):
 
 def test_forcerun_train_reruns_downstream_only(pipeline):
     jobs = planned_jobs(pipeline, [pipeline / "config/ci.yaml"], forcerun=["train"])
-    assert jobs == {"train": 1, "predict": 1, "evaluate": 1, "all": 1}
+    taggers = len(TAGGERS)
+    assert jobs == {"train": 1 + taggers, "predict": 1, "evaluate": 1, "predict_tagger": taggers,
+                    "evaluate_tagger": taggers, "all": 1}
+
+
+# --------------------------------------------------------------------------------------------------
+# The jet branch: pp samples → JetClass-II shards → one split dataset → weights → taggers → evaluation
+# --------------------------------------------------------------------------------------------------
+
+
+def _jet_shards(results) -> list:
+    return [_shard_file(results, "jets", s, shard, ".parquet") for s in JET_SAMPLES
+            for shard in range(CI_CONFIG["samples"][s]["n_shards"])]
+
+
+def test_jet_dataset_holds_every_jet_once_in_the_jetclass2_schema(results):
+    from colliderflow.jetschema import JETCLASS2_SCHEMA
+
+    shards = pq.read_table(_jet_shards(results))
+    assert shards.num_rows > 0
+    split_rows = {}
+    for split in ("train", "val", "test"):
+        files = sorted((results / "jetset" / split).glob("*.parquet"))
+        assert files, split
+        tables = [pq.read_table(f) for f in files]
+        assert all(t.schema.equals(JETCLASS2_SCHEMA) for t in tables)
+        assert all(t.num_rows <= CI_CONFIG["jets"]["jets_per_file"] for t in tables)
+        split_rows[split] = sum(t.num_rows for t in tables)
+    assert sum(split_rows.values()) == shards.num_rows
+    assert split_rows["train"] > split_rows["test"] > 0
+    # Same jets, regrouped: the multiset of (pT, label) pairs is unchanged.
+    every = pq.read_table([f for split in ("train", "val", "test") for f in sorted((results / "jetset" / split).glob("*.parquet"))])
+    key = lambda t: sorted(zip(t.column("jet_pt").to_pylist(), t.column("jet_label").to_pylist(), strict=True))
+    assert key(every) == key(shards)
+
+
+def test_jet_tfds_holds_the_jet_dataset_without_tensorflow(results):
+    import importlib.util
+
+    from colliderflow.io.jet_tfds import open_jet_split
+
+    for split in ("train", "val", "test"):
+        n_rows = sum(pq.read_metadata(f).num_rows for f in (results / "jetset" / split).glob("*.parquet"))
+        assert len(open_jet_split(results / "tfds_jets", split)) == n_rows
+    assert importlib.util.find_spec("tensorflow") is None
+
+
+def test_jet_weights_cover_the_training_jets_and_weaver_config_matches(results):
+    weights = pq.read_table(results / "weights" / "jets.parquet").to_pandas()
+    n_train = sum(pq.read_metadata(f).num_rows for f in (results / "jetset" / "train").glob("*.parquet"))
+    assert len(weights) == n_train
+    assert np.all(weights["weight"] >= 0) and weights["weight"].sum() > 0
+    weaver = yaml.safe_load((results / "jetset" / "weaver_data_config.yaml").read_text())
+    assert weaver["weights"]["reweight_classes"] == list(CI_CONFIG["jet_weights"]["class_weights"])
+    assert weaver["labels"]["value"] == CI_CONFIG["tagger"]["labels"]
+
+
+def test_taggers_are_trained_and_evaluated(results):
+    for model in TAGGERS:
+        provenance = json.loads((results / "models" / model / "provenance.json").read_text())
+        assert provenance["config_hash"] and provenance["seeds"]
+        summary = json.loads((results / "eval" / model / "summary.json").read_text())
+        text = json.dumps(summary)
+        assert "auc" in text.lower()
+        predictions = pq.read_table(results / "eval" / model / "predictions.parquet")
+        n_test = sum(pq.read_metadata(f).num_rows for f in (results / "jetset" / "test").glob("*.parquet"))
+        assert 0 < predictions.num_rows <= n_test
+        scores = np.stack([predictions.column(f"score_{n}").to_numpy() for n in _score_names(predictions)], axis=1)
+        np.testing.assert_allclose(scores.sum(axis=1), 1.0, rtol=1e-4)
+
+
+def _score_names(table) -> list[str]:
+    return [n[len("score_"):] for n in table.column_names if n.startswith("score_")]
+
+
+def test_run_summary_lists_every_generation_shard(results):
+    summary = json.loads((results / "run_summary.json").read_text())
+    assert summary["failed_shards"] == []
+    assert summary["skip_failed_shards"] is False
+    assert set(summary["samples"]) == set(CI_CONFIG["samples"])
+
+
+def test_changed_jet_weights_key_reruns_only_the_jet_branch_after_it(pipeline, tmp_path):
+    changed = _changed_config(pipeline, tmp_path, lambda c: c["jet_weights"].update(threshold=0.2))
+    taggers = len(TAGGERS)
+    assert planned_jobs(pipeline, [changed]) == {
+        "jet_weights": 1, "weaver_config": 1, "train": taggers, "predict_tagger": taggers,
+        "evaluate_tagger": taggers, "all": 1,
+    }
+
+
+def test_changed_tagger_architecture_retrains_only_that_tagger(pipeline, tmp_path):
+    changed = _changed_config(pipeline, tmp_path, lambda c: c["tagger"]["part"].update(dropout=0.1))
+    assert planned_jobs(pipeline, [changed]) == {"train": 1, "predict_tagger": 1, "evaluate_tagger": 1, "all": 1}
+
+
+def test_switching_on_skip_failed_shards_reruns_nothing(pipeline, tmp_path):
+    changed = _changed_config(pipeline, tmp_path, lambda c: c.update(skip_failed_shards=True))
+    assert planned_jobs(pipeline, [changed]) == {}

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 
 import colliderflow.evaluate.run as run_module
+from colliderflow.evaluate import summary_table
 from colliderflow.evaluate.plots import PF_PLOTS
 from colliderflow.evaluate.run import evaluate, read_training_log
 from colliderflow.kinematics import cluster_jets, jets_to_block
@@ -216,6 +217,37 @@ def test_fixed_size_list_columns_are_read(tmp_path: Path, no_figures: list[dict]
     )
     assert result["n_events"] == 9
     assert result["classification"]["mlpf"]["accuracy"] == 1.0
+
+
+def test_met_of_a_sample_with_too_few_events_in_range_reads_missing(tmp_path: Path, no_figures: list[dict]) -> None:
+    """A fully hadronic sample has almost no genuine MET: one event inside the MET bins must not give a
+    resolution of 0 (the IQR of one value) in the summary, the table or the figure inputs."""
+    table = pq.read_table(make_predictions(tmp_path / "p.parquet", n_per_sample=12, seed=4))
+    samples = table.column("sample").to_pylist()
+    genmet = table.column("genmet").to_numpy().copy()
+    ww = np.flatnonzero(np.array(samples) == "ww")
+    genmet[ww] = 0.2  # below the first MET edge (1 GeV)
+    genmet[ww[0]] = 7.0  # the one event inside
+    table = table.set_column(table.schema.get_field_index("genmet"), "genmet", pa.array(genmet.astype(np.float32)))
+    pq.write_table(table, tmp_path / "ww.parquet")
+    result = evaluate(
+        predictions=tmp_path / "ww.parquet",
+        metrics_log=None,
+        params=PARAMS,
+        summary=tmp_path / "s.json",
+        plots_dir=tmp_path / "plots",
+    )
+    met = result["met"]
+    for algo in ("target", "baseline", "mlpf"):
+        assert met["ww"][algo]["count"] == 1
+        assert met["ww"][algo]["resolution"] is None and met["ww"][algo]["response"] is None
+        assert sum(met["ww"][algo]["vs_genmet"]["count"]) == 1
+        assert all(v is None for v in met["ww"][algo]["vs_genmet"]["resolution"])
+        assert met["ttbar"][algo]["count"] >= 5 and met["ttbar"][algo]["resolution"] > 0
+    assert met["ww"]["resolution_ratio_mlpf_over_baseline"] is None
+    rows = {row[0]: row for row in summary_table.summary_sections(result)[1].rows}
+    assert rows[r"$e^+e^- \to W^+W^-$"][1:] == ("–", "–", "–")
+    assert rows[r"$e^+e^- \to t\bar{t}$"][1] != "–"
 
 
 def test_a_model_that_predicts_nothing_still_gets_every_figure(tmp_path: Path) -> None:

@@ -14,11 +14,11 @@ import awkward as ak
 import numpy as np
 import pytest
 import torch
+from workflow_api import copy_project
 
 from colliderflow.data import synthetic_events
 from colliderflow.io.parquet import write_parquet_atomic
 from colliderflow.io.tfds_writer import build_tfds
-from workflow_api import copy_project
 
 PARAMS = {
     "model": "mlpf",
@@ -116,3 +116,54 @@ def test_retried_jobs_ask_for_more_memory_and_time(tmp_path):
             ]
             assert per_attempt[0]["mem_mb"] < per_attempt[1]["mem_mb"] < per_attempt[2]["mem_mb"], rule_name
             assert per_attempt[0]["runtime"] < per_attempt[1]["runtime"] <= per_attempt[2]["runtime"], rule_name
+
+
+def _skip_config(tmp_path: Path, *, skip: bool) -> Path:
+    """Two tiny samples; `broken` uses the delphes backend, whose tools this machine does not have."""
+    import yaml
+    from workflow_api import ROOT
+
+    config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
+    config["samples"] = {
+        "good": {"process": "ee_qq", "backend": "builtin", "n_shards": 1, "events_per_shard": 20},
+        "broken": {"process": "ee_qq", "backend": "delphes", "n_shards": 1, "events_per_shard": 20},
+    }
+    config["weights"]["class_weights"] = {"good": 1.0, "broken": 1.0}
+    for key in ("jets", "jet_weights", "tagger"):
+        config.pop(key, None)
+    config["skip_failed_shards"] = skip
+    path = tmp_path / f"skip_{skip}.yaml"
+    path.write_text(yaml.safe_dump(config))
+    return path
+
+
+@pytest.mark.slow
+def test_failed_generation_shards_are_skipped_only_when_the_switch_is_on(tmp_path):
+    import pyarrow.parquet as pq
+    from workflow_api import run_snakemake
+
+    if any((Path(d) / "DelphesHepMC2").exists() for d in os.environ.get("PATH", "").split(os.pathsep)):
+        pytest.skip("Delphes is installed here: the delphes sample would not fail")
+    workdir = copy_project(tmp_path / "wf")
+    targets = ["results/ci/run_summary.json", "results/ci/ntuples/good/0/provenance.json",
+               "results/ci/ntuples/broken/0/provenance.json"]
+    common = ["--cores", "2", "--retries", "0", "--keep-going"]
+
+    off = run_snakemake(workdir, *targets, *common, "--configfile", str(_skip_config(tmp_path, skip=False)),
+                        timeout=600)
+    assert off.returncode != 0  # off by default: the failure stops the run
+    assert not (workdir / "results/ci/run_summary.json").exists()
+    assert (workdir / "results/ci/sim/good/0/provenance.json").exists()  # the good job is kept
+
+    on = run_snakemake(workdir, *targets, *common, "--configfile", str(_skip_config(tmp_path, skip=True)),
+                       timeout=600)
+    assert on.returncode == 0, on.stderr[-3000:]
+    assert "rule generate" in on.stderr and on.stderr.count("rule generate:") == 1  # only the failed job re-ran
+    summary = json.loads((workdir / "results/ci/run_summary.json").read_text())
+    # The good job ran before the switch was turned on and was not re-run: the jobs disagree, and say so.
+    assert summary["skip_failed_shards"] is None
+    assert [(f["sample"], f["shard"]) for f in summary["failed_shards"]] == [("broken", 0)]
+    assert "Delphes" in summary["failed_shards"][0]["error"] or "delphes" in summary["failed_shards"][0]["error"]
+    assert summary["samples"]["good"]["events_generated"] == 20
+    assert pq.read_metadata(workdir / "results/ci/ntuples/broken/0/0.parquet").num_rows == 0
+    assert pq.read_metadata(workdir / "results/ci/ntuples/good/0/0.parquet").num_rows == 20

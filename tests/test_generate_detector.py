@@ -344,3 +344,35 @@ def test_detector_is_deterministic_given_the_seed() -> None:
             np.testing.assert_array_equal(ca.columns[col], cb.columns[col])
     assert not np.array_equal(a.clusters.columns["cluster_energy"], c.clusters.columns["cluster_energy"])
     assert not np.array_equal(a.tracks.columns["track_d0"], c.tracks.columns["track_d0"])
+
+
+def test_shared_batch_geometry_is_what_each_kernel_would_compute() -> None:
+    # Tracker and calorimeter take pT, the production radius and the circle from one pre-pass; these must
+    # be the very numbers the scalar helix functions give, displaced and neutral particles included.
+    from colliderflow.generate.calorimeter import impact_point, impact_point_on_circle
+    from colliderflow.generate.helix import STRAIGHT_CURVATURE, circle_geometry
+    from colliderflow.generate.tracker import particle_geometry
+
+    rng = np.random.default_rng(21)
+    n = 3000
+    gen = make_gen(rng.choice([22, 211, -211, 13, 130, 2212], n), rng.exponential(3, n) + 0.05,
+                   rng.uniform(-3, 3, n), rng.uniform(-3, 3, n), event=np.sort(rng.integers(0, 30, n)))  # fmt: skip
+    gen = replace(gen, vx=rng.normal(0, 30, n), vy=rng.normal(0, 30, n), vz=rng.normal(0, 50, n))
+    geometry = particle_geometry(gen, CLIC)
+    k_per_inv_pt = C_GEV_PER_TESLA_METRE * CLIC.b_field_t / 1000.0
+    calo = CLIC.calorimeter
+    for i in range(n):
+        pt = np.hypot(gen.px[i], gen.py[i])
+        cos0, sin0, tl = gen.px[i] / pt, gen.py[i] / pt, gen.pz[i] / pt
+        k = gen.charge[i] * k_per_inv_pt / pt if gen.charge[i] != 0 else 0.0
+        assert geometry.pt[i] == pt and geometry.r0[i] == np.hypot(gen.vx[i], gen.vy[i])
+        if abs(k) >= STRAIGHT_CURVATURE:
+            _, dist, base = circle_geometry(gen.vx[i], gen.vy[i], cos0, sin0, k)
+            assert (geometry.dist[i], geometry.base[i]) == (dist, base)
+        else:
+            assert np.isnan(geometry.dist[i]) and np.isnan(geometry.base[i])
+        faces = (calo.ecal_barrel_radius_mm, calo.ecal_endcap_z_mm, calo.ecal_endcap_inner_radius_mm)
+        own = impact_point(gen.vx[i], gen.vy[i], gen.vz[i], cos0, sin0, tl, k, *faces)
+        shared = impact_point_on_circle(gen.vx[i], gen.vy[i], gen.vz[i], cos0, sin0, tl, k, geometry.r0[i],
+                                        geometry.dist[i], geometry.base[i], *faces)
+        assert own == shared

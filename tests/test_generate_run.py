@@ -202,3 +202,18 @@ def test_cli_generate(tmp_path: Path) -> None:
     bad = [*argv[:-4], "--backend", "delphes", "-o", str(tmp_path / "y.root")]
     assert main(bad) == 2
     assert not (tmp_path / "y.root").exists()
+
+
+def test_branch_types_from_dtypes_are_awkwards_own() -> None:
+    # The writer names jagged branch types from the buffers' dtypes instead of asking awkward for them.
+    import awkward as ak
+
+    from colliderflow.generate.rootio import _branch_types
+
+    offsets = ak.index.Index64(np.array([0, 2, 2, 5]))
+    chunk = {"event_number": np.arange(3, dtype=np.uint64)}
+    for dtype in (np.float32, np.int32, np.float64, np.int64):
+        chunk[f"x_{np.dtype(dtype).name}"] = ak.Array(
+            ak.contents.ListOffsetArray(offsets, ak.contents.NumpyArray(np.arange(5, dtype=dtype))))
+    expected = {k: v.type.content if isinstance(v, ak.Array) else v.dtype for k, v in chunk.items()}
+    assert _branch_types(chunk) == expected

@@ -23,7 +23,7 @@ def test_median_and_iqr_per_bin_by_hand() -> None:
     reco = np.array([1, 2, 3, 4, 5, 10, 20], dtype=float)
     gen = np.array([1, 1, 1, 1, 1, 10, 20], dtype=float)
     var = np.array([1, 2, 3, 4, 9.99, 10, 15], dtype=float)
-    rr = metrics.response_and_resolution(reco, gen, var, [0, 10, 20, 30])
+    rr = metrics.response_and_resolution(reco, gen, var, [0, 10, 20, 30], min_entries=2)
     assert rr["count"].tolist() == [5, 2, 0]
     assert rr["response"][:2].tolist() == [3.0, 1.0]
     assert rr["q25"][0] == 2.0 and rr["q75"][0] == 4.0
@@ -37,9 +37,61 @@ def test_bins_are_half_open_and_bad_pairs_dropped() -> None:
     reco = np.array([2.0, 2.0, 2.0, 2.0, np.nan, 2.0])
     gen = np.array([1.0, 1.0, 0.0, -1.0, 1.0, 1.0])
     var = np.array([0.0, 10.0, 5.0, 5.0, 5.0, -1.0])  # 10 is the upper edge: outside; −1 below
-    rr = metrics.response_and_resolution(reco, gen, var, [0, 10])
+    rr = metrics.response_and_resolution(reco, gen, var, [0, 10], min_entries=1)
     assert rr["count"].tolist() == [1]  # only the first pair: gen ≤ 0, NaN, and out-of-range are dropped
     assert rr["response"].tolist() == [2.0]
+
+
+def test_bins_with_too_few_entries_are_missing_not_zero() -> None:
+    # [0, 10): one pair, ratio 1.3 — its IQR is 0, which must not read as a perfect resolution.
+    # [10, 20): four pairs. [20, 30): five pairs, ratios 0.8 0.9 1.0 1.1 1.6 → q25 0.9, median 1.0,
+    # q75 1.1, IQR/median 0.2; Gaussian-limit errors with σ = 0.2/1.349 and n = 5.
+    ratios = [1.3, 1.0, 1.0, 1.2, 0.9, 0.8, 0.9, 1.0, 1.1, 1.6]
+    var = [5, 12, 14, 15, 19, 21, 22, 25, 27, 29]
+    rr = metrics.response_and_resolution(np.array(ratios) * 10, np.full(10, 10.0), np.array(var), [0, 10, 20, 30])
+    assert metrics.MIN_ENTRIES == 5
+    assert rr["count"].tolist() == [1, 4, 5]
+    for key in ("response", "resolution", "q25", "q75", "response_err", "resolution_err"):
+        assert np.isnan(rr[key][:2]).all(), key
+    assert rr["response"][2] == pytest.approx(1.0)
+    assert (rr["q25"][2], rr["q75"][2]) == (pytest.approx(0.9), pytest.approx(1.1))
+    assert rr["resolution"][2] == pytest.approx(0.2)
+    sigma = 0.2 / 1.349
+    assert rr["response_err"][2] == pytest.approx(1.2533 * sigma / np.sqrt(5))
+    rel = np.hypot(1.573 * sigma / (0.2 * np.sqrt(5)), 1.2533 * sigma / np.sqrt(5))
+    assert rr["resolution_err"][2] == pytest.approx(0.2 * rel)
+    # The threshold is a choice of the caller; with one entry allowed, the lone pair gives the IQR of 0.
+    loose = metrics.response_and_resolution(np.array([13.0]), np.array([10.0]), np.array([5.0]), [0, 10], min_entries=1)
+    assert loose["response"][0] == pytest.approx(1.3) and loose["resolution"][0] == 0.0
+    inc = metrics.inclusive_response(np.array([13.0, 9.0]), np.array([10.0, 10.0]))
+    assert inc["count"] == 2 and np.isnan(inc["response"]) and np.isnan(inc["resolution"])
+    for bad in (0, -1, 2.5, True):
+        with pytest.raises(ValueError, match="min_entries"):
+            metrics.response_and_resolution(np.ones(3), np.ones(3), np.ones(3), [0, 2], min_entries=bad)
+
+
+def test_met_of_a_sample_with_one_event_in_range_is_missing() -> None:
+    # Fully hadronic WW: gen MET mostly below the first edge (1 GeV), one event at 7 GeV reconstructed
+    # at 6.3 — alone it would give response 0.9 and resolution exactly 0.
+    gen = np.array([0.2, 0.4, 0.5, 0.3, 0.6, 0.1, 7.0])
+    reco = np.array([2.0, 1.5, 3.0, 0.4, 1.0, 2.5, 6.3])
+    res = metrics.met_response_from_values(reco, gen, bins=[1, 5, 10, 200])
+    assert res["inclusive"]["count"] == 1
+    assert np.isnan(res["inclusive"]["resolution"]) and np.isnan(res["inclusive"]["response"])
+    assert res["vs_genmet"]["count"].tolist() == [0, 1, 0] and np.isnan(res["vs_genmet"]["resolution"]).all()
+    # reco − gen over all 7 events: 1.8 1.1 2.5 0.1 0.4 2.4 −0.7 → sorted −0.7 0.1 0.4 1.1 1.8 2.4 2.5:
+    # median 1.1, q25 (position 1.5) 0.25, q75 (position 4.5) 2.1.
+    assert res["delta_median"] == pytest.approx(1.1)
+    assert res["delta_iqr"] == pytest.approx(2.1 - 0.25)
+    # Five events in range: ratios 0.5 1.0 1.5 2.0 2.5 → median 1.5, IQR 1.0, resolution 2/3.
+    gen5 = np.array([2.0, 4.0, 6.0, 8.0, 10.0, 0.5])
+    reco5 = gen5 * np.array([0.5, 1.0, 1.5, 2.0, 2.5, 3.0])
+    res5 = metrics.met_response_from_values(reco5, gen5, bins=[1, 200])
+    assert res5["inclusive"]["count"] == 5
+    assert res5["inclusive"]["response"] == pytest.approx(1.5)
+    assert res5["inclusive"]["resolution"] == pytest.approx(1.0 / 1.5)
+    few = metrics.met_response_from_values(np.array([1.0, 2.0]), np.array([1.5, 1.5]), bins=[1, 200])
+    assert np.isnan(few["delta_median"]) and np.isnan(few["delta_iqr"])
 
 
 def test_binned_quantiles_match_numpy() -> None:
@@ -108,7 +160,7 @@ def _gen_jets(block: ak.Array) -> ak.Array:
 
 def test_identical_reco_and_gen_jets_give_unit_response_and_zero_resolution() -> None:
     block = _two_jet_events()
-    res = metrics.jet_response(block, _gen_jets(block), pt_bins=[5, 43.5, 80, 200], eta_bins=[-2, 0, 2])
+    res = metrics.jet_response(block, _gen_jets(block), pt_bins=[5, 43.5, 80, 200], eta_bins=[-2, 0, 2], min_entries=1)
     assert res["n_gen"] == res["n_matched"] == 4
     vs_pt = res["vs_pt"]
     assert vs_pt["count"].tolist() == [2, 2, 0]  # jets of 8, 42 | 45, 75 GeV | none
@@ -126,7 +178,7 @@ def test_scaled_particles_scale_the_jet_response() -> None:
     scaled[:, 2] *= 0.9
     scaled[:, 6] *= 0.9
     reco = ak.unflatten(scaled, ak.num(block, axis=1))
-    res = metrics.jet_response(reco, _gen_jets(block), pt_bins=[5, 200], eta_bins=[-2, 2])
+    res = metrics.jet_response(reco, _gen_jets(block), pt_bins=[5, 200], eta_bins=[-2, 2], min_entries=1)
     assert res["vs_pt"]["response"][0] == pytest.approx(0.9, rel=1e-5)
 
 
@@ -158,7 +210,7 @@ def test_met_of_back_to_back_and_single_particles() -> None:
         ]
     )
     np.testing.assert_allclose(metrics.block_met(block), [0.0, 17.0, 0.0], atol=1e-4)
-    res = metrics.met_response(block, np.array([1.0, 17.0, 0.0]), bins=[0.5, 10, 100])
+    res = metrics.met_response(block, np.array([1.0, 17.0, 0.0]), bins=[0.5, 10, 100], min_entries=1)
     assert res["vs_genmet"]["count"].tolist() == [1, 1]
     assert res["vs_genmet"]["response"][1] == pytest.approx(1.0, rel=1e-5)
     assert res["inclusive"]["count"] == 2  # the event with gen MET 0 is outside the bins
@@ -215,7 +267,7 @@ def test_particle_response_only_on_agreeing_classes() -> None:
     energy_t = true_pt * 2
     energy_p = pred_pt * 2
     res = metrics.particle_response(
-        true_cls, pred_cls, true_pt, pred_pt, energy_t, energy_p, bins=[1, 5, 50], n_classes=4
+        true_cls, pred_cls, true_pt, pred_pt, energy_t, energy_p, bins=[1, 5, 50], n_classes=4, min_entries=1
     )
     assert res[1]["pt"]["count"].tolist() == [2, 0]
     assert res[1]["pt"]["response"][0] == pytest.approx(1.1)

@@ -8,8 +8,17 @@ import torch
 
 from colliderflow.data import ElementNormaliser, collate_events, fit_normalisation, synthetic_events
 from colliderflow.models import MLPF, MLPFConfig, MLPFOutput, build_model, count_parameters
-from colliderflow.models.mlpf import decode_particles, regression_targets
-from colliderflow.schema import N_CLASSES, PF
+from colliderflow.models.mlpf import (
+    LINK_DR,
+    N_LINK_FEATURES,
+    decode_particles,
+    fit_regression_standardisation,
+    link_features,
+    proximity_kernels,
+    regression_targets,
+    track_cluster_distance2,
+)
+from colliderflow.schema import CLUSTER_FEATURES, N_CLASSES, PF, TRACK_FEATURES
 
 SMALL = {"embedding_dim": 32, "num_heads": 4, "num_layers": 2, "ff_dim": 48, "dropout": 0.1}
 
@@ -157,3 +166,114 @@ def test_decode_normalises_direction_and_scales_momentum() -> None:
 def test_config_round_trip() -> None:
     cfg = MLPFConfig.from_dict(SMALL)
     assert MLPFConfig.from_dict(cfg.to_dict()) == cfg
+
+
+# ---- track–cluster geometry ------------------------------------------------------------------------
+
+TRK = {name: i for i, name in enumerate(TRACK_FEATURES)}
+CLU = {name: i for i, name in enumerate(CLUSTER_FEATURES)}
+
+
+def _track(*, omega: float, phi0: float, tan_lambda: float) -> np.ndarray:
+    """A track row leaving the origin (pT from omega in a 4 T field, as the ntuplizer computes it)."""
+    row = np.zeros(17, np.float32)
+    pt = 0.299792458e-3 * 4.0 / abs(omega)
+    row[0], row[TRK["pt"]], row[TRK["eta"]] = 1, pt, np.arcsinh(tan_lambda)
+    row[TRK["sin_phi"]], row[TRK["cos_phi"]], row[TRK["p"]] = np.sin(phi0), np.cos(phi0), pt * np.hypot(1, tan_lambda)
+    row[TRK["tanLambda"]], row[TRK["omega"]] = tan_lambda, omega
+    return row
+
+
+def _cluster(x: float, y: float, z: float, energy: float, *, ecal: float = 0.5) -> np.ndarray:
+    row = np.zeros(17, np.float32)
+    r = np.hypot(x, y)
+    row[0], row[CLU["et"]], row[CLU["eta"]] = 2, energy * r / np.hypot(r, z), np.arcsinh(z / r)
+    row[CLU["sin_phi"]], row[CLU["cos_phi"]], row[CLU["energy"]] = y / r, x / r, energy
+    row[CLU["position.x"]], row[CLU["position.y"]], row[CLU["position.z"]] = x, y, z
+    row[CLU["energy_ecal"]], row[CLU["energy_hcal"]] = ecal * energy, (1 - ecal) * energy
+    return row
+
+
+def _on_helix(*, omega: float, phi0: float, tan_lambda: float, s: float) -> tuple[float, float, float]:
+    """Where a helix from the origin is after transverse path s; positive omega turns clockwise seen from +z."""
+    x = (np.sin(phi0) - np.sin(phi0 - omega * s)) / omega
+    y = (np.cos(phi0 - omega * s) - np.cos(phi0)) / omega
+    return x, y, tan_lambda * s
+
+
+@pytest.mark.parametrize("omega", [6e-4, -6e-4, 1e-7])
+def test_a_track_reaches_the_cluster_on_its_helix(omega: float) -> None:
+    """A 2 GeV track bends by ~0.45 rad before 1.5 m: only the helix, with the right sense, finds its cluster."""
+    helix = {"omega": omega, "phi0": 0.3, "tan_lambda": 0.5}
+    hit = _on_helix(**helix, s=1600.0)
+    straight = (1600.0 * np.cos(0.3), 1600.0 * np.sin(0.3), 800.0)  # where the track would be without field
+    X = torch.from_numpy(np.stack([_track(**helix), _cluster(*hit, 2.0), _cluster(*straight, 2.0)]))[None]
+    d2 = track_cluster_distance2(X, torch.ones(1, 3, dtype=torch.bool))[0]
+    assert d2[0, 1].sqrt() < 1e-3  # the cluster on the helix
+    if abs(omega) > 1e-5:
+        assert d2[0, 2].sqrt() > 0.3  # not the one straight ahead
+    # Only (track, cluster) pairs are near; the reverse direction and cluster pairs are far.
+    assert (d2[1:] > 1.0).all() and (d2[:, 0] > 1.0).all()
+
+
+def test_a_looper_reaches_no_cluster() -> None:
+    """A 0.2 GeV track curls up within 1 m: it cannot link to a calorimeter cluster in any direction."""
+    looper = _track(omega=6e-3, phi0=0.0, tan_lambda=0.1)
+    X = torch.from_numpy(np.stack([looper, _cluster(1500.0, 0.0, 0.0, 1.0), _cluster(0.0, -1500.0, 0.0, 1.0)]))[None]
+    d2 = track_cluster_distance2(X, torch.ones(1, 3, dtype=torch.bool))[0]
+    assert (d2[0] > 1.0).all()
+
+
+def test_link_features_tell_a_charged_deposit_from_a_neutral_cluster() -> None:
+    """A cluster holding its track's momentum has nothing left over; an unlinked one keeps all its energy."""
+    helix = {"omega": 1.2e-4, "phi0": 1.0, "tan_lambda": 0.0}  # 10 GeV
+    track = _track(**helix)
+    deposit = _cluster(*_on_helix(**helix, s=1600.0), 10.0)
+    neutral = _cluster(-1600.0, 0.0, 0.0, 10.0)
+    X = torch.from_numpy(np.stack([track, deposit, neutral]))[None]
+    mask = torch.ones(1, 3, dtype=torch.bool)
+    d2 = track_cluster_distance2(X, mask)
+    feats = link_features(X, mask, proximity_kernels(d2), d2)[0]  # [3, F]
+    assert feats.shape == (3, N_LINK_FEATURES) and torch.isfinite(feats).all()
+    n_linked, ratio, remainder = feats[:, -5], feats[:, -4], feats[:, -3]
+    assert n_linked[0] > 0 and n_linked[1] > 0 and n_linked[2] == 0
+    assert remainder[1] < -3 and abs(remainder[2]) < 0.01  # log of the fraction of E left after Σp
+    assert ratio[0] == ratio[1]  # the track carries its cluster's E/p
+    assert d2[0, 0, 1].sqrt() < LINK_DR
+
+
+def test_untrained_model_reproduces_the_elements(events: list[dict]) -> None:
+    """The regression heads start at zero: kinematics are the element's plus the fitted median correction."""
+    torch.manual_seed(0)
+    m = build_model({"model": "mlpf", "mlpf": SMALL}).eval()
+    center, scale = fit_regression_standardisation(events)
+    m.set_regression_standardisation(center, scale)
+    batch = collate_events(events[:2])
+    with torch.no_grad():
+        reg = m(batch.X, batch.mask).regression
+    etype = batch.X[..., 0].long()
+    expected = torch.cat([torch.zeros_like(batch.X[..., :1]), batch.X[..., 2:5], torch.zeros_like(batch.X[..., :1])],
+                         dim=-1) + torch.from_numpy(center)[etype]
+    torch.testing.assert_close(reg[batch.mask], expected[batch.mask])
+
+
+def test_regression_standardisation_is_the_median_and_spread_of_the_residuals(events: list[dict]) -> None:
+    center, scale = fit_regression_standardisation(events)
+    assert center.shape == scale.shape == (3, 5)
+    assert (center[0] == 0).all() and (scale[0] == 1).all()  # padding
+    # synthetic_events: target pT and E are 0.9 and 0.95 of the element's, the direction is the element's
+    np.testing.assert_allclose(center[1:, 0], np.log(0.9), atol=1e-5)
+    np.testing.assert_allclose(center[1:, 4], np.log(0.95), atol=1e-5)
+    np.testing.assert_allclose(center[1:, 1:4], 0.0, atol=1e-5)
+    assert (scale[1:] > 0).all() and (scale[1:] < 1e-3).all()  # no spread: the floor
+    assert fit_regression_standardisation([])[1].tolist() == np.ones((3, 5)).tolist()
+
+
+def test_decode_gives_each_class_a_charge_it_allows() -> None:
+    X = torch.zeros(1, 4, 17)
+    X[0, :, 0], X[0, :, 1], X[0, :, 4], X[0, :, 5] = 2.0, 4.0, 1.0, 8.0
+    cls = torch.tensor([1, 3, 4, 2])  # charged hadron, photon, electron, neutral hadron
+    logits = torch.nn.functional.one_hot(cls, N_CLASSES).float()[None] * 9
+    charge_logits = torch.tensor([[[0.0, 5.0, 1.0], [0.0, 0.0, 5.0], [2.0, 5.0, 0.0], [5.0, 0.0, 0.0]]])
+    rows = decode_particles(X, MLPFOutput(logits, charge_logits, torch.zeros(1, 4, 5)))[0]
+    assert rows[:, PF["charge"]].tolist() == [1.0, 0.0, -1.0, 0.0]

@@ -79,6 +79,48 @@ def test_sections_pick_the_headline_numbers() -> None:
     assert cls.rows == [("Accuracy", "90.0 %", "95.0 %", "1.06")] and cls.shade == {(0, 3): summary_table._BETTER}
 
 
+def test_resolutions_from_too_few_entries_read_as_a_dash() -> None:
+    """A summary whose MET resolution of one event is 0.0 (as metrics wrote before it nulled such bins)
+    must not show a perfect resolution: the counts decide, below MIN_ENTRIES the cell is missing."""
+    few = summary_table.MIN_ENTRIES - 1
+    summary = _pf_summary()
+    summary["met"] = {
+        "ttbar": {
+            "baseline": {"resolution": 0.4, "count": 33},
+            "mlpf": {"resolution": 0.3, "count": 33},
+            "resolution_ratio_mlpf_over_baseline": 0.75,
+        },
+        "ww": {
+            "baseline": {"resolution": 0.0, "count": 1},
+            "mlpf": {"resolution": 0.0, "count": 1},
+            "resolution_ratio_mlpf_over_baseline": None,
+        },
+        "qq": {
+            "baseline": {"resolution": 0.65, "count": few},
+            "mlpf": {"resolution": 0.74, "count": summary_table.MIN_ENTRIES},
+            "resolution_ratio_mlpf_over_baseline": 0.74 / 0.65,
+        },
+    }
+    ttbar = summary["jets"]["ttbar"]
+    ttbar["baseline"]["count"] = [40, few, 0]
+    ttbar["mlpf"]["count"] = [40, 30, 0]
+    ttbar["baseline"]["inclusive"]["count"] = 70
+    ttbar["mlpf"]["inclusive"]["count"] = 70
+    jets, met, _ = summary_table.summary_sections(summary)
+    assert met.rows == [
+        (r"$e^+e^- \to t\bar{t}$", "0.400", "0.300", "0.75"),
+        (r"$e^+e^- \to q\bar{q}$", "–", "0.740", "–"),
+        (r"$e^+e^- \to W^+W^-$", "–", "–", "–"),
+    ]
+    assert met.shade == {(0, 3): summary_table._BETTER}
+    assert met.note.startswith("–: fewer than 5 events")
+    # Jets: the 20–40 GeV baseline value stood on too few jets, so its cell and the ratio are missing.
+    assert jets.rows[2][1:] == ("20–40", "–", "0.120 ± 0.010", "–")
+    assert (2, 4) not in jets.shade
+    no_counts = summary_table.summary_sections(_pf_summary())[1]
+    assert no_counts.note == ""  # without counts the numbers are taken as they are
+
+
 def test_tagger_section_shows_infinite_and_missing_rejections() -> None:
     sections = summary_table.summary_sections(_pf_summary(), _tagger_summary())
     tagger = sections[-1]

@@ -7,6 +7,7 @@ import logging
 import re
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -17,6 +18,7 @@ from colliderflow import train as train_mod
 from colliderflow.data import EpochBatchSampler, synthetic_events
 from colliderflow.losses import LossConfig, focal_loss, mlpf_loss
 from colliderflow.models import MLPFOutput, load_trained
+from colliderflow.models.mlpf import regression_targets
 from colliderflow.train import train
 
 PARAMS = {
@@ -90,6 +92,34 @@ def test_regression_and_charge_losses_ignore_non_particles() -> None:
     # …while the class loss does see the "none" elements
     cls_noisy = MLPFOutput(torch.where(not_particle[..., None], -out.cls_logits * 10, out.cls_logits), *out[1:])
     assert mlpf_loss(cls_noisy, batch.X, batch.ytarget, batch.mask, LossConfig())["loss_cls"] != base["loss_cls"]
+
+
+def test_regression_residuals_are_measured_in_the_scale() -> None:
+    """A residual of k·scale costs the same whatever the scale: a track's 0.1 % and a cluster's 15 % weigh alike."""
+    batch = data.collate_events(synthetic_events(2, seed=0, min_elements=20, max_elements=30))
+    shape = batch.mask.shape
+    true = regression_targets(batch.X, batch.ytarget)
+    logits = MLPFOutput(torch.randn(*shape, 6), torch.randn(*shape, 3), true)[:2]
+    losses = []
+    for s in (1e-3, 0.2):
+        scale = torch.full((*shape, 5), s)
+        out = MLPFOutput(*logits, true + 0.5 * scale)  # half a scale off everywhere
+        losses.append(mlpf_loss(out, batch.X, batch.ytarget, batch.mask, LossConfig(), scale=scale)["loss_reg"])
+    torch.testing.assert_close(losses[0], losses[1])
+    torch.testing.assert_close(losses[0], torch.tensor(0.5 * 0.5**2))  # Huber, quadratic inside δ = 1
+
+
+def test_loss_weights_scale_the_terms() -> None:
+    batch = data.collate_events(synthetic_events(2, seed=0, min_elements=20, max_elements=30))
+    shape = batch.mask.shape
+    out = MLPFOutput(torch.randn(*shape, 6), torch.randn(*shape, 3), torch.randn(*shape, 5))
+    terms = mlpf_loss(out, batch.X, batch.ytarget, batch.mask, LossConfig())
+    weighted = mlpf_loss(out, batch.X, batch.ytarget, batch.mask,
+                         LossConfig(cls_weight=2.0, charge_weight=0.0, reg_weight=0.5))
+    torch.testing.assert_close(weighted["loss"], 2.0 * terms["loss_cls"] + 0.5 * terms["loss_reg"])
+    torch.testing.assert_close(weighted["loss_cls"], terms["loss_cls"])  # reported unweighted
+    with pytest.raises(ValueError, match="train.loss.reg_weight"):
+        LossConfig.from_dict({"reg_weight": -1.0})
 
 
 def test_loss_config_rejects_unknown_choices() -> None:
@@ -197,6 +227,9 @@ def test_checkpoint_and_model_contents(datasets: dict, tmp_path: Path) -> None:
     assert meta["model_config"] == PARAMS["mlpf"] and meta["step"] == 20
     assert len(meta["normalisation"]["center"]) == 3
     torch.testing.assert_close(model.normaliser.center, torch.tensor(meta["normalisation"]["center"]))
+    # the regression standardisation was fitted on the training targets and travels with the weights
+    assert model.regression_center[1:, 0].tolist() == pytest.approx([np.log(0.9)] * 2, abs=1e-5)
+    assert (model.regression_scale[1:] < 1e-3).all() and (model.regression_scale[0] == 1).all()
 
     prov = json.loads((out / "provenance.json").read_text())
     assert prov["stage"] == "train" and prov["seeds"] == {"seed": 1} and prov["param_count"] == summary["param_count"]

@@ -136,3 +136,18 @@ def test_thresholds_may_come_inside_the_ntuplize_section(shards: list[Path], tmp
         validate_dataset([shards[0]], params=section, summary=tmp_path / "s.json", plot=tmp_path / "p.png")
     result = validate_dataset([shards[0]], params=PARAMS, summary=tmp_path / "s.json", plot=tmp_path / "p.png")
     assert result["params"] == json.loads(json.dumps(ValidationParams().__dict__))
+
+
+def test_a_shard_without_events_is_accepted_and_counted(shards: list[Path], tmp_path: Path) -> None:
+    from colliderflow.ntuplize.empty_shard import empty_event_table
+
+    empty = tmp_path / "empty.parquet"
+    write_parquet_atomic(empty_event_table(), empty)  # empty, but not a skipped generation shard
+    result = validate_dataset([shards[0], empty, shards[1]], params={}, summary=tmp_path / "s.json",
+                              plot=tmp_path / "p.png")
+    assert result["passed"] and result["events"] == 300 and result["events_per_file"][str(empty)] == 0
+    assert result["n_empty_shards"] == 1 and result["empty_shards"] == [str(empty)]
+    assert result["n_skipped_shards"] == 0 and result["skipped_shards"] == {}
+    with pytest.raises(ValueError, match="min_events: 0 vs threshold 1"):
+        validate_dataset([empty], params={}, summary=tmp_path / "s.json", plot=tmp_path / "p.png")
+    assert (tmp_path / "p.png").exists()

@@ -2,28 +2,38 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import yaml
-
 from workflow_api import ROOT, copy_project, planned_jobs, run_snakemake
 
 STAGE_RULES = {"generate", "ntuplize", "validate_ntuples", "tfds", "weights", "train", "predict", "evaluate"}
 
 
 def _expected_counts(config: dict) -> dict[str, int]:
-    n_jobs = sum(s["n_shards"] for s in config["samples"].values()) // config.get("shards_per_job", 1)
-    n_samples = len(config["samples"])
-    return {
-        "generate": n_jobs,
-        "ntuplize": n_jobs,
-        "validate_ntuples": n_samples,
-        "tfds": n_samples,
+    per_job = config.get("shards_per_job", 1)
+    pf = [s for s in config["samples"].values() if s.get("dataset", "pf") == "pf"]
+    jets = [s for s in config["samples"].values() if s.get("dataset") == "jets"]
+    pf_jobs = sum(s["n_shards"] for s in pf) // per_job
+    jet_jobs = sum(s["n_shards"] for s in jets) // per_job
+    taggers = len(config["tagger"]["models"]) if jets else 0
+    counts = {
+        "generate": pf_jobs + jet_jobs,
+        "run_summary": 1,
+        "ntuplize": pf_jobs,
+        "validate_ntuples": len(pf),
+        "tfds": len(pf),
         "weights": 1,
-        "train": 1,
+        "train": 1 + taggers,
         "predict": 1,
         "evaluate": 1,
         "all": 1,
     }
+    if jets:
+        counts |= {"ntuplize_jets": jet_jobs, "jet_dataset": 1, "jet_weights": 1, "weaver_config": 1, "jet_tfds": 1,
+                   "predict_tagger": taggers, "evaluate_tagger": taggers}
+    return counts
 
 
 @pytest.mark.parametrize("configfile", ["config/config.yaml", "config/ci.yaml"])
@@ -37,6 +47,8 @@ def test_until_stops_after_a_stage(tmp_path):
     workdir = copy_project(tmp_path / "wf")
     jobs = planned_jobs(workdir, [workdir / "config/ci.yaml"], until=["weights"])
     assert set(jobs) == {"generate", "ntuplize", "validate_ntuples", "weights"}  # weights wait for the gate
+    jobs = planned_jobs(workdir, [workdir / "config/ci.yaml"], until=["jet_weights"])
+    assert set(jobs) == {"generate", "ntuplize_jets", "jet_dataset", "jet_weights"}
 
 
 def _write_config(path, config):
@@ -52,6 +64,9 @@ def _write_config(path, config):
         (lambda c: c["samples"]["qq"].update(backend="geant"), "backend"),
         (lambda c: c.update(sed=1), "sed"),
         (lambda c: c.update(shards_per_job=3), "shards_per_job"),
+        (lambda c: c["tagger"].update(models=["bdt"]), "bdt"),
+        (lambda c: c["samples"]["pp_qcd"]["options"].update(pthat=300), "pthat"),
+        (lambda c: c.pop("jet_weights"), "jet_weights"),
     ],
 )
 def test_bad_config_is_rejected_naming_the_key(tmp_path, mutate, named):
@@ -85,3 +100,52 @@ def test_a_config_file_replaces_the_default_instead_of_merging(tmp_path):
                   and line.split()[1].isdigit())
     assert counts["generate"] == str(config["samples"]["qq"]["n_shards"])
     assert counts["tfds"] == "1"
+
+
+def _job_names(workdir, configfile, **kwargs) -> dict[str, int]:
+    return planned_jobs(workdir, [configfile], **kwargs)
+
+
+def test_jet_and_pf_samples_feed_their_own_branches(tmp_path):
+    """A jets-only config plans no particle-flow jobs; a PF-only config no jet jobs and no jet sections."""
+    workdir = copy_project(tmp_path / "wf")
+    config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
+    pf_only = {**config, "samples": {k: v for k, v in config["samples"].items() if v.get("dataset") != "jets"}}
+    for key in ("jets", "jet_weights", "tagger"):
+        pf_only.pop(key)
+    jobs = planned_jobs(workdir, [_write_config(tmp_path / "pf.yaml", pf_only)])
+    assert jobs == _expected_counts(pf_only)
+    assert not {"ntuplize_jets", "jet_dataset", "predict_tagger"} & set(jobs)
+
+
+def test_each_backend_runs_in_its_own_environment(tmp_path):
+    """generate jobs take envs/<backend>.yaml (--sdm conda) and the sample's container (--sdm apptainer)."""
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    workdir = copy_project(tmp_path / "wf")
+    config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
+    config["samples"] = {
+        "a": {"process": "ee_qq", "backend": "builtin", "n_shards": 1, "events_per_shard": 10},
+        "b": {"process": "ee_qq", "backend": "delphes", "n_shards": 1, "events_per_shard": 10,
+              "container": "docker://example.org/delphes:3.5"},
+        "c": {"process": "ee_qq", "backend": "key4hep", "n_shards": 1, "events_per_shard": 10,
+              "key4hep": {"steering_file": "steer.py", "reco_options": "reco.py"}},
+    }
+    config["weights"]["class_weights"] = {"a": 1.0, "b": 1.0, "c": 1.0}
+    for key in ("jets", "jet_weights", "tagger"):
+        config.pop(key)
+    path = _write_config(tmp_path / "backends.yaml", config)
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
+                                    config_settings=ConfigSettings(configfiles=[path]),
+                                    snakefile=workdir / "Snakefile", workdir=workdir)
+        dag_api = workflow_api.dag(DAGSettings())
+        dag_api.execute_workflow(pseudo_executor="dryrun")
+        jobs = [j for j in workflow_api._workflow.dag.jobs if j.rule.name == "generate"]
+        envs = {j.wildcards.sample: str(j.rule.expand_conda_env(j.wildcards).file) for j in jobs}
+        images = {j.wildcards.sample: j.rule.expand_container_img(j.wildcards) for j in jobs}
+    assert {s: Path(e).name for s, e in envs.items()} == {"a": "colliderflow.yaml", "b": "delphes.yaml",
+                                                          "c": "key4hep.yaml"}
+    assert all(Path(e).parent.name == "envs" for e in envs.values())
+    assert images == {"a": None, "b": "docker://example.org/delphes:3.5", "c": None}

@@ -80,3 +80,27 @@ def parse_json_arg(text: str, *, what: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{what}: expected a JSON object")
     return value
+
+
+def ordered_pairs(section: Mapping[str, Any], key: str) -> dict[str, Any]:
+    """`section` with the mapping under `key` written as [name, value] pairs.
+
+    canonical_json sorts object keys, which would lose an order that means something (the class order of
+    `class_weights`, whose first class is weaver's `ref` reference); a list of pairs keeps it.
+    """
+    if key not in section or not isinstance(section[key], Mapping):
+        return dict(section)
+    return {**section, key: [[name, value] for name, value in section[key].items()]}
+
+
+def from_ordered_pairs(params: dict[str, Any], key: str, *, what: str) -> dict[str, Any]:
+    """Undo `ordered_pairs`: the [name, value] pairs under `key` back to a mapping in their order."""
+    value = params.get(key)
+    if not isinstance(value, list):
+        return params
+    if not all(isinstance(p, list) and len(p) == 2 and isinstance(p[0], str) for p in value):
+        raise ValueError(f"{what}: {key} must be a mapping or a list of [name, value] pairs, got {value!r}")
+    names = [p[0] for p in value]
+    if len(set(names)) != len(names):
+        raise ValueError(f"{what}: {key} names a class twice: {names}")
+    return {**params, key: {name: weight for name, weight in value}}

@@ -1,13 +1,17 @@
 """The MLPF training objective: classification of every element, charge and kinematics of particles.
 
-    loss = loss_cls + loss_charge + loss_reg
+    loss = w_cls · loss_cls + w_charge · loss_charge + w_reg · loss_reg
 
 * loss_cls — over every real element: focal loss (γ = 2, as MLPF) or plain cross-entropy. Most
   elements are easy ("none" for soft clusters, "charged hadron" for tracks); focal loss scales their
-  contribution by (1 − p_true)^γ so that the rare, hard ones (neutral hadron vs photon) set the gradient.
+  contribution by (1 − p_true)^γ so that the rare, hard ones (neutral hadron vs none) set the gradient.
 * loss_charge — cross-entropy over charge ∈ {−1, 0, +1}, only where the target is a particle.
-* loss_reg — Huber (default) or MSE, summed over log pT ratio, η, sin φ, cos φ, log E ratio, only where
-  the target is a particle: an element that makes no particle has no kinematics to learn.
+* loss_reg — Huber (default) or MSE, averaged over log pT ratio, η, sin φ, cos φ, log E ratio, only
+  where the target is a particle: an element that makes no particle has no kinematics to learn. Each
+  residual is divided by the typical spread of that target for the element's type (the model's
+  `regression_scale`), so that a 0.1 % track momentum and a 15 % cluster energy weigh alike: without
+  it, cluster residuals set the whole gradient and track momenta are never learnt to the precision the
+  track already has.
 
 Each term is a mean over the elements it covers in the batch, so batches with longer events weigh more.
 """
@@ -33,6 +37,9 @@ class LossConfig:
     focal_gamma: float = 2.0
     regression: str = "huber"  # huber | mse
     huber_delta: float = 1.0
+    cls_weight: float = 1.0
+    charge_weight: float = 1.0
+    reg_weight: float = 1.0
 
     @classmethod
     def from_dict(cls, section: dict[str, Any] | None, *, where: str = "train.loss") -> LossConfig:
@@ -43,6 +50,9 @@ class LossConfig:
             raise ValueError(f"{where}.regression: expected huber or mse, got {config.regression!r}")
         if config.focal_gamma < 0 or config.huber_delta <= 0:
             raise ValueError(f"{where}: focal_gamma must be ≥ 0 and huber_delta > 0")
+        for name in ("cls_weight", "charge_weight", "reg_weight"):
+            if not getattr(config, name) >= 0:
+                raise ValueError(f"{where}.{name}: expected a non-negative number, got {getattr(config, name)!r}")
         return config
 
 
@@ -61,10 +71,12 @@ def _mean(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 
 def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: torch.Tensor,
-              config: LossConfig) -> dict[str, torch.Tensor]:
+              config: LossConfig, *, scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """{"loss", "loss_cls", "loss_charge", "loss_reg"} as scalar tensors; "loss" is the one to backpropagate.
 
-    X [B, N, 17], ytarget [B, N, 8], mask [B, N] (True for real elements), out from the model.
+    X [B, N, 17], ytarget [B, N, 8], mask [B, N] (True for real elements), out from the model; scale
+    [B, N, 5] the spread each regression residual is measured in (models.mlpf.MLPF.element_regression_scale),
+    None for raw residuals. The reported terms are unweighted.
     """
     cls_true = ytarget[..., PF["cls_id"]].round().long()  # [B, N]
     is_particle = mask & (cls_true > 0)  # [B, N]
@@ -84,14 +96,17 @@ def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: tor
 
     pred = out.regression[is_particle].float()  # [P, 5]
     true = regression_targets(X, ytarget)[is_particle]  # [P, 5]
+    if scale is not None:
+        s = scale[is_particle].float()
+        pred, true = pred / s, true / s
     if config.regression == "huber":
-        per_reg = F.huber_loss(pred, true, reduction="none", delta=config.huber_delta).sum(-1)  # [P]
+        per_reg = F.huber_loss(pred, true, reduction="none", delta=config.huber_delta).mean(-1)  # [P]
     else:
-        per_reg = F.mse_loss(pred, true, reduction="none").sum(-1)
+        per_reg = F.mse_loss(pred, true, reduction="none").mean(-1)
     loss_reg = _mean(per_reg, out.regression)
 
     return {
-        "loss": loss_cls + loss_charge + loss_reg,
+        "loss": config.cls_weight * loss_cls + config.charge_weight * loss_charge + config.reg_weight * loss_reg,
         "loss_cls": loss_cls,
         "loss_charge": loss_charge,
         "loss_reg": loss_reg,

@@ -62,9 +62,9 @@ from colliderflow.data import (
 )
 from colliderflow.distributed import DistInfo
 from colliderflow.io.atomic import atomic_path, write_text_atomic
-from colliderflow.jet_data import JetDataset, collate_jets, jet_files, split_train_val
+from colliderflow.jet_data import JetDataset, JetSubset, collate_jets, jet_files, split_train_val
 from colliderflow.losses import LossConfig, mlpf_loss
-from colliderflow.models.mlpf import count_parameters
+from colliderflow.models.mlpf import count_parameters, fit_regression_standardisation
 from colliderflow.models.registry import (
     MODEL_FILE,
     MODEL_FORMAT_VERSION,
@@ -73,6 +73,7 @@ from colliderflow.models.registry import (
     MODELS,
     build_model,
 )
+from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.provenance import provenance_record, write_provenance
 
 log = logging.getLogger(__name__)
@@ -104,7 +105,9 @@ class TrainConfig:
     task: str | None = None  # pf | tagging; None: the model's own (registry.MODEL_TASKS)
     bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (data.EpochBatchSampler)
     # tagging only
-    labels: list[int] | None = None  # jet_label values to train on, class index = position; None: all present
+    # jet_label values, or JetClass-II label names (with or without "label_"), to train on; class index =
+    # position; None: every label present
+    labels: list[int | str] | None = None
     val_fraction: float = 0.1  # jets held out for validation (a fixed hash split, jet_data.split_train_val)
     max_particles: int = 128  # constituents kept per jet (the hardest)
 
@@ -213,7 +216,11 @@ class PFTask(Task):
         return collate_events(items)
 
     def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
-        return mlpf_loss(self.forward(model, batch), batch.X, batch.ytarget, batch.mask, self.loss_cfg)
+        # The residuals are measured in the model's per-type regression scale (see losses.mlpf_loss);
+        # under DDP the model is wrapped, and the scale lives on the module inside.
+        scale_of = getattr(getattr(model, "module", model), "element_regression_scale", None)
+        scale = scale_of(batch.X) if scale_of is not None else None
+        return mlpf_loss(self.forward(model, batch), batch.X, batch.ytarget, batch.mask, self.loss_cfg, scale=scale)
 
     def lengths(self) -> list[int]:
         getitems = getattr(self.train_set, "__getitems__", None)
@@ -229,6 +236,8 @@ class PFTask(Task):
     def prepare(self, model: nn.Module) -> None:
         if hasattr(model, "normaliser"):
             model.normaliser.set_statistics(fit_normalisation(self.train_set))
+        if hasattr(model, "set_regression_standardisation"):
+            model.set_regression_standardisation(*fit_regression_standardisation(self.train_set))
 
 
 class TaggingTask(Task):
@@ -236,14 +245,23 @@ class TaggingTask(Task):
 
     name = "tagging"
 
-    def __init__(self, cfg: TrainConfig, paths: list[Path]) -> None:
+    def __init__(self, cfg: TrainConfig, paths: list[Path], val_paths: list[Path] | None = None) -> None:
         super().__init__(cfg.model)
         files = jet_files(paths)
-        dataset = JetDataset(files, labels=cfg.labels)
+        labels = label_values(cfg.labels) if cfg.labels is not None else None
+        dataset = JetDataset(files, labels=labels)
         self.labels = dataset.labels
-        self.train_set, self.val_set = split_train_val(dataset, cfg.val_fraction)
+        if val_paths:  # a dataset with its own validation split (the jet_dataset stage's val/)
+            val_files = jet_files(val_paths)
+            self.train_set = JetSubset(dataset, np.arange(len(dataset)))
+            val_dataset = JetDataset(val_files, labels=self.labels)
+            self.val_set = JetSubset(val_dataset, np.arange(len(val_dataset)))
+            files = [*files, *val_files]
+        else:
+            self.train_set, self.val_set = split_train_val(dataset, cfg.val_fraction)
         if len(self.train_set) == 0:
             raise ValueError(f"{[str(f) for f in files]}: no training jets with labels {self.labels}")
+        self.label_names = [JETCLASS2_LABELS[v] if 0 <= v < len(JETCLASS2_LABELS) else str(v) for v in self.labels]
         self.max_particles = cfg.max_particles
         self.model = cfg.model
         self.inputs = files
@@ -273,12 +291,29 @@ class TaggingTask(Task):
         return {**params, self.model: section}
 
     def record(self) -> dict[str, Any]:
-        return {"labels": self.labels}
+        return {"labels": self.labels, "label_names": self.label_names}
 
 
-def make_task(cfg: TrainConfig, loss_cfg: LossConfig, paths: list[Path]) -> Task:
+def label_values(labels: Sequence[int | str]) -> list[int]:
+    """jet_label values from values or JetClass-II names; ValueError naming an unknown name."""
+    index = {name: i for i, name in enumerate(JETCLASS2_LABELS)}
+    values = []
+    for label in labels:
+        if isinstance(label, str):
+            name = label if label.startswith("label_") else f"label_{label}"
+            if name not in index:
+                raise ValueError(f"train.labels: {label!r} is not a JetClass-II label name")
+            values.append(index[name])
+        else:
+            values.append(int(label))
+    return values
+
+
+def make_task(cfg: TrainConfig, loss_cfg: LossConfig, paths: list[Path], val_paths: list[Path] | None = None) -> Task:
     if cfg.task_name == "tagging":
-        return TaggingTask(cfg, paths)
+        return TaggingTask(cfg, paths, val_paths)
+    if val_paths:
+        raise ValueError("train: a separate validation dataset is for taggers; the PF task reads TFDS val splits")
     return PFTask(cfg, loss_cfg, paths)
 
 
@@ -288,13 +323,13 @@ def make_task(cfg: TrainConfig, loss_cfg: LossConfig, paths: list[Path]) -> Task
 
 
 def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: dict[str, Any], seed: int,
-          output_dir: Path, data: list[Path] | None = None) -> dict[str, Any]:
+          output_dir: Path, data: list[Path] | None = None, val_data: list[Path] | None = None) -> dict[str, Any]:
     """Train the model params["model"] and write output_dir/{model.pt, provenance.json, metrics.jsonl,
     checkpoints/}. Continues an unfinished run of the same config from its newest checkpoint.
 
     data (or, by its older name, tfds_dirs): the inputs of the task — TFDS dataset directories for "pf"
     (their `train` splits concatenated, likewise `val`); JetClass-II Parquet files or directories of
-    them for "tagging". weights: optional Parquet of per-item sampling weights (sample, event_id,
+    them for "tagging". val_data: a tagger's validation jets (default: a fixed hash split of data). weights: optional Parquet of per-item sampling weights (sample, event_id,
     weight; for jets the sample is the file stem and event_id the row). params: the config's `train`
     section. Under torchrun, every rank calls this; rank 0 writes. Returns a summary (steps, losses,
     parameter count, paths).
@@ -306,7 +341,7 @@ def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: 
     loss_cfg = LossConfig.from_dict(params.get("loss"))
     output_dir = Path(output_dir)
 
-    task = make_task(cfg, loss_cfg, paths)
+    task = make_task(cfg, loss_cfg, paths, [Path(p) for p in val_data] if val_data else None)
     if len(task.val_set) == 0:
         log.warning("no validation data in %s: validation loss is skipped", [str(p) for p in paths])
     sampling_weights = None

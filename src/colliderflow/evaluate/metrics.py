@@ -9,7 +9,9 @@ Three views of one reconstruction, each against its own reference:
 Resolutions are IQR/median of reco/gen rather than a Gaussian width, so that the non-Gaussian tails of
 jet and MET response (lost neutrals, merged jets) neither dominate the number nor need a fit to converge.
 Every binned quantity is NaN in a bin with no entries, never an error: a small test sample or a narrow
-process always leaves some bins empty, and a figure with a gap is the honest answer.
+process always leaves some bins empty, and a figure with a gap is the honest answer. Quantile statistics
+(response, resolution and their errors) are NaN too in a bin with fewer than MIN_ENTRIES entries: the
+IQR of a single entry is 0, so such a bin would read as a perfect resolution; the entry count is kept.
 
 Units: GeV for pT, energy and MET; η is dimensionless. Bins are half-open, [lo, hi).
 """
@@ -34,6 +36,9 @@ DEFAULT_JET_PARAMS: dict[str, Any] = {"algorithm": "ee_genkt", "radius": 0.4, "p
 _IQR_TO_SIGMA = 1.0 / 1.349
 _MEDIAN_ERR = 1.2533
 _IQR_ERR = 1.573
+# Fewest entries for which a bin's median and IQR are reported. Below it the quartiles are set by one or
+# two events (IQR = 0 for one), which reads as a perfect resolution rather than as "not measured".
+MIN_ENTRIES = 5
 
 
 # --------------------------------------------------------------------------------------------------
@@ -76,16 +81,29 @@ def binned_quantiles(values: np.ndarray, index: np.ndarray, n_bins: int, qs: Seq
     return out
 
 
+def _check_min_entries(min_entries: int) -> int:
+    if not isinstance(min_entries, (int, np.integer)) or isinstance(min_entries, bool) or min_entries < 1:
+        raise ValueError(f"min_entries: expected a positive integer, got {min_entries!r}")
+    return int(min_entries)
+
+
 def response_and_resolution(
-    reco_pt: np.ndarray, gen_pt: np.ndarray, bin_var: np.ndarray, bins: Sequence[float] | np.ndarray
+    reco_pt: np.ndarray,
+    gen_pt: np.ndarray,
+    bin_var: np.ndarray,
+    bins: Sequence[float] | np.ndarray,
+    *,
+    min_entries: int = MIN_ENTRIES,
 ) -> dict[str, np.ndarray]:
     """Median of reco/gen and (q75 − q25)/median per bin of `bin_var`.
 
     reco_pt, gen_pt, bin_var: [n] matched pairs (GeV for pT; bin_var in the unit of `bins`). Pairs with
     gen ≤ 0 or any non-finite value are dropped (the ratio is undefined for them). Returns arrays of
     length n_bins: count, response, q25, q75, resolution and Gaussian-limit errors response_err and
-    resolution_err (NaN below two entries), plus bins (edges) and centers.
+    resolution_err, plus bins (edges) and centers. Every quantity but the count is NaN in a bin with
+    fewer than `min_entries` pairs (and the errors below two, where no spread exists to scale).
     """
+    min_entries = _check_min_entries(min_entries)
     reco = np.asarray(reco_pt, dtype=np.float64).ravel()
     gen = np.asarray(gen_pt, dtype=np.float64).ravel()
     var = np.asarray(bin_var, dtype=np.float64).ravel()
@@ -98,6 +116,8 @@ def response_and_resolution(
     index = bin_index(np.where(valid, var, np.nan), edges)
     q25, median, q75 = binned_quantiles(ratio, index, n_bins, (0.25, 0.5, 0.75))
     count = np.bincount(index[index >= 0], minlength=n_bins)[:n_bins]
+    too_few = count < min_entries
+    q25, median, q75 = (np.where(too_few, np.nan, q) for q in (q25, median, q75))
     iqr = q75 - q25
     with np.errstate(divide="ignore", invalid="ignore"):
         resolution = np.where(median != 0, iqr / median, np.nan)
@@ -121,10 +141,10 @@ def response_and_resolution(
     }
 
 
-def inclusive_response(reco: np.ndarray, gen: np.ndarray) -> dict[str, float]:
-    """response_and_resolution over all pairs in one bin, as scalars (NaN when there are none)."""
+def inclusive_response(reco: np.ndarray, gen: np.ndarray, *, min_entries: int = MIN_ENTRIES) -> dict[str, float]:
+    """response_and_resolution over all pairs in one bin, as scalars (NaN below `min_entries` pairs)."""
     gen = np.asarray(gen, dtype=np.float64).ravel()
-    rr = response_and_resolution(reco, gen, np.zeros_like(gen), [-1.0, 1.0])
+    rr = response_and_resolution(reco, gen, np.zeros_like(gen), [-1.0, 1.0], min_entries=min_entries)
     return {
         "count": int(rr["count"][0]),
         "response": float(rr["response"][0]),
@@ -228,21 +248,27 @@ def jet_response_from_match(
     pt_bins: Sequence[float] | np.ndarray,
     eta_bins: Sequence[float] | np.ndarray,
     eta_min_pt: float | None = None,
+    min_entries: int = MIN_ENTRIES,
 ) -> dict[str, Any]:
     """Jet response/resolution vs gen-jet pT and η, and the matching efficiency vs gen-jet pT.
 
     The η view uses only gen jets with pT ≥ `eta_min_pt` (default: the lowest pT edge), so that it is not
-    dominated by soft jets whose response is set by the clustering threshold.
+    dominated by soft jets whose response is set by the clustering threshold. Bins (and the inclusive
+    numbers) with fewer than `min_entries` matched jets have NaN response and resolution.
     """
     pt_edges = _check_bins(pt_bins)
     min_pt = float(pt_edges[0]) if eta_min_pt is None else float(eta_min_pt)
     m = match.matched
     hard = m & (match.gen_pt >= min_pt)
     return {
-        "vs_pt": response_and_resolution(match.reco_pt[m], match.gen_pt[m], match.gen_pt[m], pt_edges),
-        "vs_eta": response_and_resolution(match.reco_pt[hard], match.gen_pt[hard], match.gen_eta[hard], eta_bins),
+        "vs_pt": response_and_resolution(
+            match.reco_pt[m], match.gen_pt[m], match.gen_pt[m], pt_edges, min_entries=min_entries
+        ),
+        "vs_eta": response_and_resolution(
+            match.reco_pt[hard], match.gen_pt[hard], match.gen_eta[hard], eta_bins, min_entries=min_entries
+        ),
         "matching_efficiency": binned_fraction(m, match.gen_pt, pt_edges),
-        "inclusive": inclusive_response(match.reco_pt[hard], match.gen_pt[hard]),
+        "inclusive": inclusive_response(match.reco_pt[hard], match.gen_pt[hard], min_entries=min_entries),
         "eta_min_pt": min_pt,
         "n_gen": int(m.size),
         "n_matched": int(m.sum()),
@@ -257,10 +283,11 @@ def jet_response(
     eta_bins: Sequence[float] | np.ndarray,
     match_dr: float = 0.1,
     jet_params: Mapping[str, Any] | None = None,
+    min_entries: int = MIN_ENTRIES,
 ) -> dict[str, Any]:
     """Jets of a particle block ([events, elements, 8]) against gen jets ([events, jets, 4]); see jet_response_from_match."""
     match = match_block_jets(ypart_block, genjets, match_dr=match_dr, jet_params=jet_params)
-    return jet_response_from_match(match, pt_bins=pt_bins, eta_bins=eta_bins)
+    return jet_response_from_match(match, pt_bins=pt_bins, eta_bins=eta_bins, min_entries=min_entries)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -272,41 +299,53 @@ def block_met(ypart_block: ak.Array) -> np.ndarray:
 
 
 def met_response_from_values(
-    reco_met: np.ndarray, gen_met: np.ndarray, *, bins: Sequence[float] | np.ndarray
+    reco_met: np.ndarray,
+    gen_met: np.ndarray,
+    *,
+    bins: Sequence[float] | np.ndarray,
+    min_entries: int = MIN_ENTRIES,
 ) -> dict[str, Any]:
     """MET response/resolution vs gen MET, inclusive over the bin range, and reco − gen in GeV.
 
     The ratio is ill-defined as gen MET → 0 (most hadronic e+e− events), so the inclusive ratio uses
     only events inside the bins, and the absolute difference (median, IQR; GeV) is given for all events.
+    A fully hadronic sample may have only a handful of events inside the bins: with fewer than
+    `min_entries` the inclusive (and per-bin) response and resolution are NaN, not the 0 that the IQR of
+    one event would give; likewise the difference's median and IQR below `min_entries` events.
     """
+    min_entries = _check_min_entries(min_entries)
     reco = np.asarray(reco_met, dtype=np.float64).ravel()
     gen = np.asarray(gen_met, dtype=np.float64).ravel()
+    if reco.shape != gen.shape:
+        raise ValueError(f"{reco.size} reco MET values but {gen.size} gen MET values")
     edges = _check_bins(bins)
     inside = (gen >= edges[0]) & (gen < edges[-1])
     delta = reco - gen
     delta = delta[np.isfinite(delta)]
-    if delta.size:
+    if delta.size >= min_entries:
         d25, d50, d75 = np.quantile(delta, [0.25, 0.5, 0.75])
     else:
         d25 = d50 = d75 = np.nan
     return {
         "reco_met": reco,
         "gen_met": gen,
-        "vs_genmet": response_and_resolution(reco, gen, gen, edges),
-        "inclusive": inclusive_response(reco[inside], gen[inside]),
+        "vs_genmet": response_and_resolution(reco, gen, gen, edges, min_entries=min_entries),
+        "inclusive": inclusive_response(reco[inside], gen[inside], min_entries=min_entries),
         "delta_median": float(d50),
         "delta_iqr": float(d75 - d25),
         "n_events": int(gen.size),
     }
 
 
-def met_response(ypart_block: ak.Array, genmet: np.ndarray, *, bins: Sequence[float] | np.ndarray) -> dict[str, Any]:
+def met_response(
+    ypart_block: ak.Array, genmet: np.ndarray, *, bins: Sequence[float] | np.ndarray, min_entries: int = MIN_ENTRIES
+) -> dict[str, Any]:
     """MET of a particle block [events, elements, 8] against gen MET [events] (GeV); see met_response_from_values."""
     reco = block_met(ypart_block)
     gen = np.asarray(genmet, dtype=np.float64).ravel()
     if reco.shape != gen.shape:
         raise ValueError(f"{reco.size} events of particles but {gen.size} gen MET values")
-    return met_response_from_values(reco, gen, bins=bins)
+    return met_response_from_values(reco, gen, bins=bins, min_entries=min_entries)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -423,13 +462,15 @@ def particle_response(
     *,
     bins: Sequence[float] | np.ndarray,
     n_classes: int = N_CLASSES,
+    min_entries: int = MIN_ENTRIES,
 ) -> dict[int, dict[str, Any]]:
     """pT and energy response per class on elements where target and prediction agree on the class.
 
     Restricting to the right class separates the regression from the classification: a photon
     predicted as a neutral hadron is a classification error, not an energy-scale one. Returns, for each
     class c ≥ 1, {"pt": response_and_resolution vs target pT, "energy": vs target energy,
-    "pt_inclusive", "energy_inclusive"}. Inputs flat [n]; GeV.
+    "pt_inclusive", "energy_inclusive"}. Inputs flat [n]; GeV. Fewer than `min_entries` elements in a
+    bin (or a class): NaN response and resolution.
     """
     t = np.asarray(true_cls, dtype=np.int64).ravel()
     p = np.asarray(pred_cls, dtype=np.int64).ravel()
@@ -439,9 +480,9 @@ def particle_response(
     for c in range(1, n_classes):
         sel = (t == c) & (p == c)
         out[c] = {
-            "pt": response_and_resolution(ppt[sel], tpt[sel], tpt[sel], bins),
-            "energy": response_and_resolution(pe[sel], te[sel], te[sel], bins),
-            "pt_inclusive": inclusive_response(ppt[sel], tpt[sel]),
-            "energy_inclusive": inclusive_response(pe[sel], te[sel]),
+            "pt": response_and_resolution(ppt[sel], tpt[sel], tpt[sel], bins, min_entries=min_entries),
+            "energy": response_and_resolution(pe[sel], te[sel], te[sel], bins, min_entries=min_entries),
+            "pt_inclusive": inclusive_response(ppt[sel], tpt[sel], min_entries=min_entries),
+            "energy_inclusive": inclusive_response(pe[sel], te[sel], min_entries=min_entries),
         }
     return out

@@ -21,6 +21,7 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from colliderflow.evaluate import style, summary_table
+from colliderflow.evaluate.metrics import MIN_ENTRIES  # one threshold: a bin hidden here is null in the summary
 from colliderflow.io.atomic import atomic_path
 from colliderflow.schema import CLASS_NAMES
 
@@ -35,8 +36,6 @@ PF_PLOTS: tuple[str, ...] = (
     "loss_curves",
     "summary_table",
 )
-
-MIN_ENTRIES = 5
 
 # Algorithms that reconstruct particles (the target is the reference of element-wise metrics, not a contender).
 _RECO_ALGOS = ("baseline", "mlpf")

@@ -5,7 +5,9 @@ quotes — jet and MET resolution of the model against the rule-based baseline a
 classification accuracy, and for a tagger its AUCs and QCD rejections — and lays them out. Everything
 is built from one list of `Section`s, so the figure and the text tables can never disagree.
 Missing numbers (an empty bin, an absent class) read "–" rather than failing: a table with a gap is
-still the right table.
+still the right table. A resolution measured on fewer than metrics.MIN_ENTRIES entries is missing too,
+also in a summary written before metrics nulled such bins itself: the IQR of one event is 0, which
+would read as a perfect resolution.
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from colliderflow.evaluate import style
+from colliderflow.evaluate.metrics import MIN_ENTRIES
 from colliderflow.io.atomic import write_text_atomic
 
 MAX_TAGGER_ROWS = 8  # signal classes shown; JetClass-II has 161, the JSON keeps them all
@@ -52,6 +55,15 @@ def _fmt(value: Any, err: Any = None, digits: int = 3) -> str:
     return f"{v:.{digits}f} ± {e:.{digits}f}" if math.isfinite(e) else f"{v:.{digits}f}"
 
 
+def _measured(stats: Mapping[str, Any], count: Any) -> dict[str, Any]:
+    """`stats` ({"resolution", "resolution_err", …}), emptied when `count` says too few entries went in.
+
+    Without a count (a hand-written summary) the numbers are taken as they are.
+    """
+    n = _num(count)
+    return {} if math.isfinite(n) and n < MIN_ENTRIES else dict(stats)
+
+
 def _ratio_cell(value: Any, *, lower_is_better: bool) -> tuple[str, str | None]:
     v = _num(value)
     if not math.isfinite(v):
@@ -73,22 +85,31 @@ def _jet_section(summary: Mapping[str, Any]) -> Section | None:
     for sample in samples:
         entry = jets[sample]
         base, model = entry.get("baseline") or {}, entry.get("mlpf") or {}
+        b_incl, m_incl = base.get("inclusive") or {}, model.get("inclusive") or {}
         bins = [
             (
                 "inclusive",
-                (base.get("inclusive") or {}),
-                (model.get("inclusive") or {}),
+                _measured(b_incl, b_incl.get("count")),
+                _measured(m_incl, m_incl.get("count")),
                 entry.get("inclusive_resolution_ratio_mlpf_over_baseline"),
             )
         ]
         ratios = entry.get("resolution_ratio_mlpf_over_baseline") or []
+
+        def at(values: Any, i: int) -> Any:
+            return values[i] if isinstance(values, Sequence) and i < len(values) else None
+
         for i in range(len(edges) - 1):
-            b = {k: (base.get(k) or [None] * (i + 1))[i] for k in ("resolution", "resolution_err")}
-            m = {k: (model.get(k) or [None] * (i + 1))[i] for k in ("resolution", "resolution_err")}
-            bins.append((_bin_label(edges[i], edges[i + 1]), b, m, ratios[i] if i < len(ratios) else None))
+            b = {k: at(base.get(k), i) for k in ("resolution", "resolution_err")}
+            m = {k: at(model.get(k), i) for k in ("resolution", "resolution_err")}
+            b, m = _measured(b, at(base.get("count"), i)), _measured(m, at(model.get("count"), i))
+            bins.append((_bin_label(edges[i], edges[i + 1]), b, m, at(ratios, i)))
         for label, b, m, ratio in bins:
-            if not (math.isfinite(_num(b.get("resolution"))) or math.isfinite(_num(m.get("resolution")))):
+            b_ok, m_ok = math.isfinite(_num(b.get("resolution"))), math.isfinite(_num(m.get("resolution")))
+            if not (b_ok or m_ok):
                 continue
+            if not (b_ok and m_ok):
+                ratio = None
             text, colour = _ratio_cell(ratio, lower_is_better=True)
             if colour:
                 shade[(len(rows), 4)] = colour
@@ -118,24 +139,29 @@ def _met_section(summary: Mapping[str, Any]) -> Section | None:
     samples = style.order_samples([s for s in met if s != "all"]) + (["all"] if "all" in met else [])
     for sample in samples:
         entry = met[sample]
-        text, colour = _ratio_cell(entry.get("resolution_ratio_mlpf_over_baseline"), lower_is_better=True)
+        base, model = (_measured(entry.get(a) or {}, (entry.get(a) or {}).get("count")) for a in ("baseline", "mlpf"))
+        measured = math.isfinite(_num(base.get("resolution"))) and math.isfinite(_num(model.get("resolution")))
+        ratio = entry.get("resolution_ratio_mlpf_over_baseline") if measured else None
+        text, colour = _ratio_cell(ratio, lower_is_better=True)
         if colour:
             shade[(len(rows), 3)] = colour
         rows.append(
             (
                 style.sample_label(sample) if sample != "all" else "all samples",
-                _fmt((entry.get("baseline") or {}).get("resolution")),
-                _fmt((entry.get("mlpf") or {}).get("resolution")),
+                _fmt(base.get("resolution")),
+                _fmt(model.get("resolution")),
                 text,
             )
         )
     if not rows:
         return None
+    missing = any(_MISSING in row[1:3] for row in rows)
     return Section(
         "$p_T^{miss}$ resolution (IQR / median of reco/gen)",
         ("Sample", "Baseline PF", "MLPF", "MLPF / baseline"),
         rows,
         shade,
+        note=f"{_MISSING}: fewer than {MIN_ENTRIES} events with gen MET inside the binned range" if missing else "",
     )
 
 

@@ -42,9 +42,18 @@ import numba
 import numpy as np
 
 from colliderflow.generate.geometry import CalorimeterConfig, DetectorConfig
-from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE, path_to_radius, transverse_position
+from colliderflow.generate.helix import (
+    C_GEV_PER_TESLA_METRE,
+    STRAIGHT_CURVATURE,
+    BatchGeometry,
+    circle_geometry,
+    circle_path_to_radius,
+    line_path_to_radius,
+    transverse_position,
+)
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
+from colliderflow.generate.tracker import particle_geometry
 from colliderflow.schema import NEUTRINO_PDGIDS, SIM_CLUSTER_BRANCHES
 
 # Deposit kinds.
@@ -133,12 +142,25 @@ def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
     A particle made beyond the face (a late decay of a long-lived neutral, whose parent would have
     showered there) deposits where the line from the origin to its production point meets the face.
     """
-    r0 = math.hypot(x0, y0)
+    dist, base = 0.0, 0.0
+    if abs(k) >= STRAIGHT_CURVATURE:
+        _, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
+    return impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, math.hypot(x0, y0), dist, base, barrel_r,
+                                  endcap_z, hole_r)
+
+
+@numba.njit(cache=True, nogil=True)
+def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel_r, endcap_z, hole_r):
+    """`impact_point` given r0 = hypot(x0, y0) and the circle's dist and base (`helix.circle_geometry`,
+    unused for a straight line), which the caller already has."""
     if r0 >= barrel_r or abs(z0) >= endcap_z:
         scale = min(barrel_r / r0 if r0 > 0.0 else math.inf, endcap_z / abs(z0) if z0 != 0.0 else math.inf)
         return x0 * scale, y0 * scale, z0 * scale, True
     max_path = math.pi / abs(k) if k != 0.0 else math.inf
-    s_barrel = path_to_radius(x0, y0, cos0, sin0, k, barrel_r)
+    if abs(k) < STRAIGHT_CURVATURE:
+        s_barrel = line_path_to_radius(x0, y0, cos0, sin0, barrel_r)
+    else:
+        s_barrel = circle_path_to_radius(k, dist, base, barrel_r)
     s_endcap = -1.0
     if tl != 0.0:
         s_endcap = ((endcap_z if tl > 0 else -endcap_z) - z0) / tl
@@ -164,6 +186,10 @@ def _deposit_kernel(
     vx,
     vy,
     vz,
+    pt_all,
+    r0_all,
+    dist_all,
+    base_all,
     gen_index,
     kind_out,
     e_ecal,
@@ -176,7 +202,10 @@ def _deposit_kernel(
     ieta,
     iphi,
 ):
-    """Fill the output arrays with one deposit per reaching visible particle; returns how many."""
+    """Fill the output arrays with one deposit per reaching visible particle; returns how many.
+
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    """
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
     n_phi = int(params.ecal_cells_phi)
     n = 0
@@ -184,13 +213,13 @@ def _deposit_kernel(
         a = abs(pdgid[i])
         if a == _NU_E or a == _NU_MU or a == _NU_TAU:
             continue
-        pt = math.hypot(px[i], py[i])
+        pt = pt_all[i]
         if pt > 0.0:
             cos0, sin0, tl = px[i] / pt, py[i] / pt, pz[i] / pt
         else:
             cos0, sin0, tl = 1.0, 0.0, math.inf if pz[i] > 0 else -math.inf
         k = charge[i] * curvature_per_inv_pt / pt if (charge[i] != 0.0 and pt > 0.0) else 0.0
-        x, y, z, reached = impact_point(
+        x, y, z, reached = impact_point_on_circle(
             vx[i],
             vy[i],
             vz[i],
@@ -198,6 +227,9 @@ def _deposit_kernel(
             sin0,
             tl,
             k,
+            r0_all[i],
+            dist_all[i],
+            base_all[i],
             params.ecal_barrel_radius_mm,
             params.ecal_endcap_z_mm,
             params.ecal_endcap_inner_radius_mm,
@@ -267,8 +299,13 @@ def _deposit_kernel(
     return n
 
 
-def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator) -> Deposits:
-    """The smeared deposit of every visible particle of `gen` that reaches the calorimeter."""
+def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
+                      geometry: BatchGeometry | None = None) -> Deposits:
+    """The smeared deposit of every visible particle of `gen` that reaches the calorimeter.
+
+    `geometry` is `gen`'s `helix.BatchGeometry` if the caller has it (it is computed otherwise).
+    """
+    geometry = geometry or particle_geometry(gen, detector)
     n = gen.n_particles
     params = calorimeter_params(detector)
     gen_index = np.empty(n, dtype=np.int64)
@@ -288,6 +325,10 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
         gen.vx,
         gen.vy,
         gen.vz,
+        geometry.pt,
+        geometry.r0,
+        geometry.dist,
+        geometry.base,
         gen_index,
         kind,
         *values.values(),
@@ -477,7 +518,7 @@ def cluster_deposits(
 
 
 def simulate_calorimeter(
-    gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator
+    gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator, geometry: BatchGeometry | None = None
 ) -> tuple[Collection, Collection]:
-    """Clusters and (cluster, particle) energy links for a batch of events."""
-    return cluster_deposits(simulate_deposits(gen, detector, rng), gen, detector, rng)
+    """Clusters and (cluster, particle) energy links for a batch of events (`geometry`: see simulate_deposits)."""
+    return cluster_deposits(simulate_deposits(gen, detector, rng, geometry), gen, detector, rng)

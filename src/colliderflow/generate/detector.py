@@ -16,7 +16,7 @@ from colliderflow.generate.calorimeter import simulate_calorimeter
 from colliderflow.generate.geometry import DetectorConfig, detector_config
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.records import Collection
-from colliderflow.generate.tracker import simulate_tracks
+from colliderflow.generate.tracker import particle_geometry, simulate_tracks
 
 # Spawn key that separates the detector's random stream from any other stream made from the same seed.
 _DETECTOR_STREAM = 0x0DE7EC70
@@ -39,6 +39,7 @@ def detector_rng(seed: int) -> np.random.Generator:
 def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np.random.Generator) -> DetectorResponse:
     """Tracks, clusters and cluster-truth links for every event of `gen`."""
     config = detector_config(detector) if isinstance(detector, str) else detector
-    tracks = simulate_tracks(gen, config, rng)
-    clusters, links = simulate_calorimeter(gen, config, rng)
+    geometry = particle_geometry(gen, config)  # shared by both, computed once
+    tracks = simulate_tracks(gen, config, rng, geometry)
+    clusters, links = simulate_calorimeter(gen, config, rng, geometry)
     return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

@@ -106,7 +106,14 @@ def path_to_radius(x0: float, y0: float, cos0: float, sin0: float, k: float, r: 
     """Transverse path length to the first crossing of the cylinder of radius r; -1 if never."""
     if abs(k) < STRAIGHT_CURVATURE:
         return line_path_to_radius(x0, y0, cos0, sin0, r)
-    big_r, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
+    _, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
+    return circle_path_to_radius(k, dist, base, r)
+
+
+@numba.njit(cache=True, nogil=True)
+def circle_path_to_radius(k: float, dist: float, base: float, r: float) -> float:
+    """`path_to_radius` of a charged particle whose circle (`circle_geometry`) is already known."""
+    big_r = abs(1.0 / k)
     turn = turn_to_radius(big_r, dist, base, r)
     return turn * big_r if turn > 0.0 else -1.0
 
@@ -134,6 +141,19 @@ def closest_approach(
     found by running the helix back (or forward) from the production point.
     """
     if abs(k) < STRAIGHT_CURVATURE:
+        return closest_approach_on_circle(x0, y0, z0, cos0, sin0, tan_lambda, k, 0.0)
+    rho = 1.0 / k
+    return closest_approach_on_circle(x0, y0, z0, cos0, sin0, tan_lambda, k,
+                                      math.hypot(x0 + rho * sin0, y0 - rho * cos0))
+
+
+@numba.njit(cache=True, nogil=True)
+def closest_approach_on_circle(
+    x0: float, y0: float, z0: float, cos0: float, sin0: float, tan_lambda: float, k: float, dist: float
+) -> tuple[float, float, float]:
+    """`closest_approach` given the distance of the circle's centre from the z axis (`circle_geometry`),
+    which the caller may already have; ignored for a straight line."""
+    if abs(k) < STRAIGHT_CURVATURE:
         # Straight line: the PCA is at path -(v . u) from the production point, direction unchanged.
         s_pca = x0 * cos0 + y0 * sin0
         return -x0 * sin0 + y0 * cos0, z0 - s_pca * tan_lambda, math.atan2(sin0, cos0)
@@ -141,7 +161,6 @@ def closest_approach(
     sign = 1.0 if k > 0 else -1.0
     cx = x0 + rho * sin0
     cy = y0 - rho * cos0
-    dist = math.hypot(cx, cy)
     if dist > 0.0:
         # The PCA lies on the line from the origin to the centre, and the centre sits at
         # PCA + rho (sin phi, -cos phi): that fixes the direction there and d0 = rho - sign(rho) dist.
@@ -153,6 +172,42 @@ def closest_approach(
     # The particle turned by phi - phi0, in (-pi, pi], between the PCA and its production point.
     turned = math.atan2(sin_p * cos0 - cos_p * sin0, cos_p * cos0 + sin_p * sin0)
     return d0, z0 - (turned / k) * tan_lambda, math.atan2(sin_p, cos_p)
+
+
+@dataclass(frozen=True)
+class BatchGeometry:
+    """Per particle of a batch, the helix numbers that both the tracker and the calorimeter need.
+
+    Each costs a hypot or an atan2, and every transcendental call counts on this path: computed once
+    here, with exactly the expressions the kernels would use, they give the kernels the same values.
+    """
+
+    pt: np.ndarray  # hypot(px, py), GeV
+    r0: np.ndarray  # hypot(vx, vy), the production radius, mm
+    dist: np.ndarray  # circle_geometry's centre distance (charged and curved; NaN otherwise), mm
+    base: np.ndarray  # circle_geometry's base angle (idem), rad
+
+
+def batch_geometry(*, px: np.ndarray, py: np.ndarray, charge: np.ndarray, vx: np.ndarray, vy: np.ndarray,
+                   pt: np.ndarray, b_field_t: float) -> BatchGeometry:
+    """`BatchGeometry` of particles with transverse momentum `pt` (= hypot(px, py)) in a field `b_field_t`."""
+    n = len(px)
+    out = BatchGeometry(pt=pt, r0=np.empty(n), dist=np.empty(n), base=np.empty(n))
+    _batch_geometry_kernel(px, py, charge, vx, vy, pt, C_GEV_PER_TESLA_METRE * b_field_t / _MM_PER_M,
+                           out.r0, out.dist, out.base)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _batch_geometry_kernel(px, py, charge, vx, vy, pt, curvature_per_inv_pt, r0, dist, base):
+    for i in range(px.shape[0]):
+        r0[i] = math.hypot(vx[i], vy[i])
+        dist[i] = np.nan
+        base[i] = np.nan
+        if charge[i] != 0.0 and pt[i] > 0.0:
+            k = charge[i] * curvature_per_inv_pt / pt[i]
+            if abs(k) >= STRAIGHT_CURVATURE:
+                _, dist[i], base[i] = circle_geometry(vx[i], vy[i], px[i] / pt[i], py[i] / pt[i], k)
 
 
 @numba.njit(cache=True, nogil=True)

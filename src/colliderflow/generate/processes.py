@@ -113,6 +113,18 @@ PP_DEFAULT_PTHAT_MIN: Final[dict[str, float]] = {
 }
 PP_OPTION_KEYS: Final = ("pthat_min", "mpi")
 
+# The resonances whose decay products label a jet (jet_labels: X, and the Ys X decays through), per pp
+# process: the truth a jet ntuplizer needs follows from the physics of the sample, not from a global
+# setting. QCD has none, so its jets take QCD_* labels from their quark content.
+PP_JET_RESONANCES: Final[dict[str, dict[str, list[int]]]] = {
+    "pp_ttbar_had": {"res_x_pdgids": [6], "res_y_pdgids": [24]},
+    "pp_wz_qq": {"res_x_pdgids": [23, 24], "res_y_pdgids": []},
+    "pp_h_bb": {"res_x_pdgids": [25], "res_y_pdgids": []},
+    "pp_h_cc": {"res_x_pdgids": [25], "res_y_pdgids": []},
+    "pp_h_gg": {"res_x_pdgids": [25], "res_y_pdgids": []},
+    "pp_qcd": {"res_x_pdgids": [], "res_y_pdgids": []},
+}
+
 # Electron (id 11) on positron (id -11); proton (2212) on proton.
 _ELECTRON_PDGID: Final = 11
 _PROTON_PDGID: Final = 2212

@@ -18,7 +18,8 @@ from colliderflow.generate.backends import EXTERNAL_BACKENDS, run_external_backe
 from colliderflow.generate.detector import DetectorResponse, detector_rng, simulate_detector
 from colliderflow.generate.geometry import DETECTORS, DetectorConfig, detector_config
 from colliderflow.generate.particles import GenParticles
-from colliderflow.generate.pythia import PYTHIA_SEED_MAX, PYTHIA_SEED_MIN, PythiaGenerator
+from colliderflow.generate.processes import is_pp
+from colliderflow.generate.pythia import HARD_BRANCHES, PYTHIA_SEED_MAX, PYTHIA_SEED_MIN, PythiaGenerator
 from colliderflow.generate.records import Collection
 from colliderflow.generate.rootio import SimTreeWriter
 from colliderflow.io.atomic import atomic_path
@@ -105,10 +106,11 @@ def collections(gen: GenParticles, response: DetectorResponse) -> list[Collectio
     return [gen_collection(gen), response.tracks, response.clusters, response.calolinks]
 
 
-def _check_schema(columns: dict[str, np.ndarray], batch: list[Collection]) -> None:
+def _check_schema(columns: dict[str, np.ndarray], batch: list[Collection], *, with_hard: bool) -> None:
     branches = tuple(columns) + tuple(name for c in batch for name in c.columns)
-    if branches != SIM_ALL_BRANCHES:
-        raise AssertionError(f"simulation branches {branches} differ from schema.SIM_ALL_BRANCHES")
+    expected = SIM_ALL_BRANCHES + (HARD_BRANCHES if with_hard else ())
+    if branches != expected:
+        raise AssertionError(f"simulation branches {branches} differ from {expected}")
 
 
 def generate_shard(
@@ -123,14 +125,19 @@ def generate_shard(
     output: Path,
     provenance: Path | None,
     backend_options: dict[str, Any] | None = None,
+    process_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate and simulate `n_events` events of `process` into the ROOT file `output`.
 
     The file appears only when complete (atomic rename); the provenance record, if asked for, is written
     after it. The same arguments always give byte-identical files with the builtin backend. `delphes`
     and `key4hep` hand the same Pythia events to the external simulation (`colliderflow.generate.backends`,
-    configured by `backend_options`, the sample's `delphes:` or `key4hep:` mapping). Returns small run
-    statistics.
+    configured by `backend_options`, the sample's `delphes:` or `key4hep:` mapping). `process_options`
+    are the sample's `options` of a pp process (p̂T threshold, MPI; `processes.pp_option_settings`).
+
+    pp files also carry the `hard_*` truth record (resonances, their decay chains and the quarks): jet
+    labels need it and the final state alone does not hold it. e+e- files keep exactly the SIM_* branches.
+    Returns small run statistics.
     """
     _check_job(sample=sample, backend=backend, shard=shard, n_events=n_events, seed=seed)
     sqrt_s, detector = parse_params(params)
@@ -139,11 +146,13 @@ def generate_shard(
         return _generate_external(
             sample=sample, process=process, backend=backend, shard=shard, n_events=n_events, seed=seed,
             params=params, sqrt_s=sqrt_s, output=output, provenance=provenance, backend_options=backend_options,
+            process_options=process_options,
         )  # fmt: skip
     if backend_options:
         raise ValueError(f"the builtin backend takes no backend options, got {sorted(backend_options)}")
     start = time.perf_counter()
-    generator = PythiaGenerator(process, sqrt_s=sqrt_s, seed=int(seed))
+    generator = PythiaGenerator(process, sqrt_s=sqrt_s, seed=int(seed), options=process_options)
+    with_hard = is_pp(process)
     rng = detector_rng(int(seed))
     identity = {
         "sample": sample,
@@ -153,14 +162,18 @@ def generate_shard(
         "n_events": n_events,
         "seed": seed,
         "params": params,
+        **({"process_options": process_options} if process_options else {}),
     }
     totals = {"gen": 0, "tracks": 0, "clusters": 0}
     with atomic_path(output) as tmp, SimTreeWriter(tmp, identity=identity) as writer:
         for first in range(0, n_events, EVENTS_PER_CHUNK):
-            gen = generator.generate(min(EVENTS_PER_CHUNK, n_events - first))
+            size = min(EVENTS_PER_CHUNK, n_events - first)
+            gen, hard = generator.generate_with_hard(size) if with_hard else (generator.generate(size), None)
             response = simulate_detector(gen, detector, rng)
             columns, batch = event_columns(gen, first_event=first), collections(gen, response)
-            _check_schema(columns, batch)
+            if hard is not None:
+                batch.append(hard)
+            _check_schema(columns, batch, with_hard=with_hard)
             writer.append(columns, batch)
             totals["gen"] += gen.n_particles
             totals["tracks"] += response.tracks.n_rows
@@ -178,6 +191,8 @@ def generate_shard(
                 "backend": backend,
                 "shard": int(shard),
                 "n_events": int(n_events),
+                "process_options": process_options or {},
+                "hard_record": with_hard,
                 "generator": {
                     "name": "pythia8",
                     "settings": list(generator.settings),
@@ -221,12 +236,13 @@ def _generate_external(
     output: Path,
     provenance: Path | None,
     backend_options: dict[str, Any] | None,
+    process_options: dict[str, Any] | None,
 ) -> dict[str, Any]:
     """One shard through an external backend, with the same provenance record as the builtin one."""
     start = time.perf_counter()
     info = run_external_backend(
         backend, process=process, sqrt_s=sqrt_s, n_events=int(n_events), seed=int(seed), output=output,
-        options=backend_options,
+        options=backend_options, process_options=process_options,
     )  # fmt: skip
     wall = time.perf_counter() - start
     if provenance is not None:
@@ -237,6 +253,7 @@ def _generate_external(
             "shard": int(shard),
             "n_events": int(n_events),
             "backend_options": backend_options or {},
+            "process_options": process_options or {},
             **info,
         }
         record = provenance_record(stage="generate", config=params, seeds={"generate": int(seed)}, extra=extra)

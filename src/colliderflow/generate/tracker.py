@@ -29,9 +29,11 @@ from colliderflow.generate.geometry import DetectorConfig, TrackerConfig
 from colliderflow.generate.helix import (
     C_GEV_PER_TESLA_METRE,
     STRAIGHT_CURVATURE,
+    BatchGeometry,
     Helices,
+    batch_geometry,
     circle_geometry,
-    closest_approach,
+    closest_approach_on_circle,
     line_path_to_radius,
     transverse_position,
     turn_to_radius,
@@ -105,6 +107,12 @@ def tracker_params(detector: DetectorConfig) -> TrackerParams:
     )
 
 
+def particle_geometry(gen: GenParticles, detector: DetectorConfig) -> BatchGeometry:
+    """The helix numbers of `gen`'s particles that tracker and calorimeter share (`helix.BatchGeometry`)."""
+    return batch_geometry(px=gen.px, py=gen.py, charge=gen.charge, vx=gen.vx, vy=gen.vy, pt=gen.pt,
+                          b_field_t=float(detector.b_field_t))
+
+
 def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
     """Layer radii and half-lengths sorted by radius; disk |z|, r_min, r_max sorted by |z| (the kernel
     stops at the first surface out of reach)."""
@@ -122,26 +130,28 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
 
 
 @numba.njit(cache=True, nogil=True)
-def _count_hits(x0, y0, z0, cos0, sin0, tl, k, layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax):
+def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
+                disk_rmax, disk_rmax_max):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
-    without trigonometry, the exact crossing is computed only when they do not."""
+    without trigonometry, the exact crossing is computed only when they do not.
+
+    r0 = hypot(x0, y0); dist and base describe the circle (`helix.circle_geometry`, unused for a
+    straight line): the caller has them already, so they are not computed twice. disk_rmax_max is
+    disk_rmax.max(), the same for every helix.
+    """
     half_pi = 0.5 * math.pi
     abs_tl = abs(tl)
     abs_z0 = abs(z0)
     straight = abs(k) < STRAIGHT_CURVATURE
-    r0 = math.hypot(x0, y0)
     outward = x0 * cos0 + y0 * sin0 >= 0.0
-    big_r, dist, max_path, r_half_turn = 0.0, 0.0, math.inf, 0.0
-    base = math.nan  # computed when an exact crossing is first needed (it costs an atan2)
+    big_r, max_path, cx, cy = 0.0, math.inf, 0.0, 0.0
+    r_half_turn = math.nan  # computed when first needed (it costs a hypot)
     if not straight:
         rho = 1.0 / k
         big_r = abs(rho)
         cx = x0 + rho * sin0
         cy = y0 - rho * cos0
-        dist = math.hypot(cx, cy)
         max_path = math.pi * big_r
-        # After half a turn the particle is diametrically opposite its start, at 2 c - v.
-        r_half_turn = math.hypot(2.0 * cx - x0, 2.0 * cy - y0)
     n_hits = 0
     inner = math.inf
     for j in range(layer_r.shape[0]):
@@ -154,6 +164,9 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, layer_r, layer_half_z, disk_z, di
         else:
             if r > dist + big_r:
                 break  # beyond the farthest point of the circle, as are all larger layers
+            if r > r0 and not outward and math.isnan(r_half_turn):
+                # After half a turn the particle is diametrically opposite its start, at 2 c - v.
+                r_half_turn = math.hypot(2.0 * cx - x0, 2.0 * cy - y0)
             if r > r0 and (outward or r <= r_half_turn):
                 # The particle then crosses r within the half-turn (moving outwards, its radius grows
                 # until the farthest point; moving inwards, it is already growing again at the half-turn
@@ -166,8 +179,6 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, layer_r, layer_half_z, disk_z, di
                     continue
                 if (r - r0) * abs_tl - abs_z0 > half_z:
                     continue
-            if math.isnan(base):
-                big_r, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
             turn = turn_to_radius(big_r, dist, base, r)
             s = turn * big_r
             if turn <= 0.0 or s > max_path or abs(z0 + s * tl) > half_z:
@@ -178,7 +189,7 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, layer_r, layer_half_z, disk_z, di
         side = 1.0 if tl > 0 else -1.0
         inv_tl = 1.0 / tl
         # Beyond this path even the chord's lower bound puts the particle outside every disk.
-        s_beyond_disks = half_pi * (disk_rmax.max() + r0)
+        s_beyond_disks = half_pi * (disk_rmax_max + r0)
         for j in range(disk_z.shape[0]):
             s = (side * disk_z[j] - z0) * inv_tl
             if s <= 0.0:
@@ -263,23 +274,18 @@ def _trace_kernel(
     z0_pca,
     phi_pca,
 ):
+    disk_rmax_max = disk_rmax.max() if disk_rmax.shape[0] > 0 else 0.0
     for i in range(x0.shape[0]):
+        k = curvature[i]
+        dist, base = 0.0, 0.0
+        if abs(k) >= STRAIGHT_CURVATURE:
+            _, dist, base = circle_geometry(x0[i], y0[i], cos0[i], sin0[i], k)
         hits[i], innermost[i] = _count_hits(
-            x0[i],
-            y0[i],
-            z0[i],
-            cos0[i],
-            sin0[i],
-            tan_lambda[i],
-            curvature[i],
-            layer_r,
-            layer_half_z,
-            disk_z,
-            disk_rmin,
-            disk_rmax,
-        )
-        d0[i], z0_pca[i], phi_pca[i] = closest_approach(
-            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], curvature[i]
+            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.hypot(x0[i], y0[i]), dist, base,
+            layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max,
+        )  # fmt: skip
+        d0[i], z0_pca[i], phi_pca[i] = closest_approach_on_circle(
+            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, dist
         )
 
 
@@ -313,6 +319,10 @@ def _track_kernel(
     vy,
     vz,
     vt,
+    pt_all,
+    r0_all,
+    dist_all,
+    base_all,
     layer_r,
     layer_half_z,
     disk_z,
@@ -331,20 +341,24 @@ def _track_kernel(
     innermost,
     time,
 ):
-    """Fill the output arrays with the found tracks, in particle order; returns how many were found."""
+    """Fill the output arrays with the found tracks, in particle order; returns how many were found.
+
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    """
     n_found = 0
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
+    disk_rmax_max = disk_rmax.max() if disk_rmax.shape[0] > 0 else 0.0
     for i in range(px.shape[0]):
         q = charge[i]
         if q == 0.0:
             continue
-        pt = math.hypot(px[i], py[i])
+        pt = pt_all[i]
         if pt <= params.pt_min_gev:
             continue
         p = math.hypot(pt, pz[i])
         if abs(pz[i] / p) >= params.cos_theta_max:
             continue
-        r0 = math.hypot(vx[i], vy[i])
+        r0 = r0_all[i]
         if r0 >= params.outer_radius_mm or abs(vz[i]) >= params.half_length_mm:
             continue
         cos0 = px[i] / pt
@@ -352,13 +366,14 @@ def _track_kernel(
         tl = pz[i] / pt
         k = q * curvature_per_inv_pt / pt
         hits, inner = _count_hits(
-            vx[i], vy[i], vz[i], cos0, sin0, tl, k, layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax
-        )
+            vx[i], vy[i], vz[i], cos0, sin0, tl, k, r0, dist_all[i], base_all[i], layer_r, layer_half_z, disk_z,
+            disk_rmin, disk_rmax, disk_rmax_max,
+        )  # fmt: skip
         found = rng.random() < tracking_efficiency(pt, r0, params)
         if hits < params.min_hits or not found:
             continue
 
-        true_d0, true_z0, true_phi = closest_approach(vx[i], vy[i], vz[i], cos0, sin0, tl, k)
+        true_d0, true_z0, true_phi = closest_approach_on_circle(vx[i], vy[i], vz[i], cos0, sin0, tl, k, dist_all[i])
         sin_theta = pt / p
         # Curvature: smear the signed 1/pT; the measured charge is its sign.
         kappa = q / pt + inv_pt_resolution(pt, sin_theta, params) * rng.standard_normal()
@@ -392,8 +407,13 @@ def _track_kernel(
     return n_found
 
 
-def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator) -> Collection:
-    """Tracks (SIM_TRACK_BRANCHES columns) of the charged particles of `gen` that the tracker finds."""
+def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
+                    geometry: BatchGeometry | None = None) -> Collection:
+    """Tracks (SIM_TRACK_BRANCHES columns) of the charged particles of `gen` that the tracker finds.
+
+    `geometry` is `gen`'s `helix.BatchGeometry` if the caller has it (it is computed otherwise).
+    """
+    geometry = geometry or particle_geometry(gen, detector)
     n = gen.n_particles
     f32 = np.float32
     gen_index = np.empty(n, dtype=np.int64)
@@ -415,6 +435,10 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         gen.vy,
         gen.vz,
         gen.vt,
+        geometry.pt,
+        geometry.r0,
+        geometry.dist,
+        geometry.base,
         *_surfaces(detector.tracker),
         gen_index,
         cols["charge"],

@@ -11,6 +11,7 @@ or silently wrong targets three modules later.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,22 +65,27 @@ def detect_format(path: str | Path) -> str:
     """
     path = Path(path)
     with open_root_file(path) as fh:
+        return _detect_open(path, fh)
+
+
+def _detect_open(path: Path, fh: uproot.ReadOnlyDirectory) -> str:
+    """`detect_format` on an open file, so that a reader can go on with the same handle."""
+    try:
+        names = {k.split(";")[0] for k in fh.keys(recursive=False)}
+    except Exception as exc:
+        raise ValueError(f"{path}: cannot list the file's contents ({type(exc).__name__}: {exc})") from exc
+    if "Delphes" in names:
+        return "delphes"
+    if SIM_TREE in names:
         try:
-            names = {k.split(";")[0] for k in fh.keys(recursive=False)}
+            tree_keys = list(fh[SIM_TREE].keys(recursive=True))
         except Exception as exc:
-            raise ValueError(f"{path}: cannot list the file's contents ({type(exc).__name__}: {exc})") from exc
-        if "Delphes" in names:
-            return "delphes"
-        if SIM_TREE in names:
-            try:
-                tree_keys = list(fh[SIM_TREE].keys(recursive=True))
-            except Exception as exc:
-                raise ValueError(f"{path}: cannot read tree {SIM_TREE!r} ({type(exc).__name__}: {exc})") from exc
-            if not all(b in tree_keys for b in SIM_ALL_BRANCHES) and (
-                "podio_metadata" in names or any(k.endswith(".generatorStatus") for k in tree_keys)
-            ):
-                return "edm4hep"
-        _check_layout(path, fh)
+            raise ValueError(f"{path}: cannot read tree {SIM_TREE!r} ({type(exc).__name__}: {exc})") from exc
+        if not all(b in tree_keys for b in SIM_ALL_BRANCHES) and (
+            "podio_metadata" in names or any(k.endswith(".generatorStatus") for k in tree_keys)
+        ):
+            return "edm4hep"
+    _check_layout(path, fh)
     return "builtin"
 
 
@@ -101,12 +107,18 @@ class SourceEvents:
 _DEFAULT_BFIELD = {"builtin": 4.0, "edm4hep": 4.0}  # CLIC_o3_v14 and the builtin CLIC-like detector
 
 
+def _usable_cores() -> int:
+    """Cores this process may run on (its CPU affinity, e.g. what a batch system granted)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def read_events(path: str | Path, *, bfield_tesla: float | None = None) -> SourceEvents:
     """Any supported simulation file (format detected) as builtin-layout records, checked for consistency."""
     path = Path(path)
-    fmt = detect_format(path)
-    if fmt == "builtin":
-        events = read_sim(path)
+    with open_root_file(path) as fh:  # one opening both to recognise and to read a builtin file
+        fmt = _detect_open(path, fh)
+        events = _read_tree(path, _check_layout(path, fh)) if fmt == "builtin" else None
+    if events is not None:
         _check_finite(path, events)
         return SourceEvents(events, fmt, bfield_tesla or _DEFAULT_BFIELD[fmt])
     if fmt == "edm4hep":
@@ -126,14 +138,23 @@ def _check_finite(path: Path, events: ak.Array) -> None:
     """NaN or inf in any input branch would flow silently into features and losses: stop here, naming them."""
     bad = {}
     for name in events.fields:
-        values = ak.flatten(events[name], axis=None)
-        if np.issubdtype(ak.to_numpy(values).dtype, np.floating):
-            n_bad = int(np.count_nonzero(~np.isfinite(ak.to_numpy(values))))
+        values = np.asarray(ak.to_numpy(ak.flatten(events[name], axis=None)))
+        # One sum (in float64, which cannot overflow on float32 data) finds the clean branches cheaply.
+        if np.issubdtype(values.dtype, np.floating) and not np.isfinite(np.sum(values, dtype=np.float64)):
+            n_bad = int(np.count_nonzero(~np.isfinite(values)))
             if n_bad:
                 bad[name] = n_bad
     if bad:
         listing = ", ".join(f"{name} ({n} values)" for name, n in sorted(bad.items()))
         raise ValueError(f"{path}: non-finite (NaN or inf) values in {listing}")
+
+
+def _counts(array: ak.Array) -> np.ndarray:
+    """Objects per event of a jagged branch (from its offsets, without awkward's broadcasting)."""
+    layout = array.layout
+    if isinstance(layout, ak.contents.ListOffsetArray):
+        return np.diff(np.asarray(layout.offsets.data))
+    return ak.to_numpy(ak.num(array, axis=1))
 
 
 def _check_layout(path: Path, fh: uproot.ReadOnlyDirectory) -> object:
@@ -168,18 +189,20 @@ def _check_consistency(path: Path, events: ak.Array) -> None:
     """Same jagged structure within each collection, and every index inside its event."""
     counts = {}
     for name, branches in _COLLECTIONS.items():
-        ref = ak.to_numpy(ak.num(events[branches[0]], axis=1))
+        ref = _counts(events[branches[0]])
         for b in branches[1:]:
-            if not np.array_equal(ak.to_numpy(ak.num(events[b], axis=1)), ref):
+            if not np.array_equal(_counts(events[b]), ref):
                 raise ValueError(f"{path}: branch {b} is not jagged like {branches[0]} (per-event lengths differ)")
         counts[name] = ref
 
     def check_index(branch: str, target: str, *, allow_minus_one: bool) -> None:
-        idx = events[branch]
-        n = ak.broadcast_arrays(counts[target], idx)[0]
+        n_idx = _counts(events[branch])
+        idx = np.asarray(ak.to_numpy(ak.flatten(events[branch], axis=1)))
+        n = np.repeat(counts[target], n_idx)
         low = -1 if allow_minus_one else 0
-        bad = ak.to_numpy(ak.sum((idx < low) | (idx >= n), axis=1))
-        if bad.any():
+        outside = (idx < low) | (idx >= n)
+        if outside.any():
+            bad = np.bincount(np.repeat(np.arange(n_idx.size), n_idx)[outside], minlength=n_idx.size)
             first = int(np.flatnonzero(bad)[0])
             raise ValueError(
                 f"{path}: {int(bad.sum())} value(s) of {branch} point outside the {target} collection "
@@ -201,12 +224,23 @@ def read_sim(path: str | Path) -> ak.Array:
     """
     path = Path(path)
     with open_root_file(path) as fh:
-        tree = _check_layout(path, fh)
-        try:
-            events = tree.arrays(list(SIM_ALL_BRANCHES), library="ak")
-        except Exception as exc:  # truncated baskets, decompression errors, bad interpretations
-            raise ValueError(f"{path}: cannot read tree {SIM_TREE!r}, truncated or corrupt? "
-                             f"({type(exc).__name__}: {exc})") from exc
+        return _read_tree(path, _check_layout(path, fh))
+
+
+def _read_tree(path: Path, tree: object) -> ak.Array:
+    """The SIM_* branches of a checked builtin tree, with the consistency checks of `read_sim`.
+
+    With a second core, baskets are decompressed on two threads (zlib and lz4 release the GIL).
+    """
+    executor = uproot.source.futures.ThreadPoolExecutor(2) if _usable_cores() > 1 else None
+    try:
+        events = tree.arrays(list(SIM_ALL_BRANCHES), library="ak", decompression_executor=executor)
+    except Exception as exc:  # truncated baskets, decompression errors, bad interpretations
+        raise ValueError(f"{path}: cannot read tree {SIM_TREE!r}, truncated or corrupt? "
+                         f"({type(exc).__name__}: {exc})") from exc
+    finally:
+        if executor is not None:
+            executor.shutdown()
     if len(events) == 0:
         raise ValueError(f"{path}: tree {SIM_TREE!r} holds no events")
     missing = [b for b in SIM_ALL_BRANCHES if b not in events.fields]

@@ -2,16 +2,34 @@
 
 The model follows the published MLPF design (Pata et al., Commun. Phys. 7, 124 (2024)) at small scale:
 
-    X [B, N, 17] ─ normalise ─▶ per-type encoder (track MLP | cluster MLP) ─▶ h [B, N, D]
+    X [B, N, 17] ─ normalise ──────────────────┐
+    X ─ track–cluster ΔR ─▶ proximity features ┴▶ per-type encoder (track MLP | cluster MLP) ─▶ h [B, N, D]
       ─▶ num_layers × pre-LN self-attention block (padding masked) ─▶ LayerNorm
-      ─▶ heads, each fed [h, normalised X]:
+      ─▶ heads, each fed [h, element features]:
            class logits [6] ("none" = this element makes no particle), charge logits [3] (−1, 0, +1),
            log(pT / element pT), η, sin φ, cos φ, log(E / element E)
 
 η, sin φ and cos φ are predicted as corrections to the element's own values, and pT and E as log
 ratios to the element's, because the element already measures them well: the network only learns
-the (small, roughly scale-free) difference. A track's "pT" and "energy" columns are its pT and |p|, a
-cluster's are its ET and E (columns 1 and 5 for both types, see colliderflow.schema).
+the difference. A track's "pT" and "energy" columns are its pT and |p|, a cluster's are its ET and E
+(columns 1 and 5 for both types, see colliderflow.schema).
+
+Two things make that difference learnable in a short CPU training:
+
+* The regression heads predict standardised residuals: (target − element value − median) / spread,
+  with median and spread fitted per element type on the training targets (like the feature
+  normalisation, and stored with the weights). A track's pT is known to 0.1 % and a cluster's energy
+  to ~15 %: on a common scale the cluster residuals dominate any shared loss, the network never
+  learns to leave a track's momentum alone, and a 1 % error on every track ruins the jet resolution.
+  The heads' last layers start at zero, so an untrained model reproduces the elements.
+* Whether a cluster is a neutral particle or the calorimeter deposit of a charged one (which its
+  track already carries) depends on which tracks point at it, and attention alone does not find that
+  out in a few hundred steps. Each track is followed along its helix to every cluster's transverse
+  radius (no detector constants: the helix radius is 1/|omega| and the cluster position is in X), and
+  the angular distance between the two becomes per-element features (`link_features`): momentum of
+  the tracks near a cluster, energy of the clusters near a track, and, for each cluster and the tracks
+  linked to it, the energy balance E − Σp. All of it is computed from X, inside the model, so the
+  exported graph still takes raw X and the mask, and the network never sees the rule-based candidates.
 
 There are no positional encodings: the outputs for the real elements are equivariant under their
 permutation and independent of how much padding follows them.
@@ -19,23 +37,46 @@ permutation and independent of how much padding follows them.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
+import numpy as np
 import torch
 from torch import nn
 
 from colliderflow.config import dataclass_from_section
 from colliderflow.data import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
-from colliderflow.schema import ELEM_TYPE_CLUSTER, ELEM_TYPE_TRACK, N_CLASSES, N_ELEM_FEATURES, PF
+from colliderflow.schema import (
+    CLASS_NAMES,
+    CLUSTER_FEATURES,
+    ELEM_TYPE_CLUSTER,
+    ELEM_TYPE_TRACK,
+    N_CLASSES,
+    N_ELEM_FEATURES,
+    PF,
+    TRACK_FEATURES,
+)
 
 # Layout of MLPFOutput.regression (last axis).
 REG_TARGETS = ("log_pt_ratio", "eta", "sin_phi", "cos_phi", "log_energy_ratio")
+N_REG = len(REG_TARGETS)
 N_CHARGE_CLASSES = 3  # charge + 1 ∈ {0, 1, 2}
 # Columns of X shared by both element types.
 ELEM_PT, ELEM_ETA, ELEM_SIN_PHI, ELEM_COS_PHI, ELEM_ENERGY = 1, 2, 3, 4, 5
 _N_INPUTS = N_ELEM_FEATURES - 1  # the type column selects the encoder and is not an input itself
+_TRK = {name: i for i, name in enumerate(TRACK_FEATURES)}
+_CLU = {name: i for i, name in enumerate(CLUSTER_FEATURES)}
+_N_TYPES = 3  # element_type_index: 0 padding, 1 track, 2 cluster
+
+# Angular reach (ΔR) of the track–cluster proximity kernels: the narrow one is a few times the helix
+# extrapolation's precision, the wide one the lateral size of a hadron shower.
+LINK_RADII = (0.1, 0.3)
+# ΔR within which a track is linked to its nearest cluster (a rule-based PF's link distance).
+LINK_DR = 0.15
+_FAR = 10.0  # ΔR of pairs that are not (track, cluster): far outside every kernel
+N_LINK_FEATURES = 5 * len(LINK_RADII) + 2 + 6
 
 
 @dataclass(frozen=True)
@@ -76,6 +117,116 @@ class MLPFOutput(NamedTuple):
     regression: torch.Tensor  # [B, N, 5] in REG_TARGETS order
 
 
+# --------------------------------------------------------------------------------------------------
+# Track–cluster geometry, from X alone
+# --------------------------------------------------------------------------------------------------
+
+
+def track_cluster_distance2(X: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """ΔR² [B, N, N] between track i, followed along its helix to cluster j's transverse radius, and
+    cluster j's position; `_FAR`² wherever (i, j) is not a (track, cluster) pair. Not symmetric: tracks
+    are rows, clusters columns.
+
+    The helix leaves the origin with azimuth φ0, curvature omega (1/mm) and dip tanλ. At transverse
+    radius r it has turned by α with sin(α/2) = x = r|omega|/2, so its azimuth is φ0 − sign(omega)·α/2,
+    and it has travelled s = r·asin(x)/x transversely, hence z = s·tanλ. A track that curls up before r
+    (x ≥ 1) does not reach that cluster. The azimuthal distance is the chord 2 − 2 cos Δφ (Δφ² for small
+    angles, no atan2), the polar one Δz over the cluster's distance from the origin (Δη to first order),
+    and asin(x)/x its series to x⁶: this runs on every pair of every event, so it sticks to cheap,
+    exportable arithmetic.
+    """
+    etype = element_type_index(X)
+    is_track = mask & (etype == ELEM_TYPE_TRACK)  # [B, N]
+    is_cluster = mask & (etype == ELEM_TYPE_CLUSTER)
+    # Track quantities as rows [B, N, 1] (zero on other elements), cluster quantities as columns [B, 1, N].
+    omega = torch.where(is_track, X[..., _TRK["omega"]], 0.0)
+    half_w = (0.5 * omega.abs())[..., :, None]
+    turn = torch.sign(omega)[..., :, None]
+    tan_lambda = torch.where(is_track, X[..., _TRK["tanLambda"]], 0.0)[..., :, None]
+    t_sin, t_cos = X[..., ELEM_SIN_PHI][..., :, None], X[..., ELEM_COS_PHI][..., :, None]
+    r2 = X[..., _CLU["position.x"]] ** 2 + X[..., _CLU["position.y"]] ** 2  # (hypot does not export to ONNX)
+    radius = torch.sqrt(r2)
+    c_z = X[..., _CLU["position.z"]]
+    inv_dist = torch.where(is_cluster, torch.rsqrt((r2 + c_z * c_z).clamp(min=1.0)), 0.0)[..., None, :]
+    radius, c_z = radius[..., None, :], c_z[..., None, :]
+    c_sin, c_cos = X[..., ELEM_SIN_PHI][..., None, :], X[..., ELEM_COS_PHI][..., None, :]
+
+    x = radius * half_w  # [B, N, N]
+    x2 = x * x
+    cos_half = torch.sqrt((1.0 - x2).clamp(min=0.0))
+    cos_d = t_cos * c_cos + t_sin * c_sin  # cos(φ0 − φc)
+    sin_d = t_sin * c_cos - t_cos * c_sin  # sin(φ0 − φc)
+    cos_dphi = cos_d * cos_half + turn * sin_d * x  # cos(φ0 − sign·α/2 − φc)
+    arc = 1.0 + x2 * (1.0 / 6.0 + x2 * (3.0 / 40.0 + x2 * (5.0 / 112.0)))  # asin(x)/x
+    d_eta = (tan_lambda * radius * arc - c_z) * inv_dist
+    d2 = d_eta * d_eta + 2.0 - 2.0 * cos_dphi
+    pair = is_track[:, :, None] & is_cluster[:, None, :] & (x < 1.0)
+    return torch.where(pair, d2.clamp(min=0.0), _FAR * _FAR)
+
+
+def proximity_kernels(dist2: torch.Tensor) -> torch.Tensor:
+    """Kernels of ΔR² [B, N, N] → [B, K, N, N], one per LINK_RADII: (1 − (ΔR/r)²)², 1 at ΔR = 0 and
+    exactly 0 beyond r. Smooth like a Gaussian, but a polynomial: cheap on every pair of every event."""
+    return torch.stack([(1.0 - dist2 * (1.0 / (r * r))).clamp(min=0.0) ** 2 for r in LINK_RADII], dim=1)
+
+
+def link_features(X: torch.Tensor, mask: torch.Tensor, kernels: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
+    """Per element [B, N, N_LINK_FEATURES]: what lies near it on the other side of the track/cluster divide.
+
+    Soft, for each kernel of `proximity_kernels`: log(1 + Σ kernel·energy) of the other-type elements
+    (track |p| near a cluster, cluster E near a track), the same for their ECAL energy (zero near a
+    cluster), log(1 + Σ kernel) (how many), log((own energy + 0.1) / (nearby energy + 0.1)) — a
+    cluster's E/Σp and a track's E/p — and the ECAL share of the energy nearby; then log of the nearest
+    ΔR and the element's own ECAL fraction.
+
+    Hard: each track is linked to its nearest reachable cluster within LINK_DR, and a cluster with its
+    linked tracks forms a group sharing one energy balance: log(1 + E of the other side), log(1 + number
+    of links), log(E/Σp), log of the fraction of E left after Σp, (E − Σp)/sqrt(Σp + 1 GeV) — the
+    remainder in units of a hadron calorimeter's resolution — and the cluster's ECAL fraction. The
+    balance separates a neutral particle from the deposit of a charged one, E/p and the ECAL share
+    flag electrons, and a lone energetic track (no deposit) a muon. Everything is bounded, so no fitted
+    normalisation is needed.
+    """
+    etype = element_type_index(X)
+    is_cluster = (mask & (etype == ELEM_TYPE_CLUSTER))[..., None]  # [B, N, 1]
+    energy = torch.where(mask, X[..., ELEM_ENERGY].clamp(min=0.0), 0.0)  # |p| of tracks, E of clusters
+    ecal = torch.where(is_cluster[..., 0], X[..., _CLU["energy_ecal"]].clamp(min=0.0), 0.0)
+    # Kernels have tracks as rows and clusters as columns: Σ over a row is what lies near a track, Σ over a
+    # column what lies near a cluster. One matrix product each for energy, ECAL energy and count.
+    values = torch.stack([energy, ecal, torch.ones_like(energy)], dim=-1)[:, None]  # [B, 1, N, 3]
+    near = kernels @ values + kernels.transpose(2, 3) @ values  # [B, K, N, 3]
+    near_e, near_ecal, count = near.permute(3, 0, 2, 1)  # each [B, N, K]
+    balance = torch.log((energy[..., None] + 0.1) / (near_e + 0.1)).clamp(-10.0, 10.0)
+    near_fecal = near_ecal / (near_e + 1e-3)
+    track_nearest2 = dist2.amin(dim=2)  # [B, N]: per track, ΔR² to its nearest cluster
+    nearest2 = torch.minimum(track_nearest2, dist2.amin(dim=1))
+    nearest = 0.5 * torch.log(nearest2.clamp(min=1e-6, max=1.0))[..., None]
+    fecal = (ecal / (energy + 1e-3))[..., None]
+
+    link = ((dist2 == track_nearest2[..., None]) & (track_nearest2[..., None] < LINK_DR * LINK_DR)).to(X.dtype)
+    p_linked = (link.transpose(1, 2) @ energy[..., None])[..., 0]  # [B, N]: per cluster, Σ|p| of its tracks
+    n_linked = link.sum(dim=1) + link.sum(dim=2)  # per cluster its tracks, per track 1 if linked
+    remainder = energy - p_linked
+    group = torch.stack([
+        torch.log1p(p_linked),
+        torch.log((energy + 0.1) / (p_linked + 0.1)),
+        torch.log(remainder.clamp(min=0.0) + 0.1) - torch.log(energy + 0.1),
+        (remainder / torch.sqrt(p_linked + 1.0)).clamp(-10.0, 10.0),
+        fecal[..., 0],
+    ], dim=-1)  # [B, N, 5], meaningful for clusters
+    of_track = link @ torch.cat([group, energy[..., None]], dim=-1)  # a linked track takes its cluster's values
+    other_side = torch.where(is_cluster, group[..., :1], torch.log1p(of_track[..., 5:]))  # Σp | cluster E
+    group = torch.where(is_cluster, group[..., 1:], of_track[..., 1:5])
+    feats = torch.cat([torch.log1p(near_e), torch.log1p(near_ecal), torch.log1p(count), balance, near_fecal,
+                       nearest, fecal, other_side, torch.log1p(n_linked)[..., None], group], dim=-1)
+    return torch.where(mask[..., None], feats, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------
+# The model
+# --------------------------------------------------------------------------------------------------
+
+
 class MLPF(nn.Module):
     """The MLPF transformer; takes raw elements X [B, N, 17] and their mask [B, N]."""
 
@@ -84,47 +235,61 @@ class MLPF(nn.Module):
         self.config = config
         d, ff, p = config.embedding_dim, config.ff_dim, config.dropout
         self.normaliser = ElementNormaliser()
+        # Median and spread of target − element value, per element type (row 0: padding) and regression
+        # target: the heads predict (target − element − center) / scale (see fit_regression_standardisation).
+        self.register_buffer("regression_center", torch.zeros(_N_TYPES, N_REG))
+        self.register_buffer("regression_scale", torch.ones(_N_TYPES, N_REG))
+        n_in = _N_INPUTS + N_LINK_FEATURES
         # Tracks and clusters measure different things in the same columns: one encoder each.
-        self.encode_track = MLP(_N_INPUTS, ff, d, dropout=p)
-        self.encode_cluster = MLP(_N_INPUTS, ff, d, dropout=p)
+        self.encode_track = MLP(n_in, ff, d, dropout=p)
+        self.encode_cluster = MLP(n_in, ff, d, dropout=p)
         self.blocks = nn.ModuleList(TransformerBlock(d, config.num_heads, ff, dropout=p)
                                     for _ in range(config.num_layers))
         self.norm_out = nn.LayerNorm(d)
-        head_in = d + _N_INPUTS
+        head_in = d + n_in
         self.head_cls = MLP(head_in, ff, N_CLASSES, dropout=p)
         self.head_charge = MLP(head_in, ff, N_CHARGE_CLASSES, dropout=p)
         self.head_pt = MLP(head_in, ff, 1, dropout=p)
         self.head_eta = MLP(head_in, ff, 1, dropout=p)
         self.head_phi = MLP(head_in, ff, 2, dropout=p)  # (sin φ, cos φ) corrections
         self.head_energy = MLP(head_in, ff, 1, dropout=p)
+        for head in (self.head_pt, self.head_eta, self.head_phi, self.head_energy):
+            nn.init.zeros_(head.net[-1].weight)  # start from the element's own kinematics
+            nn.init.zeros_(head.net[-1].bias)
+
+    def set_regression_standardisation(self, center: torch.Tensor | np.ndarray,
+                                       scale: torch.Tensor | np.ndarray) -> None:
+        """Set the [3, 5] median and spread of the regression residuals (fit_regression_standardisation)."""
+        self.regression_center.copy_(torch.as_tensor(center, dtype=torch.float32))
+        self.regression_scale.copy_(torch.as_tensor(scale, dtype=torch.float32))
+
+    def element_regression_scale(self, X: torch.Tensor) -> torch.Tensor:
+        """[B, N, 5]: the spread of each regression target for each element's type (1 on padding)."""
+        return self.regression_scale[element_type_index(X)]
 
     def forward(self, X: torch.Tensor, mask: torch.Tensor | None = None) -> MLPFOutput:
         if mask is None:
             mask = element_type_index(X) > 0  # [B, N]
         z = self.normaliser(X)  # [B, N, 16]
         etype = element_type_index(X)  # [B, N]
+        dist2 = track_cluster_distance2(X, mask)  # [B, N, N]
+        kernels = proximity_kernels(dist2)  # [B, K, N, N]
+        feats = torch.cat([z, link_features(X, mask, kernels, dist2)], dim=-1)  # [B, N, 16 + L]
         is_track = mask & (etype == ELEM_TYPE_TRACK)
         is_cluster = mask & (etype == ELEM_TYPE_CLUSTER)
-        # Each encoder sees only its own elements ([T, 16] → [T, D]); padding stays exactly zero.
+        # Each encoder sees only its own elements ([T, F] → [T, D]); padding stays exactly zero.
         h = z.new_zeros(*mask.shape, self.config.embedding_dim)  # [B, N, D]
-        h[is_track] = self.encode_track(z[is_track]).to(h.dtype)
-        h[is_cluster] = self.encode_cluster(z[is_cluster]).to(h.dtype)
+        h[is_track] = self.encode_track(feats[is_track]).to(h.dtype)
+        h[is_cluster] = self.encode_cluster(feats[is_cluster]).to(h.dtype)
 
         attn_mask = attention_mask(mask)  # [B, 1, 1, N]
         for block in self.blocks:
             h = block(h, mask, attn_mask)  # [B, N, D]
-        h = torch.cat([self.norm_out(h), z], dim=-1)  # [B, N, D + 16]
+        h = torch.cat([self.norm_out(h), feats], dim=-1)  # [B, N, D + F]
 
-        phi = self.head_phi(h)  # [B, N, 2]
-        regression = torch.cat(
-            [
-                self.head_pt(h),
-                X[..., ELEM_ETA : ELEM_ETA + 1] + self.head_eta(h),
-                X[..., ELEM_SIN_PHI : ELEM_COS_PHI + 1] + phi,
-                self.head_energy(h),
-            ],
-            dim=-1,
-        )  # [B, N, 5]
+        raw = torch.cat([self.head_pt(h), self.head_eta(h), self.head_phi(h), self.head_energy(h)], dim=-1)
+        center, scale = self.regression_center[etype], self.regression_scale[etype]  # [B, N, 5] each
+        regression = regression_residual_offset(X) + center + scale * raw  # [B, N, 5]
         return MLPFOutput(self.head_cls(h), self.head_charge(h), regression)
 
 
@@ -132,6 +297,9 @@ class MLPF(nn.Module):
 # give a large but finite target, never inf.
 MIN_MOMENTUM = 1e-3
 MAX_LOG_RATIO = 10.0  # |log ratio| bound, so that exp() of a wild prediction stays finite
+MIN_REGRESSION_SCALE = 1e-4  # floor of a fitted scale: a constant target must not divide by zero
+# Per class id: True for the classes whose particles carry no charge ("none" included, its row is zeroed).
+_NEUTRAL_CLASS = torch.tensor([name in ("none", "neutral_hadron", "photon") for name in CLASS_NAMES])
 
 
 def regression_targets(X: torch.Tensor, ytarget: torch.Tensor) -> torch.Tensor:
@@ -152,15 +320,58 @@ def regression_targets(X: torch.Tensor, ytarget: torch.Tensor) -> torch.Tensor:
     )
 
 
+def regression_residual_offset(X: torch.Tensor) -> torch.Tensor:
+    """[..., 5]: the element's own value of each regression target (what the model starts from)."""
+    zero = torch.zeros_like(X[..., :1])
+    return torch.cat([zero, X[..., ELEM_ETA : ELEM_COS_PHI + 1], zero], dim=-1)
+
+
+def fit_regression_standardisation(events: Sequence[dict[str, Any]], *, max_events: int = 2000
+                                   ) -> tuple[np.ndarray, np.ndarray]:
+    """Median and robust spread (IQR / 1.349), each [3, 5], of target − element value per element type
+    and regression target, over the elements that make a particle; padding (row 0) and types without
+    data get 0 and 1.
+
+    The median is the typical correction (a track's E from |p| and a mass, a cluster's calibration), the
+    spread what the loss measures residuals in. Uses up to `max_events` events spread evenly over the
+    sequence, like the feature normalisation: deterministic, one partial pass.
+    """
+    center = np.zeros((_N_TYPES, N_REG), np.float32)
+    scale = np.ones((_N_TYPES, N_REG), np.float32)
+    n = len(events)
+    if n == 0:
+        return center, scale
+    idx = np.unique(np.linspace(0, n - 1, num=min(n, max_events)).round().astype(int)).tolist()
+    getitems = getattr(events, "__getitems__", None)
+    chosen = getitems(idx) if getitems else [events[i] for i in idx]
+    X = torch.from_numpy(np.concatenate([np.asarray(ev["X"], np.float32).reshape(-1, N_ELEM_FEATURES)
+                                         for ev in chosen]))
+    y = torch.from_numpy(np.concatenate([np.asarray(ev["ytarget"], np.float32).reshape(-1, len(PF))
+                                         for ev in chosen]))
+    residual = (regression_targets(X, y) - regression_residual_offset(X)).double().numpy()  # [n, 5]
+    etype = element_type_index(X).numpy()
+    particle = y[:, PF["cls_id"]].round().numpy() > 0
+    for t in (ELEM_TYPE_TRACK, ELEM_TYPE_CLUSTER):
+        rows = residual[(etype == t) & particle]
+        if len(rows) < 2:
+            continue
+        q25, q50, q75 = np.quantile(rows, [0.25, 0.5, 0.75], axis=0)
+        center[t] = q50
+        scale[t] = np.maximum((q75 - q25) / 1.349, MIN_REGRESSION_SCALE)
+    return center, scale
+
+
 def decode_particles(X: torch.Tensor, out: MLPFOutput) -> torch.Tensor:
     """Predictions → particle rows [..., 8] in the ytarget layout (colliderflow.schema.PARTICLE_FEATURES).
 
-    cls_id is the most likely class; charge the most likely of −1/0/+1; pT and E the element's times
-    exp(predicted log ratio); (sin φ, cos φ) rescaled to unit length; jet_idx −1 (no jets assigned).
-    Elements predicted as "none" get an all-zero row, as in the targets.
+    cls_id is the most likely class; charge 0 for a neutral class (neutral hadron, photon) and the more
+    likely of −1/+1 for a charged one, so that no particle has a charge its class forbids; pT and E the
+    element's times exp(predicted log ratio); (sin φ, cos φ) rescaled to unit length; jet_idx −1 (no
+    jets assigned). Elements predicted as "none" get an all-zero row, as in the targets.
     """
     cls_id = out.cls_logits.argmax(dim=-1)  # [...]
-    charge = out.charge_logits.argmax(dim=-1) - 1
+    sign = torch.where(out.charge_logits[..., 2] >= out.charge_logits[..., 0], 1, -1)
+    charge = torch.where(_NEUTRAL_CLASS.to(cls_id.device)[cls_id], 0, sign)
     reg = out.regression.float()
     pt = X[..., ELEM_PT].clamp(min=MIN_MOMENTUM) * torch.exp(reg[..., 0].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
     energy = X[..., ELEM_ENERGY].clamp(min=MIN_MOMENTUM) * torch.exp(

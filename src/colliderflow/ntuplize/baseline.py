@@ -21,8 +21,8 @@ It sees only the element features (never the truth), in the spirit of Pandora bu
    `min_neutral_hadron_energy`, where most such clusters are fragments of charged hadron showers.
    Direction from the cluster position, massless.
 
-Linking is a vectorised nearest-neighbour search over the flattened tracks and clusters of all events
-(`pairs.nearest_within`); everything else is numpy columns. One candidate or none per element, in the
+Linking is a compiled nearest-neighbour search over the flattened tracks and clusters of all events
+(`kinematics.nearest_in_events`); everything else is numpy columns. One candidate or none per element, in the
 PARTICLE_FEATURES layout (jet_idx −1 here; the caller fills it).
 """
 
@@ -34,8 +34,8 @@ from typing import Any
 import numpy as np
 
 from colliderflow.config import dataclass_from_section
+from colliderflow.kinematics import METRIC_DELTA_R2, nearest_in_events
 from colliderflow.ntuplize.elements import CLU, TRK, ElementLayout
-from colliderflow.ntuplize.pairs import delta_phi, nearest_within
 from colliderflow.ntuplize.targets import (
     CLS_CHARGED_HADRON,
     CLS_ELECTRON,
@@ -112,17 +112,13 @@ def link_tracks(tracks: np.ndarray, clusters: np.ndarray, layout: ElementLayout,
     t_eta, t_phi, reaches = extrapolate_to_calo(tracks[:, TRK["tanLambda"]], phi0, omega, params)
     c_eta = clusters[:, CLU["eta"]]  # of the cluster position, seen from the origin
     c_phi = np.arctan2(clusters[:, CLU["sin_phi"]], clusters[:, CLU["cos_phi"]])
-
-    def delta_r2(q: np.ndarray, r: np.ndarray) -> np.ndarray:  # ΔR², same order as ΔR without the sqrt
-        deta = t_eta[q] - c_eta[r]
-        dphi = delta_phi(t_phi[q], c_phi[r])
-        return deta * deta + dphi * dphi
-
     link = np.full(tracks.shape[0], -1, dtype=np.int64)
     ok = np.flatnonzero(reaches)
     t_eta, t_phi = t_eta[ok], t_phi[ok]
-    link[ok] = nearest_within(layout.track_event[ok], t_eta, layout.cluster_event, c_eta, window=params.link_dr,
-                              distance=delta_r2, max_distance=params.link_dr**2)
+    # ΔR² orders the clusters as ΔR does, without the square root.
+    link[ok] = nearest_in_events(layout.track_event[ok], t_eta, (t_eta, t_phi), layout.cluster_event, c_eta,
+                                 (c_eta, c_phi), metric=METRIC_DELTA_R2, window=params.link_dr,
+                                 max_distance=params.link_dr**2)
     return link
 
 

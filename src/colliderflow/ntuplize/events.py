@@ -11,16 +11,18 @@ import hashlib
 import logging
 import re
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import awkward as ak
 import numpy as np
+import pyarrow as pa
 
 from colliderflow.config import canonical_json
-from colliderflow.io.parquet import write_parquet_atomic
+from colliderflow.io.parquet import row_list_type, write_parquet_atomic
 from colliderflow.io.sim_reader import read_events
-from colliderflow.kinematics import cluster_jets, jets_to_block, missing_et
+from colliderflow.kinematics import Momenta, cluster_cartesian, missing_et_cartesian
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
 from colliderflow.ntuplize.elements import (
     ElementLayout,
@@ -32,13 +34,13 @@ from colliderflow.ntuplize.elements import (
 )
 from colliderflow.ntuplize.targets import (
     assign_targets,
-    block_particles,
+    block_momenta,
     jet_index,
     particle_class,
-    visible_particles,
+    visible_momenta,
 )
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.schema import EVENT_COLUMNS, N_PARTICLE_FEATURES, PF, SPLITS
+from colliderflow.schema import EVENT_COLUMNS, JET_FEATURES, N_ELEM_FEATURES, N_PARTICLE_FEATURES, PF, SPLITS
 
 log = logging.getLogger(__name__)
 
@@ -110,20 +112,21 @@ def assign_splits(event_id: np.ndarray, *, sample: str, seed: int, fractions: di
     falls into [0, f_train), [f_train, f_train + f_val) or the rest. An event thus keeps its split
     whatever shards it is processed with, and different samples or seeds split independently.
     """
+    return np.asarray(SPLITS, dtype=object)[split_codes(event_id, sample=sample, seed=seed, fractions=fractions)]
+
+
+def split_codes(event_id: np.ndarray, *, sample: str, seed: int, fractions: dict[str, float]) -> np.ndarray:
+    """`assign_splits` as indices into SPLITS."""
     key = int.from_bytes(hashlib.sha256(canonical_json(["split", seed, sample]).encode()).digest()[:8], "little")
     h = _splitmix64(np.asarray(event_id, dtype=np.int64).view(np.uint64) ^ np.uint64(key))
     u = (h >> np.uint64(11)).astype(np.float64) * 2.0**-53
     edges = np.cumsum([fractions[s] for s in SPLITS])
-    return np.asarray(SPLITS, dtype=object)[np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)]
+    return np.minimum(np.searchsorted(edges, u, side="right"), len(SPLITS) - 1)
 
 
 # ------------------------------------------------------------------------------------------------
 # Columns of one file
 # ------------------------------------------------------------------------------------------------
-def _as_float32_block(array: ak.Array) -> ak.Array:
-    return ak.values_astype(array, np.float32)
-
-
 class _Stopwatch:
     """Seconds spent per stage, summed over files: where a shard's time goes, reported in the stats."""
 
@@ -180,9 +183,43 @@ def source_candidates(events: ak.Array, layout: ElementLayout) -> np.ndarray:
     return rows
 
 
+@dataclass(frozen=True)
+class FileColumns:
+    """The EVENT_COLUMNS of one file's events as flat numpy (sample and split excepted), plus counters.
+
+    Per-element blocks are [elements, width] float32 rows of all events one after another, cut into
+    events by n_elements; jets are float32 `Momenta`. Kept flat until the whole shard is assembled,
+    so that the table is built once, straight from the buffers.
+    """
+
+    event_id: np.ndarray  # int64 [events]
+    n_elements: np.ndarray  # int64 [events]
+    X: np.ndarray  # [elements, 17] float32
+    ytarget: np.ndarray  # [elements, 8] float32
+    ycand: np.ndarray
+    genmet: np.ndarray  # float32 [events]
+    genjets: Momenta
+    targetjets: Momenta
+    gen_unassigned_energy: np.ndarray  # float32 [events]
+    n_visible: int
+    n_unassigned: int
+
+    @classmethod
+    def concatenate(cls, parts: list[FileColumns]) -> FileColumns:
+        """The events of all parts, one file after the other."""
+        if len(parts) == 1:
+            return parts[0]
+        arrays = {name: np.concatenate([getattr(part, name) for part in parts])
+                  for name in ("event_id", "n_elements", "X", "ytarget", "ycand", "genmet", "gen_unassigned_energy")}
+        return cls(**arrays, genjets=Momenta.concatenate([part.genjets for part in parts]),
+                   targetjets=Momenta.concatenate([part.targetjets for part in parts]),
+                   n_visible=sum(part.n_visible for part in parts),
+                   n_unassigned=sum(part.n_unassigned for part in parts))
+
+
 def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[str, Any],
                  baseline: BaselineParams, bfield: float, source: str,
-                 stopwatch: _Stopwatch | None = None) -> dict[str, Any]:
+                 stopwatch: _Stopwatch | None = None) -> FileColumns:
     """EVENT_COLUMNS (except sample and split) for the events of one file; `first_index` numbers them."""
     lap = stopwatch.lap if stopwatch else (lambda stage: None)
     layout = layout_of(events)
@@ -198,36 +235,79 @@ def file_columns(events: ak.Array, *, first_index: int, shard: int, jets: dict[s
         cand = baseline_candidates(tracks, clusters, layout, baseline)
     lap("baseline")
 
-    visible = visible_particles(events)
-    genjets = cluster_jets(visible, **jets)
-    targetjets = cluster_jets(block_particles(targets.rows, layout), **jets)
+    # Gen and target jets in one clustering call: the gen events first, then the target events.
+    visible = visible_momenta(events)
+    target_particles = block_momenta(targets.rows, layout)
+    gen_xyz, target_xyz = visible.cartesian(), target_particles.cartesian()
+    n = layout.n_events
+    both = cluster_cartesian(*(np.concatenate(pair) for pair in zip(gen_xyz, target_xyz, strict=True)),
+                             np.concatenate([visible.counts, target_particles.counts]), **jets)
+    genjets, targetjets = both.events(0, n), both.events(n, 2 * n)
     lap("jets")
 
     # Both blocks refer to the target jets, so that candidates and targets can be compared jet by jet.
     jet_args = {"algorithm": jets["algorithm"], "radius": jets["radius"]}
-    for block in (targets.rows, cand):
-        block[:, PF["jet_idx"]] = jet_index(block, layout.offsets, targetjets, **jet_args)
+    targets.rows[:, PF["jet_idx"]] = jet_index(targets.rows, layout.offsets, targetjets, **jet_args,
+                                               phi=target_particles.phi)
+    cand[:, PF["jet_idx"]] = jet_index(cand, layout.offsets, targetjets, **jet_args)
     lap("jet_idx")
 
-    n = layout.n_events
     index = np.arange(first_index, first_index + n, dtype=np.int64)
     if n and index[-1] >= _EVENT_INDEX_LIMIT:
         raise ValueError(f"{source}: more than 2**32 events in one shard; event ids would collide")
-    columns = {
-        "event_id": np.int64(shard) * np.int64(_EVENT_INDEX_LIMIT) + index,
-        "X": layout.unflatten(rows),
-        "ytarget": layout.unflatten(targets.rows.astype(np.float32)),
-        "ycand": layout.unflatten(cand.astype(np.float32)),
-        "n_elements": layout.n_elements.astype(np.int32),
-        "genmet": missing_et(visible).astype(np.float32),
-        "genjets": _as_float32_block(jets_to_block(genjets)),
-        "targetjets": _as_float32_block(jets_to_block(targetjets)),
-        "gen_unassigned_energy": targets.unassigned_energy.astype(np.float32),
-        "_n_visible": targets.n_visible,
-        "_n_unassigned": targets.n_unassigned,
-    }
+    columns = FileColumns(
+        event_id=np.int64(shard) * np.int64(_EVENT_INDEX_LIMIT) + index,
+        n_elements=layout.n_elements,
+        X=rows,
+        ytarget=targets.rows.astype(np.float32),
+        ycand=cand.astype(np.float32),
+        genmet=missing_et_cartesian(gen_xyz[0], gen_xyz[1], visible.counts),
+        genjets=genjets,
+        targetjets=targetjets,
+        gen_unassigned_energy=targets.unassigned_energy.astype(np.float32),
+        n_visible=targets.n_visible,
+        n_unassigned=targets.n_unassigned,
+    )
     lap("columns")
     return columns
+
+
+def _row_lists(rows: np.ndarray, counts: np.ndarray, width: int) -> pa.Array:
+    """Flat [n, width] rows cut into events of counts[i] rows, as the stored list<fixed_size_list> type."""
+    offsets = np.zeros(counts.size + 1, dtype=np.int64)
+    np.cumsum(counts, out=offsets[1:])
+    if offsets[-1] > np.iinfo(np.int32).max:
+        raise ValueError(f"{offsets[-1]} rows in one shard; a Parquet list column holds at most 2**31 − 1")
+    list_type = row_list_type(width)
+    values = pa.array(np.ascontiguousarray(rows, dtype=np.float32).reshape(-1))
+    inner = pa.FixedSizeListArray.from_arrays(values, type=list_type.value_type)
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), inner, type=list_type)
+
+
+def _jet_rows(jets: Momenta) -> pa.Array:
+    rows = np.stack([jets.pt, jets.eta, jets.phi, jets.energy], axis=1)
+    return _row_lists(rows, jets.counts, len(JET_FEATURES))
+
+
+def event_table(columns: FileColumns, *, sample: str, splits: np.ndarray) -> pa.Table:
+    """The shard as an arrow table of EVENT_COLUMNS, already in the stored types; `splits` indexes SPLITS."""
+    n_events = columns.event_id.size
+    arrays = {
+        "event_id": pa.array(columns.event_id),
+        "sample": pa.DictionaryArray.from_arrays(pa.array(np.zeros(n_events, dtype=np.int32)),
+                                                 pa.array([sample])).cast(pa.string()),
+        "split": pa.DictionaryArray.from_arrays(pa.array(splits.astype(np.int32)),
+                                                pa.array(SPLITS, type=pa.string())).cast(pa.string()),
+        "X": _row_lists(columns.X, columns.n_elements, N_ELEM_FEATURES),
+        "ytarget": _row_lists(columns.ytarget, columns.n_elements, N_PARTICLE_FEATURES),
+        "ycand": _row_lists(columns.ycand, columns.n_elements, N_PARTICLE_FEATURES),
+        "n_elements": pa.array(columns.n_elements.astype(np.int32)),
+        "genmet": pa.array(columns.genmet),
+        "genjets": _jet_rows(columns.genjets),
+        "targetjets": _jet_rows(columns.targetjets),
+        "gen_unassigned_energy": pa.array(columns.gen_unassigned_energy),
+    }
+    return pa.table({name: arrays[name] for name in EVENT_COLUMNS})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -273,22 +353,19 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
                                   stopwatch=stopwatch))
         first_index += len(events)
 
-    columns = {name: ak.concatenate([part[name] for part in parts]) for name in EVENT_COLUMNS
-               if name not in ("sample", "split")}
-    event_id = ak.to_numpy(columns["event_id"])
-    n_events = len(event_id)
-    columns["sample"] = np.asarray([sample] * n_events, dtype=object)
-    columns["split"] = assign_splits(event_id, sample=sample, seed=seed, fractions=fractions)
-    table = ak.zip({name: _column(name, columns[name]) for name in EVENT_COLUMNS}, depth_limit=1)
+    columns = FileColumns.concatenate(parts)
+    n_events = columns.event_id.size
+    splits = split_codes(columns.event_id, sample=sample, seed=seed, fractions=fractions)
+    table = event_table(columns, sample=sample, splits=splits)
     stopwatch.lap("columns")
     write_parquet_atomic(table, output)
     stopwatch.lap("write")
 
-    n_elements = int(ak.sum(columns["n_elements"]))
-    unassigned = float(ak.sum(columns["gen_unassigned_energy"]))
-    n_visible = sum(part["_n_visible"] for part in parts)
-    n_lost = sum(part["_n_unassigned"] for part in parts)
-    split_counts = {s: int(np.sum(columns["split"] == s)) for s in SPLITS}
+    n_elements = int(columns.n_elements.sum())
+    unassigned = float(np.sum(columns.gen_unassigned_energy))  # float32, as awkward's sum gave it
+    n_visible = columns.n_visible
+    n_lost = columns.n_unassigned
+    split_counts = {s: int(np.sum(splits == i)) for i, s in enumerate(SPLITS)}
     if provenance is not None:
         record = provenance_record(
             stage="ntuplize",
@@ -338,12 +415,6 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
              "particles (%.1f GeV) reached no element → %s", sample, shard, n_events, n_elements,
              stats["events_per_s"], stats["mb_per_s"], n_lost, n_visible, unassigned, output)
     return stats
-
-
-def _column(name: str, values: Any) -> ak.Array:
-    if name in ("sample", "split"):
-        return ak.from_numpy(np.asarray(values, dtype=str))
-    return ak.Array(values) if not isinstance(values, ak.Array) else values
 
 
 def _sha256(path: Path) -> str:

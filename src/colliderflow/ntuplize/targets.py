@@ -21,10 +21,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import awkward as ak
+import numba
 import numpy as np
 
+from colliderflow.kinematics import METRIC_DELTA_R, METRIC_MINUS_COS, Momenta, nearest_in_events
 from colliderflow.ntuplize.elements import ElementLayout, flat
-from colliderflow.ntuplize.pairs import delta_phi, nearest_within
 from colliderflow.schema import N_PARTICLE_FEATURES, NEUTRINO_PDGIDS, PF
 
 CLS_NONE, CLS_CHARGED_HADRON, CLS_NEUTRAL_HADRON, CLS_PHOTON, CLS_ELECTRON, CLS_MUON = range(6)
@@ -36,12 +37,25 @@ _PT_FLOOR = 1e-9
 
 def particle_class(pdgid: np.ndarray, charge: np.ndarray) -> np.ndarray:
     """CLASS_NAMES index of truth particles: e and μ by |pdg id|, photons, else by charge."""
-    apdg = np.abs(pdgid)
-    return np.select(
-        [apdg == 11, apdg == 13, apdg == 22, charge != 0],
-        [CLS_ELECTRON, CLS_MUON, CLS_PHOTON, CLS_CHARGED_HADRON],
-        default=CLS_NEUTRAL_HADRON,
-    ).astype(np.int64)
+    out = np.empty(len(pdgid), dtype=np.int64)
+    _particle_class_kernel(np.asarray(pdgid), np.asarray(charge), out)
+    return out
+
+
+@numba.njit(cache=True, nogil=True)
+def _particle_class_kernel(pdgid, charge, out):
+    for i in range(pdgid.size):
+        apdg = abs(pdgid[i])
+        if apdg == 11:
+            out[i] = CLS_ELECTRON
+        elif apdg == 13:
+            out[i] = CLS_MUON
+        elif apdg == 22:
+            out[i] = CLS_PHOTON
+        elif charge[i] != 0:
+            out[i] = CLS_CHARGED_HADRON
+        else:
+            out[i] = CLS_NEUTRAL_HADRON
 
 
 def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -75,14 +89,34 @@ def visible_mask(events: ak.Array) -> np.ndarray:
 def _argmax_per_group(group: np.ndarray, value: np.ndarray, item: np.ndarray, n_groups: int) -> np.ndarray:
     """Per group, the smallest `item` among the entries of largest `value`; _NO_INDEX for empty groups.
 
-    Segment reductions with ufunc.at instead of sorting: the inputs need no particular order.
+    One compiled pass (numpy's ufunc.at, the alternative without sorting, is several times slower);
+    the inputs need no particular order.
     """
-    top = np.full(n_groups, -np.inf)
-    np.maximum.at(top, group, value)
-    at_top = value == top[group]
     best = np.full(n_groups, _NO_INDEX, dtype=np.int64)
-    np.minimum.at(best, group[at_top], item[at_top])
+    _argmax_per_group_kernel(group, value, item, np.full(n_groups, -np.inf), best)
     return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _argmax_per_group_kernel(group, value, item, top, best):
+    for i in range(group.size):
+        g = group[i]
+        if value[i] > top[g] or (value[i] == top[g] and item[i] < best[g]):
+            top[g] = value[i]
+            best[g] = item[i]
+
+
+def _min_per_group(group: np.ndarray, item: np.ndarray, n_groups: int) -> np.ndarray:
+    """Per group, the smallest `item`; _NO_INDEX for empty groups."""
+    best = np.full(n_groups, _NO_INDEX, dtype=np.int64)
+    _min_per_group_kernel(group, item, best)
+    return best
+
+
+@numba.njit(cache=True, nogil=True)
+def _min_per_group_kernel(group, item, best):
+    for i in range(group.size):
+        best[group[i]] = min(best[group[i]], item[i])
 
 
 def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
@@ -103,8 +137,7 @@ def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
     # The first track of the particle, which wins over any deposit.
     track_gen = flat(events.track_gen_idx, np.int64)
     real = track_gen >= 0
-    by_track = np.full(n_total, _NO_INDEX, dtype=np.int64)
-    np.minimum.at(by_track, gen_off[layout.track_event[real]] + track_gen[real], layout.track_pos[real])
+    by_track = _min_per_group(gen_off[layout.track_event[real]] + track_gen[real], layout.track_pos[real], n_total)
 
     elem = np.where(by_track != _NO_INDEX, by_track, by_cluster)
     return np.where(elem != _NO_INDEX, elem, -1)
@@ -184,35 +217,38 @@ def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     return Targets(rows, unassigned, int(visible.sum()), int(lost.sum()))
 
 
-def block_particles(rows: np.ndarray, layout: ElementLayout) -> ak.Array:
-    """The particles (cls_id != 0) of flat [total, 8] rows as records (pt, eta, phi, energy) [events, particles].
+def block_momenta(rows: np.ndarray, layout: ElementLayout) -> Momenta:
+    """The particles (cls_id != 0) of flat [total, 8] rows, event by event.
 
-    The same as `kinematics.particles_from_block` on the unflattened block, computed on flat numpy.
+    The same particles as `kinematics.particles_from_block` on the unflattened block, computed on flat numpy.
     """
     keep = rows[:, PF["cls_id"]] != 0
     element_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), layout.n_elements)
-    counts = np.bincount(element_event[keep], minlength=layout.n_events)
+    counts = np.bincount(element_event[keep], minlength=layout.n_events).astype(np.int64)
     chosen = rows[keep]
-    columns = {
-        "pt": chosen[:, PF["pt"]],
-        "eta": chosen[:, PF["eta"]],
-        "phi": np.arctan2(chosen[:, PF["sin_phi"]], chosen[:, PF["cos_phi"]]),
-        "energy": chosen[:, PF["energy"]],
-    }
-    return ak.zip({k: ak.unflatten(v, counts) for k, v in columns.items()})
+    phi = np.arctan2(chosen[:, PF["sin_phi"]], chosen[:, PF["cos_phi"]])
+    return Momenta(chosen[:, PF["pt"]], chosen[:, PF["eta"]], phi, chosen[:, PF["energy"]], counts)
 
 
-def visible_particles(events: ak.Array) -> ak.Array:
-    """Visible truth particles as records (pt, eta, phi, energy) [events, particles], for gen jets and MET."""
+def block_particles(rows: np.ndarray, layout: ElementLayout) -> ak.Array:
+    """`block_momenta` as records (pt, eta, phi, energy) [events, particles]."""
+    return block_momenta(rows, layout).records()
+
+
+def visible_momenta(events: ak.Array) -> Momenta:
+    """Visible truth particles (pt, eta, phi, energy), event by event, for gen jets and MET."""
     visible = visible_mask(events)
     n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
     gen_event = np.repeat(np.arange(len(n_gen), dtype=np.int64), n_gen)
-    counts = np.bincount(gen_event[visible], minlength=len(n_gen))
+    counts = np.bincount(gen_event[visible], minlength=len(n_gen)).astype(np.int64)
     pt, eta, phi = pt_eta_phi(flat(events.gen_px)[visible], flat(events.gen_py)[visible],
                               flat(events.gen_pz)[visible])
-    energy = flat(events.gen_energy)[visible]
-    return ak.zip({k: ak.unflatten(v, counts) for k, v in
-                   {"pt": pt, "eta": eta, "phi": phi, "energy": energy}.items()})
+    return Momenta(pt, eta, phi, flat(events.gen_energy)[visible], counts)
+
+
+def visible_particles(events: ak.Array) -> ak.Array:
+    """`visible_momenta` as records (pt, eta, phi, energy) [events, particles]."""
+    return visible_momenta(events).records()
 
 
 def _unit_vectors(eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -220,43 +256,40 @@ def _unit_vectors(eta: np.ndarray, phi: np.ndarray) -> tuple[np.ndarray, np.ndar
     return np.cos(phi) * inv_cosh, np.sin(phi) * inv_cosh, np.tanh(eta)
 
 
-def jet_index(rows: np.ndarray, offsets: np.ndarray, jets: ak.Array, *, algorithm: str, radius: float
-              ) -> np.ndarray:
+def jet_index(rows: np.ndarray, offsets: np.ndarray, jets: ak.Array | Momenta, *, algorithm: str, radius: float,
+              phi: np.ndarray | None = None) -> np.ndarray:
     """Per element row, the index of the nearest jet whose axis is within `radius`, else −1.
 
     `rows` are the flat [total elements, 8] particle rows of all events, event i owning
-    rows[offsets[i]:offsets[i + 1]]; `jets` are [events, jets] records (eta, phi), indices count
-    within the event. A stand-in for the clustering's own constituent lists, which
-    `kinematics.cluster_jets` does not return: for ee_genkt the distance is the opening angle (the
-    algorithm's own measure), for antikt ΔR in (η, φ). For isolated jets this reproduces the
-    membership exactly; where two jets overlap, a particle goes to the closer axis, which the
-    clustering may decide otherwise. Rows with cls_id 0 get −1.
+    rows[offsets[i]:offsets[i + 1]]; `jets` are [events, jets] records (eta, phi) or `Momenta`,
+    indices count within the event. For ee_genkt the distance is the opening angle (the algorithm's
+    own measure), for antikt ΔR in (η, φ). This is a definition of membership in its own right, not
+    the clustering's constituent lists: it also places the baseline candidates, which were never
+    clustered, and where two jets overlap a particle goes to the closer axis. Rows with cls_id 0 get −1.
+    `phi`, if given, is arctan2(sin_phi, cos_phi) of the rows with cls_id != 0 (`block_momenta` has it).
     """
     out = np.full(rows.shape[0], -1, dtype=np.int64)
     valid = np.flatnonzero(rows[:, PF["cls_id"]] != 0)
     n_events = offsets.size - 1
-    n_jets = ak.to_numpy(ak.num(jets.eta, axis=1)).astype(np.int64)
+    if isinstance(jets, Momenta):
+        n_jets, jet_eta, jet_phi = jets.counts, jets.eta.astype(np.float64), jets.phi.astype(np.float64)
+    else:
+        n_jets, jet_eta, jet_phi = ak.to_numpy(ak.num(jets.eta, axis=1)), flat(jets.eta), flat(jets.phi)
+    n_jets = np.asarray(n_jets, dtype=np.int64)
     jet_event = np.repeat(np.arange(n_events, dtype=np.int64), n_jets)
     jet_first = np.concatenate([[0], np.cumsum(n_jets)[:-1]]).astype(np.int64)
-    jet_eta, jet_phi = flat(jets.eta), flat(jets.phi)
     elem_event = np.repeat(np.arange(n_events, dtype=np.int64), np.diff(offsets))[valid]
     eta = rows[valid, PF["eta"]]
-    phi = np.arctan2(rows[valid, PF["sin_phi"]], rows[valid, PF["cos_phi"]])
+    if phi is None:
+        phi = np.arctan2(rows[valid, PF["sin_phi"]], rows[valid, PF["cos_phi"]])
     if algorithm == "ee_genkt":
         # Nearest in opening angle = largest cosine; −cos serves as the distance, −cos R as its limit.
         e, j = _unit_vectors(eta, phi), _unit_vectors(jet_eta, jet_phi)
-
-        def minus_cos(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-            return -(e[0][q] * j[0][r] + e[1][q] * j[1][r] + e[2][q] * j[2][r])
-
-        best = nearest_within(elem_event, np.arccos(e[2]), jet_event, np.arccos(j[2]), window=radius,
-                              distance=minus_cos, max_distance=-np.cos(radius))
+        best = nearest_in_events(elem_event, np.arccos(e[2]), e, jet_event, np.arccos(j[2]), j,
+                                 metric=METRIC_MINUS_COS, window=radius, max_distance=-np.cos(radius))
     else:
-        def delta_r(q: np.ndarray, r: np.ndarray) -> np.ndarray:
-            return np.hypot(eta[q] - jet_eta[r], delta_phi(phi[q], jet_phi[r]))
-
-        best = nearest_within(elem_event, eta, jet_event, jet_eta, window=radius, distance=delta_r,
-                              max_distance=radius)
+        best = nearest_in_events(elem_event, eta, (eta, phi), jet_event, jet_eta, (jet_eta, jet_phi),
+                                 metric=METRIC_DELTA_R, window=radius, max_distance=radius)
     found = best >= 0
     out[valid[found]] = best[found] - jet_first[jet_event[best[found]]]
     return out

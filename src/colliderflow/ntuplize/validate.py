@@ -12,11 +12,18 @@ of the visible energy the targets carry: 1 for a perfectly covered event, lower 
 the detector acceptance or the target assignment drops particles. An event is an outlier when
 |closure − 1| > closure_tolerance; too many outliers fail the check. Events with no visible energy
 at all have no closure and are counted separately.
+
+Empty shards. A shard with no events is valid input: it is what the ntuplizer writes for a generation
+shard that failed and was skipped (`skip_failed_shards`, see `ntuplize.empty_shard`). Such shards add
+nothing to the checks — `min_events` still judges the sample's total — but the summary counts and
+lists them (`empty_shards`, and `skipped_shards` with the reason for those written for a failed
+generation shard), so a sample that lost shards says so where its validation is read.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 from typing import Any
@@ -26,7 +33,10 @@ import numpy as np
 
 from colliderflow.io.atomic import atomic_path, write_text_atomic
 from colliderflow.io.parquet import read_event_parquet
+from colliderflow.ntuplize.empty_shard import skipped_reason
 from colliderflow.schema import CLASS_NAMES, N_CLASSES, PF, SPLITS
+
+log = logging.getLogger(__name__)
 
 _FLOAT_COLUMNS = ("X", "ytarget", "ycand", "genmet", "genjets", "targetjets", "gen_unassigned_energy")
 
@@ -101,6 +111,7 @@ def _file_stats(path: Path) -> dict[str, Any]:
         "visible_energy": target_e + unassigned,
         "splits": {s: int(np.sum(split == s)) for s in SPLITS},
         "bad_split": int(np.sum(~np.isin(split, SPLITS))),
+        "skipped": skipped_reason(path),
     }
 
 
@@ -135,7 +146,8 @@ def _plot(path: Path, n_elements: np.ndarray, classes: dict[str, np.ndarray], cl
     ax.hist(np.clip(finite, 0.0, 1.5), bins=60, range=(0.0, 1.5), color="tab:green")
     for edge in (1 - params.closure_tolerance, 1 + params.closure_tolerance):
         ax.axvline(edge, color="k", linestyle="--", linewidth=1)
-    ax.set_yscale("log")
+    if finite.size:  # a log axis of an empty histogram has nothing to scale (all shards empty)
+        ax.set_yscale("log")
     ax.set_xlabel("Σ target E / visible truth E per event")
     ax.set_ylabel("events")
     fig.suptitle(title)
@@ -151,7 +163,7 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
     `params` holds the thresholds (ValidationParams; absent keys keep their defaults), or is the whole
     `ntuplize` config section, whose `validation` part is then used. Raises ValueError naming the
     inputs, the summary and the failed checks when a threshold is violated — after both outputs have
-    been written.
+    been written. Shards without events are accepted and reported (see the module doc).
     """
     inputs = [Path(p) for p in inputs]
     if not inputs:
@@ -183,6 +195,10 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
     bad_split = sum(s["bad_split"] for s in per_file)
     mean_elements = float(n_elements.mean()) if n_elements.size else 0.0
     finite_closure = closure[np.isfinite(closure)]
+    empty_shards = [str(p) for p, s in zip(inputs, per_file, strict=True) if s["events"] == 0]
+    skipped_shards = {str(p): s["skipped"] for p, s in zip(inputs, per_file, strict=True) if s["skipped"] is not None}
+    for path, reason in skipped_shards.items():
+        log.warning("validate: %s holds no events, its generation shard was skipped: %s", path, reason)
 
     def check(name: str, value: float, threshold: float, passed: bool) -> dict[str, Any]:
         return {"name": name, "value": value, "threshold": threshold, "passed": bool(passed)}
@@ -210,6 +226,11 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
         "samples": samples,
         "events": n_events,
         "events_per_file": {str(p): s["events"] for p, s in zip(inputs, per_file, strict=True)},
+        "shards": len(inputs),
+        "n_empty_shards": len(empty_shards),
+        "empty_shards": empty_shards,
+        "n_skipped_shards": len(skipped_shards),
+        "skipped_shards": skipped_shards,
         "splits": {sp: sum(s["splits"][sp] for s in per_file) for sp in SPLITS},
         "elements": {
             "total": int(n_elements.sum()),
@@ -234,7 +255,8 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
     }
     write_text_atomic(summary, json.dumps(result, indent=2, sort_keys=True) + "\n")
     _plot(plot, n_elements, classes, closure, thresholds,
-          title=f"{', '.join(samples) or 'no sample'}: {n_events} events, {len(inputs)} shard(s)")
+          title=f"{', '.join(samples) or 'no sample'}: {n_events} events, {len(inputs)} shard(s)"
+                + (f", {len(skipped_shards)} skipped" if skipped_shards else ""))
     if failed:
         reasons = "; ".join(f"{c['name']}: {c['value']} vs threshold {c['threshold']}" for c in failed)
         names = ", ".join(str(p) for p in inputs)

@@ -35,22 +35,27 @@ OPTIONAL_PARAMS: Final = {"threshold": 0.1, "discard_under_overflow": True}
 TRAIN_SPLIT: Final = "train"
 
 
-def _check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Complete and check the `weights` section before any file is read."""
-    missing = [k for k in REQUIRED_PARAMS if k not in params]
+def check_params(params: Mapping[str, Any], *, required: tuple[str, ...] = REQUIRED_PARAMS,
+                 optional: Mapping[str, Any] = OPTIONAL_PARAMS, section: str = "weights") -> dict[str, Any]:
+    """Complete and check a weights section before any file is read (shared by the event and jet stages).
+
+    required/optional: the keys the caller's stage knows (optional ones with their defaults); `section`
+    names the config section in error messages.
+    """
+    missing = [k for k in required if k not in params]
     if missing:
-        raise ValueError(f"weights params: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(params) - set(REQUIRED_PARAMS) - set(OPTIONAL_PARAMS))
+        raise ValueError(f"{section} params: missing key(s) {', '.join(missing)}")
+    unknown = sorted(set(params) - set(required) - set(optional))
     if unknown:
-        raise ValueError(f"weights params: unknown key(s) {', '.join(unknown)}")
-    out = {**OPTIONAL_PARAMS, **params}
+        raise ValueError(f"{section} params: unknown key(s) {', '.join(unknown)}")
+    out = {**optional, **params}
     if not isinstance(out["class_weights"], Mapping) or not out["class_weights"]:
-        raise ValueError("weights params: class_weights must map each class (a class_column value) to a weight")
-    if not isinstance(out["class_column"], str):
-        raise ValueError(f"weights params: class_column must be a column name, got {out['class_column']!r}")
+        raise ValueError(f"{section} params: class_weights must map each class (a class_column value) to a weight")
+    if "class_column" in out and not isinstance(out["class_column"], str):
+        raise ValueError(f"{section} params: class_column must be a column name, got {out['class_column']!r}")
     if not isinstance(out["discard_under_overflow"], bool):
-        raise ValueError(
-            f"weights params: discard_under_overflow must be true or false, got {out['discard_under_overflow']!r}"
+        raise ValueError(  # noqa: TRY004 (a bad config value, reported like every other one)
+            f"{section} params: discard_under_overflow must be true or false, got {out['discard_under_overflow']!r}"
         )
     check_vars(out["vars"])
     return out
@@ -69,8 +74,8 @@ def _key_order(sample: np.ndarray, event_id: np.ndarray, where: str) -> np.ndarr
     return order
 
 
-def _stats(result: ReweightResult, labels: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
-    codes = class_indices(labels, result.classes)
+def weight_stats(result: ReweightResult, codes: np.ndarray, weights: np.ndarray) -> dict[str, Any]:
+    """Counts and weight sums per class; `codes` is each row's index in result.classes (-1: no class)."""
     names = [str(c) for c in result.classes]
     per_class = {}
     for c, name in enumerate(names):
@@ -91,10 +96,29 @@ def _stats(result: ReweightResult, labels: np.ndarray, weights: np.ndarray) -> d
     }
 
 
+def write_weight_outputs(*, sample: np.ndarray | pa.Array, event_id: np.ndarray, weights: np.ndarray,
+                         result: ReweightResult, document: Mapping[str, Any], output: Path, histograms: Path,
+                         plot: Path) -> None:
+    """The weights Parquet (rows as given, which must already be in key order), histograms JSON and plot.
+
+    `document` is what the histograms file says beyond the maps themselves (class column, split, stats).
+    """
+    table = pa.table({
+        "sample": sample if isinstance(sample, (pa.Array, pa.ChunkedArray)) else pa.array(sample, pa.string()),
+        "event_id": pa.array(event_id, pa.int64()),
+        "weight": pa.array(weights.astype(np.float32), pa.float32()),
+    })
+    write_parquet_atomic(table, output)
+    write_text_atomic(histograms, json.dumps({**result.to_dict(), **document}, indent=1) + "\n")
+    from colliderflow.weights.plots import plot_projections  # matplotlib only where a plot is drawn
+
+    plot_projections(result, plot)
+
+
 def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], output: Path, histograms: Path,
                                plot: Path, provenance: Path | None) -> None:
     """Weights for every training event of `inputs`, written with their histograms, plot and provenance."""
-    p = _check_params(params)
+    p = check_params(params)
     inputs = [Path(i) for i in inputs]
     if not inputs:
         raise ValueError("weights: no input Parquet files given")
@@ -123,19 +147,11 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
-    table = pa.table({
-        "sample": pa.array(data["sample"][order], pa.string()),
-        "event_id": pa.array(data["event_id"][order], pa.int64()),
-        "weight": pa.array(weights[order].astype(np.float32), pa.float32()),
-    })
-    write_parquet_atomic(table, output)
-
-    stats = _stats(result, labels, weights)
-    document = {**result.to_dict(), "class_column": p["class_column"], "split": TRAIN_SPLIT, "stats": stats}
-    write_text_atomic(histograms, json.dumps(document, indent=1) + "\n")
-    from colliderflow.weights.plots import plot_projections  # matplotlib only where a plot is drawn
-
-    plot_projections(result, plot)
+    stats = weight_stats(result, class_indices(labels, result.classes), weights)
+    write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
+                         result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
+                                                  "stats": stats},
+                         output=output, histograms=histograms, plot=plot)
     if provenance is not None:
         write_provenance(provenance, provenance_record(
             stage="weights", config=params, inputs=[str(i) for i in inputs],

@@ -20,11 +20,15 @@ import numpy as np
 from colliderflow.io.atomic import atomic_path
 from colliderflow.weights.histogram import ReweightResult
 
-# Axis labels of the variables the event-level datasets are reweighted in; others show their name.
+# Axis labels of the variables the datasets are usually reweighted in; others show their name.
 AXIS_LABELS: Final[dict[str, str]] = {
     "n_elements": "number of PF elements",
     "genmet": "generator MET [GeV]",
     "gen_unassigned_energy": "unassigned truth energy [GeV]",
+    "jet_pt": r"jet $p_T$ [GeV]",
+    "jet_sdmass": r"jet soft-drop mass $m_{SD}$ [GeV]",
+    "jet_eta": r"jet $\eta$",
+    "jet_nparticles": "jet constituents",
 }
 
 

@@ -29,11 +29,13 @@ def run_external_backend(
     seed: int,
     output: Path,
     options: dict[str, Any] | None = None,
+    process_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Run `backend` for one shard into `output`; returns what its provenance record should hold."""
     runners = {"delphes": run_delphes, "key4hep": run_key4hep}
     if backend not in runners:
         raise ValueError(f"unknown external backend {backend!r}; known: {', '.join(EXTERNAL_BACKENDS)}")
     return runners[backend](
-        process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed, output=Path(output), options=options
+        process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed, output=Path(output), options=options,
+        process_options=process_options,
     )

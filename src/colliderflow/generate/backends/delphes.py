@@ -101,6 +101,7 @@ def run_delphes(
     seed: int,
     output: Path,
     options: dict[str, Any] | None = None,
+    process_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate, write HepMC2, run Delphes; `output` appears only if every step succeeded.
 
@@ -112,7 +113,9 @@ def run_delphes(
     output = Path(output)
     with scratch_dir(output) as work:
         hepmc = work / "events.hepmc"
-        generator = write_hepmc2(hepmc, process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed)
+        generator = write_hepmc2(
+            hepmc, process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed, process_options=process_options
+        )
         result = work / "delphes.root"
         commands = delphes_commands(card=card, output=result, hepmc=hepmc)
         run_logged(commands, cwd=work, log=work / "delphes.log")

@@ -143,7 +143,10 @@ def _weights(records: ak.Array) -> np.ndarray:
     return np.asarray(ak.to_numpy(ak.fill_none(ak.firsts(records["info"]["weights"], axis=1), 1.0)), dtype=np.float64)
 
 
-def write_hepmc2(output: str | Path, *, process: str, sqrt_s: float, n_events: int, seed: int) -> dict[str, Any]:
+def write_hepmc2(
+    output: str | Path, *, process: str, sqrt_s: float, n_events: int, seed: int,
+    process_options: dict[str, Any] | None = None,
+) -> dict[str, Any]:
     """Generate `n_events` Pythia events of `process` and write them as HepMC2 text to `output`.
 
     The file appears only when complete (atomic rename); the same arguments give a byte-identical file.
@@ -152,7 +155,7 @@ def write_hepmc2(output: str | Path, *, process: str, sqrt_s: float, n_events: i
     if isinstance(n_events, bool) or not isinstance(n_events, (int, np.integer)) or n_events < 1:
         raise ValueError(f"n_events must be an integer >= 1, got {n_events!r}")
     pyhepmc = _import_pyhepmc()
-    generator = PythiaGenerator(process, sqrt_s=sqrt_s, seed=int(seed))
+    generator = PythiaGenerator(process, sqrt_s=sqrt_s, seed=int(seed), options=process_options)
     output = Path(output)
     with atomic_path(output) as tmp:
         os.unlink(tmp)  # the writer creates the file itself

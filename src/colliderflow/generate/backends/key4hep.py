@@ -168,6 +168,7 @@ def run_key4hep(
     seed: int,
     output: Path,
     options: dict[str, Any] | None = None,
+    process_options: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Generate, simulate and reconstruct; the EDM4hep `output` appears only if every step succeeded."""
     parsed = parse_key4hep_options(options)
@@ -182,7 +183,9 @@ def run_key4hep(
     with scratch_dir(output) as work:
         work = work.resolve()
         hepmc = work / "events.hepmc"
-        generator = write_hepmc2(hepmc, process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed)
+        generator = write_hepmc2(
+            hepmc, process=process, sqrt_s=sqrt_s, n_events=n_events, seed=seed, process_options=process_options
+        )
         card = pythia_card(generator["settings"], n_events=n_events)
         (work / "card.cmd").write_text(card)
         (work / "key4hep.log").write_text(f"# card.cmd\n{card}")

@@ -1,0 +1,197 @@
+"""The jet `weights` stage: JetClass-II training files in, per-jet sampling weights plus documentation out.
+
+Same semantics as the event stage (colliderflow.weights.histogram: weaver's WeightMaker), with what
+differs for jets:
+
+* Classes are jet_label values, named in the config by their label-table names. class_weights maps
+  names ("X_bb" or "label_X_bb", both accepted, as in weaver's label columns) to weights; its key order
+  is the class order, the first being the `ref` reference. A jet whose label is not listed gets 0.
+* The two `vars` must be per-jet (scalar) JetClass-II columns, e.g. jet_pt and jet_sdmass: exactly what
+  weaver's reweight_vars can read from the same files, so the weights this stage writes and the ones
+  weaver would make from the config of `weaver_config` agree. (Set discard_under_overflow explicitly:
+  absent, this stage takes weaver's default, true, while weaver_config writes false.)
+* Keys are (sample, event_id) = (file stem, row in the file), what colliderflow.jet_data.JetDataset keys
+  jets by and colliderflow.data.read_sampling_weights looks up. Stems must be unique over the inputs;
+  the assembled dataset's file names (colliderflow.jetset) are. Rows come out sorted by (stem, row).
+* Every row of every input gets a weight: the stage does not know which jets the trainer will hold out
+  for validation, and a lookup table that covers more keys than needed is harmless.
+
+Params: method, vars, class_weights, optional threshold (default 0.1), discard_under_overflow (default
+true) and class_column (only "jet_label" is meaningful; accepted so the section can be shared with
+weaver_config).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import logging
+import re
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any, Final
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from colliderflow.jet_data import jet_files
+from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
+from colliderflow.provenance import provenance_record, write_provenance
+from colliderflow.weights.files import OPTIONAL_PARAMS, TRAIN_SPLIT, check_params, weight_stats, write_weight_outputs
+from colliderflow.weights.histogram import ReweightResult, reweight_events
+
+log = logging.getLogger(__name__)
+
+JET_REQUIRED_PARAMS: Final = ("method", "vars", "class_weights")
+JET_OPTIONAL_PARAMS: Final = {**OPTIONAL_PARAMS, "class_column": "jet_label"}
+CLASS_COLUMN: Final = "jet_label"
+
+
+def label_name(name: str) -> str:
+    """A label-table name in its canonical `label_…` form (the config may leave the prefix out)."""
+    return name if name.startswith("label_") else f"label_{name}"
+
+
+def class_jet_labels(class_names: Sequence[str], label_table: Sequence[str]) -> list[int]:
+    """The jet_label value of each class name: its position in the label table."""
+    index = {label_name(str(n)): i for i, n in enumerate(label_table)}
+    if len(index) != len(label_table):
+        raise ValueError("label_table: repeats a label name")
+    out = []
+    for name in class_names:
+        if not isinstance(name, str) or label_name(name) not in index:
+            raise ValueError(f"jet weights params: class {name!r} of class_weights is not in the label table")
+        out.append(index[label_name(name)])
+    if len(set(out)) != len(out):
+        raise ValueError(f"jet weights params: class_weights names a label twice: {list(class_names)}")
+    return out
+
+
+def _check_jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    p = check_params(params, required=JET_REQUIRED_PARAMS, optional=JET_OPTIONAL_PARAMS, section="jet weights")
+    if p["class_column"] != CLASS_COLUMN:
+        raise ValueError(f"jet weights params: jet classes live in {CLASS_COLUMN}, not {p['class_column']!r}")
+    for name in p["vars"]:
+        column = COLUMNS_BY_NAME.get(name)
+        if column is None or column.is_list or name == CLASS_COLUMN:
+            raise ValueError(f"jet weights params: vars: {name!r} is not a per-jet JetClass-II column")
+    return p
+
+
+def _ordered_files(inputs: Sequence[Path]) -> list[Path]:
+    """Input files in key order (by stem); a repeated stem would make the (stem, row) keys ambiguous."""
+    files = sorted(jet_files([Path(i) for i in inputs]), key=lambda p: (p.stem, str(p)))
+    for a, b in itertools.pairwise(files):
+        if a.stem == b.stem:
+            raise ValueError(f"{a} and {b} share the file stem {a.stem!r}, which is what jets are keyed by")
+    return files
+
+
+def read_jet_columns(files: Sequence[Path], columns: Sequence[str]) -> tuple[dict[str, np.ndarray], np.ndarray]:
+    """Scalar JetClass-II columns of `files`, concatenated, and the number of rows of each file."""
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in columns}
+    counts = []
+    for path in files:
+        if not path.is_file():
+            raise ValueError(f"{path}: jet Parquet file does not exist")
+        try:
+            parquet = pq.ParquetFile(path)
+            problems = schema_differences(parquet.schema_arrow)
+            if problems:
+                raise ValueError(f"{path}: not a JetClass-II jet file: {'; '.join(problems)}")
+            table = parquet.read(columns=list(columns))
+        except (pa.ArrowException, OSError) as exc:
+            raise ValueError(f"{path}: not a readable Parquet file ({exc})") from exc
+        for name in columns:
+            parts[name].append(table.column(name).to_numpy())
+        counts.append(table.num_rows)
+    return {c: np.concatenate(v) for c, v in parts.items()}, np.asarray(counts, dtype=np.int64)
+
+
+def jet_weights(columns: Mapping[str, np.ndarray], *, params: Mapping[str, Any],
+                label_table: Sequence[str]) -> tuple[ReweightResult, np.ndarray, np.ndarray]:
+    """(maps with classes named as in class_weights, weight per jet, class index per jet or -1).
+
+    columns: the two `vars` and jet_label, one value per jet. This is the whole computation of the
+    stage without its reading and writing, so that it can be timed against the read.
+    """
+    p = _check_jet_params(params)
+    class_names = [str(c) for c in p["class_weights"]]
+    jet_labels = class_jet_labels(class_names, label_table)
+    # jet_label → class index (-1: not a class) by table lookup: integers are cheap to bin and compare.
+    labels = np.asarray(columns[CLASS_COLUMN]).astype(np.int64, copy=False)
+    lookup = np.full(len(label_table) + 1, -1, dtype=np.int64)  # the extra slot catches out-of-table values
+    lookup[jet_labels] = np.arange(len(jet_labels))
+    codes = lookup[np.where((labels >= 0) & (labels < len(label_table)), labels, len(label_table))]
+    try:
+        result, weights = reweight_events(
+            columns, class_labels=codes, classes=list(range(len(class_names))), vars=p["vars"], method=p["method"],
+            class_weights=list(p["class_weights"].values()), threshold=p["threshold"],
+            discard_under_overflow=p["discard_under_overflow"],
+        )
+    except ValueError as exc:  # the maps name classes by index; the user knows them by name
+        message = re.sub(r"\bclass (\d+)\b", lambda m: f"class {class_names[int(m.group(1))]!r}"
+                         if int(m.group(1)) < len(class_names) else m.group(0), str(exc))
+        raise ValueError(message) from exc
+    return dataclasses.replace(result, classes=tuple(class_names)), weights, codes
+
+
+def _in_jets(stats: dict[str, Any]) -> dict[str, Any]:
+    """The shared stats with "events" spelt "jets", which is what a row is here."""
+    renamed = {k.replace("events", "jets"): v for k, v in stats.items()}
+    renamed["per_class"] = {c: {k.replace("events", "jets"): v for k, v in d.items()}
+                            for c, d in stats["per_class"].items()}
+    return renamed
+
+
+def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, Any], label_table: Sequence[str],
+                                   output: Path, histograms: Path, plot: Path,
+                                   provenance: Path | None) -> dict[str, Any]:
+    """Weights for every jet of the training files `inputs` (files or directories of *.parquet).
+
+    Writes `output` (Parquet: sample = file stem, event_id = row, weight float32; sorted by
+    (sample, event_id)), `histograms` (JSON: binning, per-class histograms and maps, stats), `plot`
+    (per-class projections before and after weighting) and, if given, `provenance`. label_table: the
+    names the jets were labelled with (jet_label = position), e.g. ntuplize.jet_labels.JETCLASS2_LABELS.
+    Returns the stats (jets, per class counts and weight sums, zero-weight fraction) and the outputs.
+    """
+    p = _check_jet_params(params)
+    class_names = [str(c) for c in p["class_weights"]]
+    jet_labels = class_jet_labels(class_names, label_table)
+    if not inputs:
+        raise ValueError("jet weights: no input Parquet files given")
+    files = _ordered_files(inputs)
+    var_names = list(p["vars"])
+    data, counts = read_jet_columns(files, [*var_names, CLASS_COLUMN])
+    where = f"jet training files ({len(files)}, first {files[0]})"
+    n_jets = int(counts.sum())
+    if n_jets == 0:
+        raise ValueError(f"{where}: no jets")
+
+    try:
+        result, weights, codes = jet_weights(data, params=p, label_table=label_table)
+    except ValueError as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+    # Files are in stem order and rows in file order: this is already (sample, event_id) order.
+    stems = pa.array([f.stem for f in files], pa.string())
+    file_index = np.repeat(np.arange(len(files), dtype=np.int32), counts)
+    sample = pa.DictionaryArray.from_arrays(pa.array(file_index), stems).cast(pa.string())
+    event_id = np.concatenate([np.arange(n, dtype=np.int64) for n in counts])
+    stats = _in_jets(weight_stats(result, codes, weights))
+    classes = dict(zip(class_names, jet_labels, strict=True))
+    write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
+                         document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
+                                   "files": len(files), "stats": stats},
+                         output=Path(output), histograms=Path(histograms), plot=Path(plot))
+    outputs = {"weights": str(output), "histograms": str(histograms), "plot": str(plot)}
+    if provenance is not None:
+        write_provenance(provenance, provenance_record(
+            stage="jet_weights", config=dict(params), inputs=[str(f) for f in files],
+            extra={"outputs": outputs, "class_jet_label": classes,
+                   "stats": {k: stats[k] for k in ("jets", "jets_not_in_any_class", "zero_weight_fraction")}},
+        ))
+    log.info("jet weights: %d jets in %d files, %.1f%% with weight 0", n_jets, len(files),
+             100 * stats["zero_weight_fraction"])
+    return {**stats, "class_jet_label": classes, "files": len(files), "outputs": outputs}
