@@ -176,7 +176,7 @@ def _changed_config(pipeline, tmp_path, mutate):
     config = yaml.safe_load((pipeline / "config/ci.yaml").read_text())
     mutate(config)
     path = tmp_path / "changed.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

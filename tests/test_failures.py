@@ -133,7 +133,7 @@ def _skip_config(tmp_path: Path, *, skip: bool) -> Path:
         config.pop(key, None)
     config["skip_failed_shards"] = skip
     path = tmp_path / f"skip_{skip}.yaml"
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

@@ -11,6 +11,7 @@ import pytest
 import torch
 
 from colliderflow.data import fit_normalisation, synthetic_events
+from colliderflow.evaluate import predict as predict_mod
 from colliderflow.evaluate.predict import predict
 from colliderflow.io.parquet import row_list_type
 from colliderflow.models import build_model, count_parameters
@@ -101,6 +102,21 @@ def test_rows_match_the_model_run_by_hand(datasets: dict, tmp_path: Path) -> Non
         expected = decode_particles(X, model(X))[0].numpy()
     got = np.asarray(pq.read_table(output).slice(3, 1).to_pylist()[0]["ypred"], np.float32)
     np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_batches_are_cut_to_a_pair_budget_without_changing_rows(datasets: dict, tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """The model's per-pair tables grow as B × N²: a split of large events is predicted in smaller
+    batches, and since the model is blind to padding the rows are the same."""
+    events = _all_events(datasets)
+    model_dir = _model_dir(tmp_path, events)
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=tmp_path / "one.parquet")
+    monkeypatch.setattr(predict_mod, "MAX_PAIRS_PER_BATCH", 700)  # a few events of ≤ 25 elements per batch
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=tmp_path / "cut.parquet")
+    np.testing.assert_allclose(_ypred(tmp_path / "cut.parquet"), _ypred(tmp_path / "one.parquet"), rtol=1e-5, atol=1e-5)
+    batches = predict_mod.pair_limited_batches(events, max_pairs=700)
+    assert [ev for b in batches for ev in b] == events and len(batches) > 10
+    assert all(len(b) == 1 or len(b) * max(len(ev["X"]) for ev in b) ** 2 <= 700 for b in batches)
 
 
 def test_none_class_gives_zero_rows(datasets: dict, tmp_path: Path) -> None:

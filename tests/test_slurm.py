@@ -431,7 +431,7 @@ def test_changed_training_key_resubmits_only_training_and_after(full_run, plan, 
     config = yaml.safe_load((workdir / "config" / "ci.yaml").read_text())
     config["train"]["lr"] = config["train"]["lr"] * 2
     changed = tmp_path / "changed.yaml"
-    changed.write_text(yaml.safe_dump(config))
+    changed.write_text(yaml.safe_dump(config, sort_keys=False))
     downstream = {"train": 1, "predict": 1, "evaluate": 1}
     planned = planned_jobs(workdir, [changed])
     assert {r: n for r, n in planned.items() if r not in input_only} == downstream

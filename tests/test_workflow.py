@@ -52,7 +52,7 @@ def test_until_stops_after_a_stage(tmp_path):
 
 
 def _write_config(path, config):
-    path.write_text(yaml.safe_dump(config))
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
     return path
 
 

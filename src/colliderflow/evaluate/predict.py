@@ -27,6 +27,10 @@ from colliderflow.schema import JET_FEATURES, N_PARTICLE_FEATURES, PREDICTION_CO
 log = logging.getLogger(__name__)
 
 BATCH_SIZE = 64
+# The model builds [B, N, N] track–cluster tables (models.mlpf.track_cluster_distance2): a batch holds at most
+# this many element pairs, so that a split of large events (thousands of elements) is cut into smaller
+# batches instead of needing gigabytes. 64 events of the default samples (≤ ~250 elements) fit in one.
+MAX_PAIRS_PER_BATCH = 1 << 22
 
 
 SCHEMA = pa.schema([
@@ -70,6 +74,25 @@ def _predict_batch(model: torch.nn.Module, events: list[Event], where: str) -> p
     return canonicalize_table(table, where)  # → SCHEMA (non-nullable, fixed-width rows)
 
 
+def pair_limited_batches(events: list[Event], *, max_pairs: int) -> list[list[Event]]:
+    """`events` cut, in order, into consecutive batches whose padded size B × N_max² stays within
+    `max_pairs` (a single event larger than that is a batch of its own)."""
+    batches: list[list[Event]] = []
+    current: list[Event] = []
+    longest = 0
+    for ev in events:
+        n = len(ev["X"])
+        grown = max(longest, n)
+        if current and (len(current) + 1) * grown * grown > max_pairs:
+            batches.append(current)
+            current, grown = [], n
+        current.append(ev)
+        longest = grown
+    if current:
+        batches.append(current)
+    return batches
+
+
 def predict(*, model_dir: Path, tfds_dirs: list[Path], output: Path, split: str = "test") -> None:
     """Write `output` (Parquet, atomically): the model in `model_dir` applied to `split` of every dataset,
     one row per event, datasets in the order given. No event at all in the split is an error."""
@@ -83,7 +106,9 @@ def predict(*, model_dir: Path, tfds_dirs: list[Path], output: Path, split: str 
         for events in sources:
             for start in range(0, len(events), BATCH_SIZE):
                 idx = list(range(start, min(start + BATCH_SIZE, len(events))))
-                writer.write_table(_predict_batch(model, events.__getitems__(idx), str(output)))
+                chunk = events.__getitems__(idx)
+                for part in pair_limited_batches(chunk, max_pairs=MAX_PAIRS_PER_BATCH):
+                    writer.write_table(_predict_batch(model, part, str(output)))
                 n_written += len(idx)
     log.info("%s: predictions of %s (step %s) for %d %s events", output, meta["model"], meta.get("step"),
              n_written, split)
