@@ -59,9 +59,11 @@ def main() -> None:
         wall = time.perf_counter() - start
     if result.returncode != 0:
         sys.exit(f"snakemake failed:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}")
-    peak_mb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    peak_mb = usage.ru_maxrss / 1024
+    cpu = usage.ru_utime + usage.ru_stime  # CPU seconds: what the wall time would be on an idle core
     total = next((line.split()[-1] for line in result.stdout.splitlines() if line.startswith("total")), "?")
-    print(f"shards: {args.shards}  shards per job: {args.shards_per_job}  jobs: {total}  dry run: {wall:.1f} s  peak RSS: {peak_mb:.0f} MB")
+    print(f"shards: {args.shards}  shards per job: {args.shards_per_job}  jobs: {total}  dry run: {wall:.1f} s wall, {cpu:.1f} s CPU  peak RSS: {peak_mb:.0f} MB")
 
 
 if __name__ == "__main__":
