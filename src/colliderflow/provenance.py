@@ -6,6 +6,7 @@ versions of the packages that shaped the bytes, and the git revision of the work
 
 from __future__ import annotations
 
+import hashlib
 import importlib.metadata
 import json
 import platform
@@ -164,3 +165,12 @@ def read_job_provenance(path: str | Path, *, stage: str) -> dict[str, Any]:
         if status not in (SHARD_OK, SHARD_FAILED):
             raise ValueError(f"{path}: shard {shard['shard']} has unknown status {status!r}")
     return record
+
+
+def file_sha256(path: str | Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks: the checksum records give of what they describe."""
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()

@@ -73,7 +73,7 @@ from colliderflow.models.registry import (
     MODELS,
     build_model,
 )
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
 from colliderflow.provenance import provenance_record, write_provenance
 
 log = logging.getLogger(__name__)
@@ -300,7 +300,7 @@ def label_values(labels: Sequence[int | str]) -> list[int]:
     values = []
     for label in labels:
         if isinstance(label, str):
-            name = label if label.startswith("label_") else f"label_{label}"
+            name = label_name(label)
             if name not in index:
                 raise ValueError(f"train.labels: {label!r} is not a JetClass-II label name")
             values.append(index[name])

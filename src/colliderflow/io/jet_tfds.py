@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Final
@@ -38,9 +37,8 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from colliderflow.io.atomic import atomic_dir
 from colliderflow.io.tfds_reader import SplitSource, find_version_dir, split_sizes
-from colliderflow.io.tfds_writer import check_array_record_usable, note_array_record_use
+from colliderflow.io.tfds_writer import prepare_array_record
 from colliderflow.jetschema import JETCLASS2_COLUMNS, JetColumn, schema_differences
 
 log = logging.getLogger(__name__)
@@ -219,9 +217,6 @@ def build_jet_tfds(inputs: list[Path], *, name: str, output_dir: Path) -> Path:
     if empty:
         log.warning("%s: no jets in split(s) %s", name, ", ".join(empty))
 
-    import tensorflow_datasets as tfds
-
-    tfds.disable_progress_bar()
     metadata = {
         "dataset_name": name,
         "inputs": {split: [p.name for p in paths] for split, paths in files.items()},
@@ -231,25 +226,9 @@ def build_jet_tfds(inputs: list[Path], *, name: str, output_dir: Path) -> Path:
         "columns": {c.name: {"dtype": c.dtype, "is_list": c.is_list, "unit": c.unit, "meaning": c.meaning}
                     for c in JETCLASS2_COLUMNS},
     }
-    builder_cls = _builder_class()
-    check_array_record_usable()
-    note_array_record_use()
     output_dir = Path(output_dir)
-    with atomic_dir(output_dir) as tmp:
-        builder = builder_cls(
-            files_per_split=per_split,
-            metadata=metadata,
-            data_dir=tmp,
-            config=tfds.core.BuilderConfig(name=name, version=VERSION, description=f"jet dataset {name}"),
-            file_format="array_record",
-        )
-        builder.download_and_prepare(
-            download_dir=tmp / "downloads",
-            download_config=tfds.download.DownloadConfig(
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-            ),
-        )
-        shutil.rmtree(tmp / "downloads", ignore_errors=True)
+    prepare_array_record(_builder_class(), name=name, version=VERSION, description=f"jet dataset {name}",
+                         files_per_split=per_split, metadata=metadata, output_dir=output_dir)
     return output_dir / BUILDER_NAME / name / VERSION
 
 

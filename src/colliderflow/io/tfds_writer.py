@@ -207,9 +207,6 @@ def build_tfds(parquet_files: list[Path], *, name: str, output_dir: Path) -> Pat
     elif empty:
         log.warning("%s: no events in split(s) %s", name, ", ".join(empty))
 
-    import tensorflow_datasets as tfds
-
-    tfds.disable_progress_bar()
     metadata = {
         "dataset_name": name,
         "inputs": sorted(p.name for p in files),
@@ -224,15 +221,29 @@ def build_tfds(parquet_files: list[Path], *, name: str, output_dir: Path) -> Pat
         "class_names": list(CLASS_NAMES),
         "units": "GeV for energies and momenta, mm for lengths, ns for times, radians for angles",
     }
-    builder_cls = _builder_class()
+    prepare_array_record(_builder_class(), name=name, version=VERSION, description=f"dataset {name}",
+                         files_per_split=per_split, metadata=metadata, output_dir=output_dir)
+    return output_dir / BUILDER_NAME / name / VERSION
+
+
+def prepare_array_record(builder_cls: type, *, name: str, version: str, description: str,
+                         files_per_split: dict[str, list[Path]], metadata: dict[str, Any], output_dir: Path) -> None:
+    """Run a TFDS builder of this project (it takes `files_per_split` and `metadata`) into `output_dir`.
+
+    One place for what every dataset here does alike: array_record files, built in a temporary directory
+    that replaces `output_dir` only when complete, and no download cache left behind.
+    """
+    import tensorflow_datasets as tfds
+
+    tfds.disable_progress_bar()
     check_array_record_usable()
     note_array_record_use()
-    with atomic_dir(output_dir) as tmp:
+    with atomic_dir(Path(output_dir)) as tmp:
         builder = builder_cls(
-            files_per_split=per_split,
+            files_per_split=files_per_split,
             metadata=metadata,
             data_dir=tmp,
-            config=tfds.core.BuilderConfig(name=name, version=VERSION, description=f"dataset {name}"),
+            config=tfds.core.BuilderConfig(name=name, version=version, description=description),
             file_format="array_record",
         )
         builder.download_and_prepare(
@@ -242,4 +253,3 @@ def build_tfds(parquet_files: list[Path], *, name: str, output_dir: Path) -> Pat
             ),
         )
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
-    return output_dir / BUILDER_NAME / name / VERSION

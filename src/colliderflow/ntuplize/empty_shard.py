@@ -11,7 +11,6 @@ shard from one that merely happened to hold no events.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 from pathlib import Path
@@ -22,7 +21,13 @@ import pyarrow.parquet as pq
 
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.parquet import ROW_WIDTHS, SCALAR_TYPES, STRING_COLUMNS, canonicalize_table, row_list_type
-from colliderflow.provenance import SHARD_FAILED, provenance_record, read_job_provenance, write_provenance
+from colliderflow.provenance import (
+    SHARD_FAILED,
+    file_sha256,
+    provenance_record,
+    read_job_provenance,
+    write_provenance,
+)
 from colliderflow.schema import EVENT_COLUMNS, SPLITS
 
 log = logging.getLogger(__name__)
@@ -99,10 +104,6 @@ def failed_generation_shards(record: str | Path, *, sample: str | None) -> tuple
     return shards, failed
 
 
-def _sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def ntuplize_skipped_shard(*, inputs: list[Path], output: Path, sample: str, shard: int, params: dict[str, Any],
                            seed: int, reason: str, provenance: Path | None) -> dict[str, Any]:
     """The ntuplize stage for a shard whose generation failed: an empty shard and a record saying why.
@@ -127,7 +128,7 @@ def ntuplize_skipped_shard(*, inputs: list[Path], output: Path, sample: str, sha
                 "sample": sample,
                 "shard": shard,
                 "output": str(output),
-                "output_sha256": _sha256(output),
+                "output_sha256": file_sha256(output),
                 "events": 0,
                 "elements": 0,
                 "splits": dict.fromkeys(SPLITS, 0),

@@ -39,7 +39,7 @@ from colliderflow.ntuplize.targets import (
     particle_class,
     visible_momenta,
 )
-from colliderflow.provenance import provenance_record, write_provenance
+from colliderflow.provenance import file_sha256, provenance_record, write_provenance
 from colliderflow.schema import EVENT_COLUMNS, JET_FEATURES, N_ELEM_FEATURES, N_PARTICLE_FEATURES, PF, SPLITS
 
 log = logging.getLogger(__name__)
@@ -376,7 +376,7 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
                 "sample": sample,
                 "shard": shard,
                 "output": str(output),
-                "output_sha256": _sha256(output),
+                "output_sha256": file_sha256(output),
                 "events": n_events,
                 "elements": n_elements,
                 "splits": split_counts,
@@ -417,9 +417,3 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
     return stats
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()

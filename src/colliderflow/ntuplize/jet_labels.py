@@ -88,6 +88,11 @@ JETCLASS2_LABELS: Final[tuple[str, ...]] = tuple(
 )
 
 
+def label_name(name: str) -> str:
+    """A label-table name in its canonical `label_…` form (configs may leave the prefix out)."""
+    return name if name.startswith("label_") else f"label_{name}"
+
+
 def _parse_tokens(text: str, name: str) -> list[str]:
     tokens = []
     rest = text

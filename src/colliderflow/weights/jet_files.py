@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from colliderflow.jet_data import jet_files
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
+from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.weights.files import OPTIONAL_PARAMS, TRAIN_SPLIT, check_params, weight_stats, write_weight_outputs
 from colliderflow.weights.histogram import ReweightResult, reweight_events
@@ -46,11 +47,6 @@ log = logging.getLogger(__name__)
 JET_REQUIRED_PARAMS: Final = ("method", "vars", "class_weights")
 JET_OPTIONAL_PARAMS: Final = {**OPTIONAL_PARAMS, "class_column": "jet_label"}
 CLASS_COLUMN: Final = "jet_label"
-
-
-def label_name(name: str) -> str:
-    """A label-table name in its canonical `label_…` form (the config may leave the prefix out)."""
-    return name if name.startswith("label_") else f"label_{name}"
 
 
 def class_jet_labels(class_names: Sequence[str], label_table: Sequence[str]) -> list[int]:

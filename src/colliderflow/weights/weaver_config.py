@@ -27,7 +27,7 @@ import yaml
 
 from colliderflow.io.atomic import atomic_path
 from colliderflow.jetschema import COLUMNS_BY_NAME
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
 from colliderflow.weights.histogram import METHODS
 
 DEFAULT_LENGTH: Final = 128
@@ -80,10 +80,6 @@ _WEIGHT_KEYS: Final = {"method", "class_column", "vars", "class_weights", "thres
 _OWN_KEYS: Final = {"labels", "label_table", "length", "data_fraction", "selection"}
 
 
-def _label_name(name: str) -> str:
-    return name if name.startswith("label_") else f"label_{name}"
-
-
 def _check_params(params: Mapping[str, Any]) -> None:
     if not isinstance(params, Mapping):
         raise ValueError(f"weaver config params must be a mapping, got {type(params).__name__}")  # noqa: TRY004
@@ -125,9 +121,9 @@ def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
     """
     _check_params(params)
     table_param = params.get("label_table", "jetclass2")
-    table = [_label_name(n) for n in (JETCLASS2_LABELS if table_param == "jetclass2" else table_param)]
-    classes = [_label_name(c) for c in params["class_weights"]]
-    labels = [_label_name(n) for n in params.get("labels", list(params["class_weights"]))]
+    table = [label_name(n) for n in (JETCLASS2_LABELS if table_param == "jetclass2" else table_param)]
+    classes = [label_name(c) for c in params["class_weights"]]
+    labels = [label_name(n) for n in params.get("labels", list(params["class_weights"]))]
     for name in {*classes, *labels} - set(table):
         raise ValueError(f"weaver config params: class {name!r} is not in the label table")
     if missing := [c for c in classes if c not in labels]:
