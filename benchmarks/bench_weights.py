@@ -25,6 +25,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from colliderflow.data import SampleKeys, read_sampling_weights
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
 from colliderflow.jet_data import synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
@@ -109,13 +110,22 @@ def bench_jets(rows: int, per_file: int, repeats: int) -> dict[str, Any]:
         t_weights = median_seconds(lambda: jet_weights(data, params=JET_PARAMS, label_table=JETCLASS2_LABELS),
                                    repeats)
         t_stage = median_seconds(whole_stage, max(1, repeats // 2))
+        # The trainer's side: join its (file stem, row) keys, here 70 % of the jets shuffled, with the file.
+        rng = np.random.default_rng(1)
+        stems = np.repeat(np.array([p.stem for p in paths], dtype=object), [pq.ParquetFile(p).metadata.num_rows
+                                                                             for p in paths])
+        rows = np.concatenate([np.arange(pq.ParquetFile(p).metadata.num_rows) for p in paths])
+        pick = rng.permutation(n)[: int(0.7 * n)]
+        keys = SampleKeys(stems[pick], rows[pick])
+        t_join = median_seconds(lambda: read_sampling_weights(tmp / "w.parquet", keys), repeats)
     numbers = {
         "jets": n,
         "files": len(paths),
         "read_columns_rows_per_s": n / t_read,
         "weights_compute_rows_per_s": n / t_weights,
         "whole_stage_rows_per_s": n / t_stage,
-        "seconds": {"read": t_read, "weights": t_weights, "stage": t_stage},
+        "trainer_join_keys_per_s": len(pick) / t_join,
+        "seconds": {"read": t_read, "weights": t_weights, "stage": t_stage, "trainer_join": t_join},
     }
     print(f"jets {n:,} in {len(paths)} JetClass-II files (columns: {', '.join(JET_COLUMNS)})")
     print(f"  Parquet read, 3 columns           {numbers['read_columns_rows_per_s'] / 1e6:8.2f} M rows/s  "
@@ -124,6 +134,8 @@ def bench_jets(rows: int, per_file: int, repeats: int) -> dict[str, Any]:
           f"({t_weights:.2f} s)")
     print(f"  whole stage (read..plot, writes)  {numbers['whole_stage_rows_per_s'] / 1e6:8.2f} M rows/s  "
           f"({t_stage:.2f} s, includes a fixed plot cost)")
+    print(f"  trainer's weight lookup (join)    {numbers['trainer_join_keys_per_s'] / 1e6:8.2f} M keys/s  "
+          f"({t_join:.2f} s for {len(pick):,} keys)")
     return numbers
 
 

@@ -152,6 +152,8 @@ def test_loads_with_the_trainers_reader_in_its_key_order(small_files, tmp_path: 
     expected = np.array([want[offset[stem] + row] for stem, row in keys])
     np.testing.assert_allclose(weights, expected, rtol=1e-6)
     assert np.all(weights[dataset.classes[train_set.indices] == 2] == 0)  # X_cc: trained on, not reweighted
+    by_arrays = read_sampling_weights(tmp_path / "w.parquet", train_set.key_arrays()).numpy()
+    np.testing.assert_array_equal(by_arrays, weights)  # what TaggingTask passes: the same join without tuples
 
 
 def test_directory_input_and_weaver_config_share_the_section(small_files, tmp_path: Path) -> None:

@@ -13,7 +13,14 @@ import pytest
 
 from colliderflow.cli import main as cli_main
 from colliderflow.io.parquet import write_parquet_atomic
-from colliderflow.weights import compute_reweight_maps, compute_weights_from_files, event_weights, reweight_events
+from colliderflow.weights import (
+    compute_reweight_maps,
+    compute_weights_from_files,
+    event_weights,
+    histogram,
+    reweight_events,
+)
+from colliderflow.weights.histogram import LINEAR_SEARCH_MAX_EDGES
 
 X_EDGES = [0.0, 1.0, 2.0, 4.0]
 Y_EDGES = [0.0, 10.0, 20.0]
@@ -319,3 +326,44 @@ def test_stage_errors_name_file_and_problem(tmp_path: Path, shards) -> None:
     with pytest.raises(ValueError, match="appears more than once"):
         compute_weights_from_files([paths[0], paths[0]], params=PARAMS, **out)
     assert not any(tmp_path.glob("w.parquet")) and not any(tmp_path.glob("h.json"))
+
+
+@pytest.mark.parametrize("discard", [False, True])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64, np.int32])
+@pytest.mark.parametrize("n_edges", [5, LINEAR_SEARCH_MAX_EDGES + 7])  # the counting and the binary search
+def test_compiled_binning_matches_the_numpy_statement(discard: bool, dtype: type, n_edges: int) -> None:
+    """The fused kernel gives each row the cell that bin_indices and the class test say, edges and NaN included."""
+    rng = np.random.default_rng(n_edges)
+    xe = np.sort(rng.uniform(-50.0, 50.0, n_edges))
+    ye = np.linspace(0.0, 10.0, 4)
+    n = 20_000
+    x = rng.uniform(-80.0, 80.0, n)
+    x[:n_edges] = xe  # every edge exactly, the closed last one included
+    y = rng.uniform(-2.0, 12.0, n)
+    y[n_edges:n_edges + 4] = ye
+    if np.issubdtype(dtype, np.floating):
+        x[rng.random(n) < 0.02] = np.nan
+        y[rng.random(n) < 0.02] = np.nan
+    x = x.astype(dtype) if np.issubdtype(dtype, np.floating) else np.round(x).astype(dtype)
+    codes = rng.integers(-1, 3, n).astype(np.int32)
+    cells, hists = histogram._locate((xe, ye), ("x", "y"), {"x": x, "y": y}, codes, discard, 3)
+
+    ix, okx = histogram.bin_indices(x.astype(np.float64), xe, discard)
+    iy, oky = histogram.bin_indices(y.astype(np.float64), ye, discard)
+    ok = okx & oky & (codes >= 0)
+    expected = np.where(ok, codes * (xe.size - 1) * (ye.size - 1) + ix * (ye.size - 1) + iy, -1)
+    np.testing.assert_array_equal(cells, expected)
+    counted = np.bincount(expected[ok], minlength=3 * (xe.size - 1) * (ye.size - 1))
+    np.testing.assert_array_equal(hists.reshape(-1), counted)
+
+
+def test_integer_labels_take_the_table_path_and_agree_with_hashing() -> None:
+    rng = np.random.default_rng(3)
+    labels = rng.integers(-5, 200, 10_000).astype(np.int16)
+    classes = [7, 150, 3, 199]
+    table_path = histogram.class_indices(labels, classes)
+    hashed = histogram.class_indices(labels.astype(str), [str(c) for c in classes])  # the generic path
+    np.testing.assert_array_equal(table_path, hashed)
+    assert set(np.unique(table_path)) == {-1, 0, 1, 2, 3}
+    wide = histogram.class_indices(np.array([0, 2**40, 5]), [2**40, 0])  # span too wide for a table
+    np.testing.assert_array_equal(wide, [1, 0, -1])

@@ -23,7 +23,7 @@ import math
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
@@ -319,31 +319,51 @@ def collate_events(events: list[Event]) -> Batch:
 # --------------------------------------------------------------------------------------------------
 
 
-def read_sampling_weights(path: Path, keys: Sequence[tuple[str, int]]) -> torch.Tensor:
+class SampleKeys(NamedTuple):
+    """(sample, event_id) of many items as two arrays: the key of weights files."""
+
+    samples: np.ndarray  # [n] str (object array or anything pandas can factorize)
+    event_ids: np.ndarray  # [n] int64
+
+    @classmethod
+    def from_pairs(cls, pairs: Sequence[tuple[str, int]]) -> SampleKeys:
+        samples = np.array([_as_str(s) for s, _ in pairs], dtype=object)
+        return cls(samples, np.array([int(e) for _, e in pairs], dtype=np.int64))
+
+
+def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int]]) -> torch.Tensor:
     """Per-event weights [len(keys)] float64 from a Parquet file with columns sample, event_id, weight.
 
     Every training event must have a weight: a missing one means the weights were computed for other
-    data, which would silently bias the sampling, so it is an error naming the file.
+    data, which would silently bias the sampling, so it is an error naming the file. The join is an
+    index lookup over integer-coded samples (pandas), not a dictionary of Python tuples: at ten
+    million jets that is seconds instead of minutes and gigabytes.
     """
+    import pandas as pd
     import pyarrow.parquet as pq
 
     path = Path(path)
+    wanted = keys if isinstance(keys, SampleKeys) else SampleKeys.from_pairs(keys)
     if not path.is_file():
         raise ValueError(f"{path}: sampling-weights file does not exist")
     try:
         table = pq.read_table(path, columns=["sample", "event_id", "weight"])
     except (KeyError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
-    samples = [_as_str(s) for s in table.column("sample").to_pylist()]
-    ids = table.column("event_id").to_numpy().astype(np.int64)
-    values = table.column("weight").to_numpy().astype(np.float64)
-    lookup = dict(zip(zip(samples, ids.tolist(), strict=True), values.tolist(), strict=True))
-    if len(lookup) != len(samples):
+    file_codes, file_samples = pd.factorize(table.column("sample").to_numpy(zero_copy_only=False))
+    file_index = pd.MultiIndex.from_arrays([file_codes, table.column("event_id").to_numpy().astype(np.int64)])
+    if not file_index.is_unique:
         raise ValueError(f"{path}: duplicate (sample, event_id) rows")
-    missing = [k for k in keys if k not in lookup]
-    if missing:
-        raise ValueError(f"{path}: no weight for {len(missing)} of {len(keys)} training events, e.g. {missing[0]}")
-    weights = torch.tensor([lookup[k] for k in keys], dtype=torch.float64)
+    key_codes, key_samples = pd.factorize(np.asarray(wanted.samples, dtype=object))
+    known = pd.Index(file_samples).get_indexer(key_samples)
+    key_codes = np.where(key_codes >= 0, known[key_codes] if known.size else -1, -1)
+    rows = file_index.get_indexer(pd.MultiIndex.from_arrays([key_codes, np.asarray(wanted.event_ids, np.int64)]))
+    missing = np.flatnonzero(rows < 0)
+    if missing.size:
+        first = (_as_str(wanted.samples[missing[0]]), int(wanted.event_ids[missing[0]]))
+        raise ValueError(f"{path}: no weight for {missing.size} of {rows.size} training events, e.g. {first}")
+    values = table.column("weight").to_numpy().astype(np.float64)
+    weights = torch.from_numpy(values[rows])
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
     return weights

@@ -28,6 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
+from colliderflow.data import SampleKeys
+from colliderflow.weights.histogram import class_indices
+
 log = logging.getLogger(__name__)
 
 Jet = dict[str, Any]
@@ -116,9 +119,9 @@ class JetDataset(Sequence[Jet]):
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
         self.labels = [int(x) for x in labels]
-        lookup = {lab: i for i, lab in enumerate(self.labels)}
-        features, p4s, counts, classes, samples, rows = [], [], [], [], [], []
-        for path in map(Path, paths):
+        features, p4s, counts, classes, file_index, rows = [], [], [], [], [], []
+        stems = [Path(p).stem for p in paths]
+        for k, path in enumerate(map(Path, paths)):
             if not path.is_file():
                 raise ValueError(f"{path}: jet Parquet file does not exist")
             try:
@@ -130,7 +133,8 @@ class JetDataset(Sequence[Jet]):
                 flat[name], n = _flat(table.column(name))
                 flat[name] = flat[name].astype(np.float32)
             label = table.column("jet_label").to_numpy().astype(np.int64)
-            keep = np.array([lab in lookup for lab in label.tolist()], dtype=bool)
+            class_index = class_indices(label, self.labels)
+            keep = class_index >= 0
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
                          path, int((~keep).sum()), len(keep))
@@ -142,15 +146,17 @@ class JetDataset(Sequence[Jet]):
             features.append(f[kept_particle])
             p4s.append(p4[kept_particle])
             counts.append(n[keep])
-            classes.append(np.array([lookup[lab] for lab in label[keep].tolist()], dtype=np.int64))
-            samples += [path.stem] * int(keep.sum())
+            classes.append(class_index[keep].astype(np.int64))
+            file_index.append(np.full(int(keep.sum()), k, dtype=np.int32))
             rows.append(np.nonzero(keep)[0])
         self.features = np.concatenate(features)  # [n_total, 17]
         self.p4 = np.concatenate(p4s)  # [n_total, 4]
         self.n_particles = np.concatenate(counts)  # [n_jets]
         self.offsets = np.concatenate([[0], np.cumsum(self.n_particles)])  # [n_jets + 1]
         self.classes = np.concatenate(classes)  # [n_jets]
-        self.samples = samples
+        self.stems = stems  # [n_files] what a jet's file is called in weights files: its stem
+        self.file_index = np.concatenate(file_index)  # [n_jets] file of each jet
+        self.samples = np.asarray(stems, dtype=object)[self.file_index]  # [n_jets] str
         self.rows = np.concatenate(rows)  # [n_jets] row of each jet in its file
 
     def __len__(self) -> int:
@@ -166,7 +172,11 @@ class JetDataset(Sequence[Jet]):
 
     def keys(self) -> list[tuple[str, int]]:
         """(sample, event_id) of every jet, what sampling weights are keyed by."""
-        return list(zip(self.samples, self.rows.tolist(), strict=True))
+        return list(zip(self.samples.tolist(), self.rows.tolist(), strict=True))
+
+    def key_arrays(self) -> SampleKeys:
+        """`keys` as two arrays, for joining with a weights file without a Python object per jet."""
+        return SampleKeys(self.samples, self.rows.astype(np.int64))
 
 
 class JetSubset(Sequence[Jet]):
@@ -187,6 +197,10 @@ class JetSubset(Sequence[Jet]):
         keys = self.dataset.keys()
         return [keys[i] for i in self.indices.tolist()]
 
+    def key_arrays(self) -> SampleKeys:
+        keys = self.dataset.key_arrays()
+        return SampleKeys(keys.samples[self.indices], keys.event_ids[self.indices])
+
 
 def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset, JetSubset]:
     """A fixed split: jets whose (file, row) hash below val_fraction are validation.
@@ -196,8 +210,8 @@ def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset
     """
     if not 0.0 <= val_fraction < 1.0:
         raise ValueError(f"train.val_fraction: expected a value in [0, 1), got {val_fraction!r}")
-    codes = {s: zlib.crc32(s.encode()) for s in set(dataset.samples)}
-    sample_code = np.array([codes[s] for s in dataset.samples], dtype=np.uint64)
+    file_codes = np.array([zlib.crc32(s.encode()) for s in dataset.stems], dtype=np.uint64)
+    sample_code = file_codes[dataset.file_index]
     h = (dataset.rows.astype(np.uint64) * np.uint64(2654435761) + sample_code) % np.uint64(2**32)
     u = h.astype(np.float64) / 2**32
     is_val = u < val_fraction

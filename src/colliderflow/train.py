@@ -54,6 +54,7 @@ from colliderflow.data import (
     Batch,
     EpochBatchSampler,
     Event,
+    SampleKeys,
     collate_events,
     event_keys,
     fit_normalisation,
@@ -184,7 +185,7 @@ class Task:
         """Length of every training item, for length bucketing."""
         raise NotImplementedError
 
-    def sample_keys(self) -> list[tuple[str, int]]:
+    def sample_keys(self) -> SampleKeys | list[tuple[str, int]]:
         """(sample, event_id) of every training item, what sampling weights are keyed by."""
         raise NotImplementedError
 
@@ -278,8 +279,8 @@ class TaggingTask(Task):
     def lengths(self) -> Sequence[int]:
         return np.minimum(self.train_set.n_particles, self.max_particles).tolist()
 
-    def sample_keys(self) -> list[tuple[str, int]]:
-        return self.train_set.keys()
+    def sample_keys(self) -> SampleKeys:
+        return self.train_set.key_arrays()
 
     def model_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """num_classes follows from the label list; a config that says otherwise is an error."""

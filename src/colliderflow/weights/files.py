@@ -26,7 +26,7 @@ import pyarrow as pa
 from colliderflow.io.atomic import write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.weights.histogram import ReweightResult, check_vars, class_indices, reweight_events
+from colliderflow.weights.histogram import ReweightResult, check_vars, weigh_rows
 
 log = logging.getLogger(__name__)
 
@@ -134,7 +134,7 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
 
     labels = data[p["class_column"]]
     try:
-        result, weights = reweight_events(
+        weighted = weigh_rows(
             data,
             class_labels=labels,
             classes=list(p["class_weights"]),
@@ -147,7 +147,8 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
     except ValueError as exc:
         raise ValueError(f"{where}: {exc}") from exc
 
-    stats = weight_stats(result, class_indices(labels, result.classes), weights)
+    result, weights = weighted.result, weighted.weights
+    stats = weight_stats(result, weighted.class_index, weights)
     write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
                          result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
                                                   "stats": stats},

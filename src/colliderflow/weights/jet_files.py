@@ -40,7 +40,7 @@ from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.weights.files import OPTIONAL_PARAMS, TRAIN_SPLIT, check_params, weight_stats, write_weight_outputs
-from colliderflow.weights.histogram import ReweightResult, reweight_events
+from colliderflow.weights.histogram import ReweightResult, weigh_rows
 
 log = logging.getLogger(__name__)
 
@@ -115,21 +115,19 @@ def jet_weights(columns: Mapping[str, np.ndarray], *, params: Mapping[str, Any],
     p = _check_jet_params(params)
     class_names = [str(c) for c in p["class_weights"]]
     jet_labels = class_jet_labels(class_names, label_table)
-    # jet_label → class index (-1: not a class) by table lookup: integers are cheap to bin and compare.
-    labels = np.asarray(columns[CLASS_COLUMN]).astype(np.int64, copy=False)
-    lookup = np.full(len(label_table) + 1, -1, dtype=np.int64)  # the extra slot catches out-of-table values
-    lookup[jet_labels] = np.arange(len(jet_labels))
-    codes = lookup[np.where((labels >= 0) & (labels < len(label_table)), labels, len(label_table))]
+    name_of = {str(label): name for label, name in zip(jet_labels, class_names, strict=True)}
     try:
-        result, weights = reweight_events(
-            columns, class_labels=codes, classes=list(range(len(class_names))), vars=p["vars"], method=p["method"],
+        # Classes are the jet_label values: integer labels are mapped to classes through a table.
+        weighted = weigh_rows(
+            columns, class_labels=columns[CLASS_COLUMN], classes=jet_labels, vars=p["vars"], method=p["method"],
             class_weights=list(p["class_weights"].values()), threshold=p["threshold"],
             discard_under_overflow=p["discard_under_overflow"],
         )
-    except ValueError as exc:  # the maps name classes by index; the user knows them by name
-        message = re.sub(r"\bclass (\d+)\b", lambda m: f"class {class_names[int(m.group(1))]!r}"
-                         if int(m.group(1)) < len(class_names) else m.group(0), str(exc))
+    except ValueError as exc:  # the maps name classes by jet_label value; the user knows them by name
+        message = re.sub(r"\bclass (\d+)\b", lambda m: f"class {name_of[m.group(1)]!r}"
+                         if m.group(1) in name_of else m.group(0), str(exc))
         raise ValueError(message) from exc
+    result, weights, codes = weighted.result, weighted.weights, weighted.class_index
     return dataclasses.replace(result, classes=tuple(class_names)), weights, codes
 
 
