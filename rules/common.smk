@@ -84,6 +84,12 @@ def generate_section(wildcards):
     return canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(wildcards.sample)})
 
 
+def validation_section(wildcards):
+    """The validation thresholds of a sample: ntuplize.validation with the sample's own `validation` over it."""
+    own = config["samples"][wildcards.sample].get("validation") or {}
+    return canonical_json({**config["ntuplize"].get("validation", {}), **own})
+
+
 def jet_section(wildcards):
     """The jet ntuplizer's parameters for a sample: `jets` less the dataset keys, plus the sample's truth.
 

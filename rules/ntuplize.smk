@@ -45,7 +45,7 @@ rule validate_ntuples:
         ),
     params:
         shards=sample_ntuples,
-        cfg=lambda wc: canonical_json(config["ntuplize"].get("validation", {})),
+        cfg=validation_section,
     log:
         f"{LOGS}/validate/{{sample}}.log",
     benchmark:

@@ -149,3 +149,32 @@ def test_each_backend_runs_in_its_own_environment(tmp_path):
                                                           "c": "key4hep.yaml"}
     assert all(Path(e).parent.name == "envs" for e in envs.values())
     assert images == {"a": None, "b": "docker://example.org/delphes:3.5", "c": None}
+
+
+def test_a_samples_own_validation_thresholds_override_the_global_ones(tmp_path):
+    """samples.<name>.validation reaches only that sample's validation job, key by key over ntuplize.validation."""
+    import json
+
+    from snakemake.api import SnakemakeApi
+    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
+
+    workdir = copy_project(tmp_path / "wf")
+    config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
+    config["samples"]["ttbar"]["validation"] = {"closure_tolerance": 0.9}
+    path = _write_config(tmp_path / "own.yaml", config)
+    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
+        workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
+                                    config_settings=ConfigSettings(configfiles=[path]),
+                                    snakefile=workdir / "Snakefile", workdir=workdir)
+        dag_api = workflow_api.dag(DAGSettings())
+        dag_api.execute_workflow(pseudo_executor="dryrun")
+        params = {j.wildcards.sample: json.loads(j.params.cfg) for j in workflow_api._workflow.dag.jobs
+                  if j.rule.name == "validate_ntuples"}
+    shared = config["ntuplize"]["validation"]
+    assert params["ttbar"] == {**shared, "closure_tolerance": 0.9}
+    assert all(p == shared for s, p in params.items() if s != "ttbar")
+    config["samples"]["ttbar"]["validation"] = {"closure_tolerence": 0.9}  # misspelt: refused, named
+    result = run_snakemake(workdir, "-n", "--configfile", str(_write_config(tmp_path / "bad.yaml", config)),
+                           timeout=120)
+    assert result.returncode != 0
+    assert "closure_tolerence" in result.stdout + result.stderr
