@@ -19,7 +19,7 @@ from colliderflow.generate.run import collections, event_columns
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.builtin_jets import ntuplize_builtin_jets
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
-from colliderflow.weights.weaver_config import write_weaver_config
+from colliderflow.weights.weaver_config import weaver_data_config, write_weaver_config
 
 N_EVENTS = 16
 TOP_PARAMS = {"min_pt": 200, "res_x_pdgids": [6], "res_y_pdgids": [24]}
@@ -120,6 +120,10 @@ def test_weaver_config_names_only_jetclass2_variables(tmp_path: Path) -> None:
     assert w["reweight_classes"] == ["label_X_YY_qqb", "label_X_bb", "label_QCD_light"]
     assert w["class_weights"] == [1.0, 2.0, 0.5]
     assert w["reweight_threshold"] == pytest.approx(15.0) and w["reweight_discard_under_overflow"] is True
+    bare = {k: v for k, v in WEIGHTS.items() if k not in ("threshold", "discard_under_overflow")}
+    defaults = weaver_data_config(bare)["weights"]
+    assert defaults["reweight_threshold"] == pytest.approx(10.0)  # the weights stages' defaults, weaver's too
+    assert defaults["reweight_discard_under_overflow"] is True
 
 
 @pytest.mark.parametrize(

@@ -8,8 +8,8 @@ differs for jets:
   is the class order, the first being the `ref` reference. A jet whose label is not listed gets 0.
 * The two `vars` must be per-jet (scalar) JetClass-II columns, e.g. jet_pt and jet_sdmass: exactly what
   weaver's reweight_vars can read from the same files, so the weights this stage writes and the ones
-  weaver would make from the config of `weaver_config` agree. (Set discard_under_overflow explicitly:
-  absent, this stage takes weaver's default, true, while weaver_config writes false.)
+  weaver would make from the config of `weaver_config` agree (absent keys take weaver's defaults on
+  both sides).
 * Keys are (sample, event_id) = (file stem, row in the file), what colliderflow.jet_data.JetDataset keys
   jets by and colliderflow.data.read_sampling_weights looks up. Stems must be unique over the inputs;
   the assembled dataset's file names (colliderflow.jetset) are. Rows come out sorted by (stem, row).

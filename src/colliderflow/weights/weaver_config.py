@@ -28,6 +28,7 @@ import yaml
 from colliderflow.io.atomic import atomic_path
 from colliderflow.jetschema import COLUMNS_BY_NAME
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
+from colliderflow.weights.files import OPTIONAL_PARAMS
 from colliderflow.weights.histogram import METHODS
 
 DEFAULT_LENGTH: Final = 128
@@ -159,8 +160,10 @@ def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
             "reweight_vars": {name: [float(e) for e in edges] for name, edges in params["vars"].items()},
             "reweight_classes": classes,
             "class_weights": [float(w) for w in params["class_weights"].values()],
-            "reweight_threshold": 100.0 * float(params.get("threshold", 0.1)),
-            "reweight_discard_under_overflow": bool(params.get("discard_under_overflow", False)),
+            # Absent keys take the weights stages' defaults (weaver's own), so both sides weigh alike.
+            "reweight_threshold": 100.0 * float(params.get("threshold", OPTIONAL_PARAMS["threshold"])),
+            "reweight_discard_under_overflow": bool(params.get("discard_under_overflow",
+                                                               OPTIONAL_PARAMS["discard_under_overflow"])),
             "reweight_hists": None,
         },
     }
