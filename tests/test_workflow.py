@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
 import yaml
-from workflow_api import ROOT, copy_project, planned_jobs, run_snakemake
+from workflow_api import ROOT, copy_project, dry_run, planned_jobs, run_snakemake
 
 STAGE_RULES = {"generate", "ntuplize", "validate_ntuples", "tfds", "weights", "train", "predict", "evaluate"}
 
@@ -120,9 +121,6 @@ def test_jet_and_pf_samples_feed_their_own_branches(tmp_path):
 
 def test_each_backend_runs_in_its_own_environment(tmp_path):
     """generate jobs take envs/<backend>.yaml (--sdm conda) and the sample's container (--sdm apptainer)."""
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
-
     workdir = copy_project(tmp_path / "wf")
     config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
     config["samples"] = {
@@ -136,13 +134,8 @@ def test_each_backend_runs_in_its_own_environment(tmp_path):
     for key in ("jets", "jet_weights", "tagger"):
         config.pop(key)
     path = _write_config(tmp_path / "backends.yaml", config)
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
-                                    config_settings=ConfigSettings(configfiles=[path]),
-                                    snakefile=workdir / "Snakefile", workdir=workdir)
-        dag_api = workflow_api.dag(DAGSettings())
-        dag_api.execute_workflow(pseudo_executor="dryrun")
-        jobs = [j for j in workflow_api._workflow.dag.jobs if j.rule.name == "generate"]
+    with dry_run(workdir, [path]) as dag:
+        jobs = [j for j in dag.jobs if j.rule.name == "generate"]
         envs = {j.wildcards.sample: str(j.rule.expand_conda_env(j.wildcards).file) for j in jobs}
         images = {j.wildcards.sample: j.rule.expand_container_img(j.wildcards) for j in jobs}
     assert {s: Path(e).name for s, e in envs.items()} == {"a": "colliderflow.yaml", "b": "delphes.yaml",
@@ -153,23 +146,12 @@ def test_each_backend_runs_in_its_own_environment(tmp_path):
 
 def test_a_samples_own_validation_thresholds_override_the_global_ones(tmp_path):
     """samples.<name>.validation reaches only that sample's validation job, key by key over ntuplize.validation."""
-    import json
-
-    from snakemake.api import SnakemakeApi
-    from snakemake.settings.types import ConfigSettings, DAGSettings, OutputSettings, Quietness, ResourceSettings
-
     workdir = copy_project(tmp_path / "wf")
     config = yaml.safe_load((ROOT / "config/ci.yaml").read_text())
     config["samples"]["ttbar"]["validation"] = {"closure_tolerance": 0.9}
     path = _write_config(tmp_path / "own.yaml", config)
-    with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
-        workflow_api = api.workflow(resource_settings=ResourceSettings(cores=1),
-                                    config_settings=ConfigSettings(configfiles=[path]),
-                                    snakefile=workdir / "Snakefile", workdir=workdir)
-        dag_api = workflow_api.dag(DAGSettings())
-        dag_api.execute_workflow(pseudo_executor="dryrun")
-        params = {j.wildcards.sample: json.loads(j.params.cfg) for j in workflow_api._workflow.dag.jobs
-                  if j.rule.name == "validate_ntuples"}
+    with dry_run(workdir, [path]) as dag:
+        params = {j.wildcards.sample: json.loads(j.params.cfg) for j in dag.jobs if j.rule.name == "validate_ntuples"}
     shared = config["ntuplize"]["validation"]
     assert params["ttbar"] == {**shared, "closure_tolerance": 0.9}
     assert all(p == shared for s, p in params.items() if s != "ttbar")

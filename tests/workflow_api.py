@@ -6,8 +6,10 @@ import os
 import shutil
 import subprocess
 import sys
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 from snakemake.api import SnakemakeApi
 from snakemake.settings.types import (
@@ -22,14 +24,15 @@ ROOT = Path(__file__).resolve().parents[1]
 PROJECT_FILES = ("Snakefile", "rules", "workflow", "config", "envs", "profiles")
 
 
-def planned_jobs(
+@contextmanager
+def dry_run(
     workdir: Path,
     configfiles: Iterable[Path] = (),
     *,
     forcerun: Iterable[str] = (),
     until: Iterable[str] = (),
-) -> dict[str, int]:
-    """Dry-run the workflow in `workdir`; return {rule: number of jobs that would run}."""
+) -> Iterator[Any]:
+    """Dry-run the workflow in `workdir` and yield its DAG (jobs, rules, params) while the API is open."""
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow_api = api.workflow(
             resource_settings=ResourceSettings(cores=2),
@@ -41,7 +44,19 @@ def planned_jobs(
         )
         dag_api = workflow_api.dag(DAGSettings(forcerun=frozenset(forcerun), until=frozenset(until)))
         dag_api.execute_workflow(pseudo_executor="dryrun")
-        counts = dict(workflow_api._workflow.dag.stats()[1])
+        yield workflow_api._workflow.dag
+
+
+def planned_jobs(
+    workdir: Path,
+    configfiles: Iterable[Path] = (),
+    *,
+    forcerun: Iterable[str] = (),
+    until: Iterable[str] = (),
+) -> dict[str, int]:
+    """Dry-run the workflow in `workdir`; return {rule: number of jobs that would run}."""
+    with dry_run(workdir, configfiles, forcerun=forcerun, until=until) as dag:
+        counts = dict(dag.stats()[1])
     counts.pop("total", None)
     return counts
 

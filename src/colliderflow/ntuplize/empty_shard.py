@@ -23,10 +23,7 @@ from colliderflow.io.atomic import atomic_path
 from colliderflow.io.parquet import ROW_WIDTHS, SCALAR_TYPES, STRING_COLUMNS, canonicalize_table, row_list_type
 from colliderflow.provenance import (
     SHARD_FAILED,
-    file_sha256,
-    provenance_record,
     read_job_provenance,
-    write_provenance,
 )
 from colliderflow.schema import EVENT_COLUMNS, SPLITS
 
@@ -112,30 +109,15 @@ def ntuplize_skipped_shard(*, inputs: list[Path], output: Path, sample: str, sha
     broken config fails here as it would for a real shard.
     """
     # Imported here: validation reads `skipped_reason` and need not load the whole ntuplizer.
-    from colliderflow.ntuplize.events import jet_params, split_fractions
+    from colliderflow.ntuplize.events import jet_params, split_fractions, write_shard_provenance
 
     fractions = split_fractions(params)
     jets = jet_params(params)
     output = Path(output)
     write_skipped_shard(output, reason=reason)
     if provenance is not None:
-        write_provenance(provenance, provenance_record(
-            stage="ntuplize",
-            config=params,
-            seeds={"split": seed},
-            inputs=[str(p) for p in inputs],
-            extra={
-                "sample": sample,
-                "shard": shard,
-                "output": str(output),
-                "output_sha256": file_sha256(output),
-                "events": 0,
-                "elements": 0,
-                "splits": dict.fromkeys(SPLITS, 0),
-                "skipped": True,
-                "reason": reason,
-                "effective_params": {"split_fractions": fractions, "jets": jets},
-            },
-        ))
+        write_shard_provenance(provenance, params=params, seed=seed, inputs=inputs, sample=sample, shard=shard,
+                               output=output, events=0, elements=0, splits=dict.fromkeys(SPLITS, 0), skipped=True,
+                               reason=reason, effective_params={"split_fractions": fractions, "jets": jets})
     log.warning("ntuplize %s shard %d skipped, zero-row shard written to %s: %s", sample, shard, output, reason)
     return {"sample": sample, "shard": shard, "events": 0, "skipped": True, "reason": reason}

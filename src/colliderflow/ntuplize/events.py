@@ -313,6 +313,20 @@ def event_table(columns: FileColumns, *, sample: str, splits: np.ndarray) -> pa.
 # ------------------------------------------------------------------------------------------------
 # The stage
 # ------------------------------------------------------------------------------------------------
+def write_shard_provenance(path: Path, *, params: dict[str, Any], seed: int, inputs: list[Path], sample: str,
+                           shard: int, output: Path, events: int, elements: int, splits: dict[str, int],
+                           **extra: Any) -> None:
+    """The provenance record of one ntuple shard, for shards made from events and for skipped ones alike."""
+    write_provenance(path, provenance_record(
+        stage="ntuplize",
+        config=params,
+        seeds={"split": seed},
+        inputs=[str(p) for p in inputs],
+        extra={"sample": sample, "shard": shard, "output": str(output), "output_sha256": file_sha256(output),
+               "events": events, "elements": elements, "splits": splits, **extra},
+    ))
+
+
 def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shard: int, params: dict,
                    seed: int, provenance: Path | None) -> dict[str, Any]:
     """Read simulation file(s) of any supported format, write one Parquet shard of EVENT_COLUMNS rows; return run stats.
@@ -367,31 +381,19 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
     n_lost = columns.n_unassigned
     split_counts = {s: int(np.sum(splits == i)) for i, s in enumerate(SPLITS)}
     if provenance is not None:
-        record = provenance_record(
-            stage="ntuplize",
-            config=params,
-            seeds={"split": seed},
-            inputs=[str(p) for p in inputs],
-            extra={
-                "sample": sample,
-                "shard": shard,
-                "output": str(output),
-                "output_sha256": file_sha256(output),
-                "events": n_events,
-                "elements": n_elements,
-                "splits": split_counts,
-                "gen_unassigned_energy_total": round(unassigned, 6),
-                "unassigned_particles": n_lost,
-                "visible_particles": n_visible,
-                "effective_params": {
-                    "split_fractions": fractions,
-                    "jets": jets,
-                    "baseline": baseline.as_dict(),
-                    "bfield_tesla": bfield_param if bfield_param is not None else fields_used,
-                },
+        write_shard_provenance(
+            provenance, params=params, seed=seed, inputs=inputs, sample=sample, shard=shard, output=output,
+            events=n_events, elements=n_elements, splits=split_counts,
+            gen_unassigned_energy_total=round(unassigned, 6),
+            unassigned_particles=n_lost,
+            visible_particles=n_visible,
+            effective_params={
+                "split_fractions": fractions,
+                "jets": jets,
+                "baseline": baseline.as_dict(),
+                "bfield_tesla": bfield_param if bfield_param is not None else fields_used,
             },
         )
-        write_provenance(provenance, record)
 
     seconds = time.perf_counter() - start
     input_mb = sum(p.stat().st_size for p in inputs) / 1e6
