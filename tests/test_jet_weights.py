@@ -258,3 +258,17 @@ def test_bad_inputs(small_files, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no input"):
         compute_jet_weights_from_files([], params=PARAMS, label_table=JETCLASS2_LABELS, **out)
     assert not (tmp_path / "out").exists()
+
+
+def test_plot_counts_jets_not_events(small_files, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The before/after plot of the jet stage names its rows jets (the event stage's say events)."""
+    import matplotlib.pyplot as plt
+
+    figures, close = [], plt.close
+    monkeypatch.setattr(plt, "close", figures.append)
+    paths, _ = small_files
+    compute_jet_weights_from_files(paths, params=PARAMS, label_table=JETCLASS2_LABELS, **outputs(tmp_path))
+    texts = [ax.get_title() + " " + ax.get_ylabel() for ax in figures[-1].axes]
+    assert texts and all(" jets" in t and "events" not in t for t in texts), texts
+    for fig in figures:
+        close(fig)

@@ -98,7 +98,7 @@ def weight_stats(result: ReweightResult, codes: np.ndarray, weights: np.ndarray)
 
 def write_weight_outputs(*, sample: np.ndarray | pa.Array, event_id: np.ndarray, weights: np.ndarray,
                          result: ReweightResult, document: Mapping[str, Any], output: Path, histograms: Path,
-                         plot: Path) -> None:
+                         plot: Path, rows: str = "events") -> None:
     """The weights Parquet (rows as given, which must already be in key order), histograms JSON and plot.
 
     `document` is what the histograms file says beyond the maps themselves (class column, split, stats).
@@ -112,7 +112,7 @@ def write_weight_outputs(*, sample: np.ndarray | pa.Array, event_id: np.ndarray,
     write_text_atomic(histograms, json.dumps({**result.to_dict(), **document}, indent=1) + "\n")
     from colliderflow.weights.plots import plot_projections  # matplotlib only where a plot is drawn
 
-    plot_projections(result, plot)
+    plot_projections(result, plot, rows=rows)
 
 
 def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], output: Path, histograms: Path,

@@ -178,7 +178,7 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
                          document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
                                    "files": len(files), "stats": stats},
-                         output=Path(output), histograms=Path(histograms), plot=Path(plot))
+                         output=Path(output), histograms=Path(histograms), plot=Path(plot), rows="jets")
     outputs = {"weights": str(output), "histograms": str(histograms), "plot": str(plot)}
     if provenance is not None:
         write_provenance(provenance, provenance_record(

@@ -36,8 +36,11 @@ def _edge_label(value: float) -> str:
     return f"{value:g}"
 
 
-def plot_projections(result: ReweightResult, path: str | Path) -> None:
-    """One row per class, one column per variable: unweighted vs weighted fraction of events per bin."""
+def plot_projections(result: ReweightResult, path: str | Path, *, rows: str = "events") -> None:
+    """One row per class, one column per variable: unweighted vs weighted fraction of rows per bin.
+
+    rows: what a row is ("events", "jets"), for the labels.
+    """
     n_classes = len(result.classes)
     fig, axes = plt.subplots(n_classes, 2, figsize=(10, 3.0 * n_classes), squeeze=False)
     weighted = result.raw_hists * result.weight_maps
@@ -54,9 +57,9 @@ def plot_projections(result: ReweightResult, path: str | Path) -> None:
                 ax.stairs(fractions, positions, linestyle=style, linewidth=1.6, label=text)
             ax.set_xticks(positions, [_edge_label(e) for e in edges], fontsize=7)
             ax.set_xlabel(f"{AXIS_LABELS.get(name, name)} (bin edges)")
-            ax.set_ylabel("fraction of events per bin")
+            ax.set_ylabel(f"fraction of {rows} per bin")
             ax.set_title(
-                f"{label}: {int(result.raw_hists[c].sum())} events, sum of weights {weighted[c].sum():.4g}",
+                f"{label}: {int(result.raw_hists[c].sum())} {rows}, sum of weights {weighted[c].sum():.4g}",
                 fontsize=9,
             )
             ax.set_ylim(bottom=0)
