@@ -358,6 +358,14 @@ def _cmd_export(args: argparse.Namespace) -> None:
     export_onnx(args.model_dir, args.output)
 
 
+def _add_weight_outputs(p: argparse.ArgumentParser, *, rows: str) -> None:
+    """The outputs both weights stages write (colliderflow.weights.files.write_weight_outputs)."""
+    p.add_argument("-o", "--output", type=Path, required=True, help=f"per-{rows} weights, Parquet")
+    p.add_argument("--histograms", type=Path, required=True, help="histograms and weight maps, JSON")
+    p.add_argument("--plot", type=Path, required=True, help="weighted vs unweighted distributions, PNG")
+    p.add_argument("--provenance", type=Path)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="colliderflow", description=__doc__.splitlines()[0])
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
@@ -430,10 +438,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("weights", help="sampling weights that flatten chosen distributions per class")
     p.add_argument("inputs", nargs="+", type=Path, help="Parquet shards (training split is used)")
     p.add_argument("--params", default="{}", help="the config's `weights` section as JSON")
-    p.add_argument("-o", "--output", type=Path, required=True, help="per-event weights, Parquet")
-    p.add_argument("--histograms", type=Path, required=True, help="histograms and weight maps, JSON")
-    p.add_argument("--plot", type=Path, required=True, help="weighted vs unweighted distributions, PNG")
-    p.add_argument("--provenance", type=Path)
+    _add_weight_outputs(p, rows="event")
     p.set_defaults(func=_cmd_weights)
 
     p = sub.add_parser("train", help="train a model; resumes from the newest checkpoint in OUTPUT_DIR")
@@ -479,10 +484,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("jet-weights", help="per-jet sampling weights with weaver's semantics")
     p.add_argument("inputs", nargs="+", type=Path, help="the training split: jet Parquet files or a directory")
     p.add_argument("--params", required=True, help="the config's `jet_weights` section as JSON")
-    p.add_argument("-o", "--output", type=Path, required=True, help="per-jet weights, Parquet")
-    p.add_argument("--histograms", type=Path, required=True, help="histograms and weight maps, JSON")
-    p.add_argument("--plot", type=Path, required=True, help="weighted vs unweighted distributions, PNG")
-    p.add_argument("--provenance", type=Path)
+    _add_weight_outputs(p, rows="jet")
     p.set_defaults(func=_cmd_jet_weights)
 
     p = sub.add_parser("weaver-config", help="a weaver data config for the jet files")
