@@ -28,14 +28,14 @@ import pyarrow.parquet as pq
 from colliderflow.io.delphes_reader import DelphesFile, read_delphes
 from colliderflow.ntuplize.jet_labels import GenRecord, LabelParams, label_jets
 from colliderflow.ntuplize.jet_substructure import SubstructureParams, jet_substructure
+from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
 from colliderflow.ntuplize.jets import (
     JetParams,
-    _build_tables,
     _filtered_jets,
     _flatten,
     _jet_set,
+    build_tables,
     jets_from_particles,
-    ntuplize_delphes_jets,
 )
 
 DELPHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "delphes" / "sophon_events_delphes_example.root"
@@ -102,7 +102,7 @@ def main() -> None:
     n_events = len(pf)
     params = JetParams()
 
-    wall, cpu, (table, _) = timed(lambda: _build_tables(pf, jets, gen, genjets, vertex, params), args.repeat)
+    wall, cpu, (table, _) = timed(lambda: build_tables(pf, jets, gen, genjets, vertex, params), args.repeat)
     report("build rows, Delphes jets (refs)", wall, cpu, table.num_rows, n_events)
     wall, cpu, table_rc = timed(lambda: jets_from_particles(pf, gen, vertex=vertex, params=params), args.repeat)
     report("cluster + build rows (recluster)", wall, cpu, table_rc.num_rows, n_events)

@@ -14,7 +14,7 @@ import uproot
 from colliderflow.io.delphes_reader import read_delphes, resolve_refs
 from colliderflow.jetschema import JETCLASS2_SCHEMA, schema_differences
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
-from colliderflow.ntuplize.jets import ntuplize_delphes_jets
+from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 DELPHES = DATA / "delphes" / "sophon_events_delphes_example.root"
@@ -52,9 +52,13 @@ def test_refs_resolve_to_the_objects_with_those_unique_ids() -> None:
 def test_reader_resolves_every_constituent_of_the_example() -> None:
     events = read_delphes(DELPHES)
     assert events.n_events == 10 and events.unresolved_refs == 0
-    # Delphes' own jet pT is the vector sum of its referenced candidates.
-    first = events.pf[0][events.jets[0][0]]
-    assert np.hypot(ak.sum(first.px), ak.sum(first.py)) == pytest.approx(1103.32, rel=1e-4)
+    # Delphes' own jet pT (as the file stores it) is the vector sum of its referenced candidates.
+    stored_pt = uproot.open(DELPHES)["Delphes"]["JetPUPPIAK8.PT"].array()
+    for event in range(events.n_events):
+        for jet, members in enumerate(events.jets[event]):
+            parts = events.pf[event][members]
+            summed = np.hypot(ak.sum(parts.px), ak.sum(parts.py))
+            assert summed == pytest.approx(float(stored_pt[event][jet]), rel=1e-5), (event, jet)
     assert events.vertex is not None and ak.all(events.vertex.has_vertex)
     assert ak.all(abs(events.vertex.t) < 1.0)  # ns, converted from Delphes' seconds ...
     assert 1.0 < ak.max(abs(events.gen.t)) < 1e4  # ... so decays in flight sit at ns, not 1e-7
@@ -141,8 +145,11 @@ def test_missing_branches_are_named_and_nothing_is_written(tmp_path: Path) -> No
     bad = tmp_path / "incomplete.root"
     _write_incomplete_delphes(bad)
     output = tmp_path / "out" / "jets.parquet"
-    with pytest.raises(ValueError, match=r"incomplete\.root.*ParticleFlowCandidate\.PT") as info:
+    with pytest.raises(ValueError, match=r"incomplete\.root.*EFlowTrack\.PT.*neither ParticleFlowCandidate\.PT"):
         ntuplize_delphes_jets([DELPHES, bad], output=output, params={}, provenance=tmp_path / "out" / "prov.json")
+    with pytest.raises(ValueError, match=r"incomplete\.root.*ParticleFlowCandidate\.PT") as info:
+        ntuplize_delphes_jets([DELPHES, bad], output=output, params={"constituents": "refs"},
+                              provenance=tmp_path / "out" / "prov.json")
     assert "JetPUPPIAK8.Constituents" in str(info.value)
     assert not output.exists()
     assert not (tmp_path / "out").exists() or list((tmp_path / "out").iterdir()) == []

@@ -212,7 +212,7 @@ def _jet_ntuplizer(inputs: list[Path]) -> Any:
     """The jet ntuplizer for the inputs' format (all builtin or all Delphes; detected from the files)."""
     from colliderflow.io.sim_reader import detect_format
     from colliderflow.ntuplize.builtin_jets import ntuplize_builtin_jets
-    from colliderflow.ntuplize.jets import ntuplize_delphes_jets
+    from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
 
     formats = {path: detect_format(path) for path in inputs}
     kinds = set(formats.values())

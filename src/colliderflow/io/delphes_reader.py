@@ -1,4 +1,8 @@
-"""Read Delphes trees with uproot: particle-flow candidates, generator particles, and jets' constituents.
+"""Read Delphes trees with uproot: reconstructed particles, generator particles, and jets' constituents.
+
+The reconstructed particles are the card's particle-flow output: `ParticleFlowCandidate` when the card
+writes it (in a PUPPI card such as JetClass-II's these are the PUPPI-weighted candidates), else the
+energy-flow collections EFlowTrack + EFlowPhoton + EFlowNeutralHadron (CMS, ATLAS, CLIC, ILD, ... cards).
 
 Delphes stores a jet's constituents as a TRefArray of the referenced objects' fUniqueID, not as indices.
 This reader resolves them, for all events at once, into indices of the ParticleFlowCandidate (reco jets)
@@ -8,7 +12,8 @@ collections it does not write) is dropped and counted, as the JetClass-II ntupli
 
 Quantities come out in the project's units: GeV, mm, and ns for times (Delphes writes seconds). Reco
 four-momenta are built from PT, Eta, Phi and Mass, as the JetClass-II tools do: a Delphes candidate's
-stored E is not always consistent with them.
+stored E is not always consistent with them. Entries along the beam axis (pT = 0, η = ±999.9) get a
+finite pz (`delphes_refs.pz_from_pt_eta`).
 
 Every problem with a file — not ROOT, no Delphes tree, missing branches, references that do not
 parse — is a ValueError that names the file (and the branches).
@@ -25,14 +30,18 @@ import awkward as ak
 import numpy as np
 import uproot
 
+from colliderflow.io.delphes_refs import pz_from_pt_eta, resolve_refs, truth_refs
 from colliderflow.io.rootfile import open_root_file
+
+__all__ = ["DelphesEvents", "DelphesFile", "check_delphes", "read_delphes", "resolve_refs"]
 
 DELPHES_TREE: Final = "Delphes"
 _SECONDS_TO_NS: Final = 1e9
-# TRef values carry the process-id slot in their top byte; the object number is the low 24 bits.
-_UID_MASK: Final = 0x00FFFFFF
 
 PF_BRANCH: Final = "ParticleFlowCandidate"
+EFLOW_TRACK: Final = "EFlowTrack"
+EFLOW_NEUTRALS: Final = {"EFlowPhoton": 22, "EFlowNeutralHadron": 130}  # collection → PDG id given
+PARTICLE_SOURCES: Final = ("ParticleFlowCandidate", "eflow")
 GEN_BRANCH: Final = "Particle"
 VERTEX_BRANCH: Final = "Vertex"
 
@@ -49,7 +58,10 @@ _PF_LEAVES: Final = {
     "d0err": "ErrorD0",
     "dz": "DZ",
     "dzerr": "ErrorDZ",
+    "p": "P",
 }
+# EFlowTrack is of class Track: the same leaves as a candidate. The neutral ones are Towers: energy and direction.
+_TOWER_LEAVES: Final = {"uid": "fUniqueID", "energy": "E", "eta": "Eta", "phi": "Phi"}
 _GEN_LEAVES: Final = {
     "uid": "fUniqueID",
     "pid": "PID",
@@ -104,9 +116,29 @@ def _leaf(collection: str, leaf: str) -> str:
     return f"{collection}.{leaf}"
 
 
-def required_branches(*, jet_branch: str | None, genjet_branch: str | None) -> list[str]:
-    """The branches a read needs (Vertex is optional: without it impact parameters stay absolute)."""
-    names = [_leaf(PF_BRANCH, v) for v in _PF_LEAVES.values()]
+def particle_source(available: set[str]) -> str:
+    """Which reconstructed particles a file offers: "ParticleFlowCandidate" if written, else "eflow"."""
+    return PF_BRANCH if _leaf(PF_BRANCH, "PT") in available else "eflow"
+
+
+def _particle_branches(source: str) -> list[str]:
+    if source == PF_BRANCH:
+        return [_leaf(PF_BRANCH, v) for v in _PF_LEAVES.values()]
+    names = [_leaf(EFLOW_TRACK, v) for v in _PF_LEAVES.values()]
+    return names + [_leaf(c, v) for c in EFLOW_NEUTRALS for v in _TOWER_LEAVES.values()]
+
+
+def required_branches(
+    *, jet_branch: str | None, genjet_branch: str | None, particles: str | None = PF_BRANCH
+) -> list[str]:
+    """The branches a read needs (Vertex is optional: without it impact parameters stay absolute).
+
+    particles=None: what a file without ParticleFlowCandidate needs, the EFlow collections.
+    """
+    particles = particles or "eflow"
+    if particles not in PARTICLE_SOURCES:
+        raise ValueError(f"particles must be one of {PARTICLE_SOURCES}, got {particles!r}")
+    names = _particle_branches(particles)
     names += [_leaf(GEN_BRANCH, v) for v in _GEN_LEAVES.values()]
     if jet_branch:
         names.append(_leaf(jet_branch, "Constituents"))
@@ -128,48 +160,13 @@ def _open_tree(path: Path) -> uproot.TTree:
     return tree
 
 
-def _check_branches(path: Path, tree: uproot.TTree, names: list[str]) -> None:
+def _check_branches(path: Path, tree: uproot.TTree, names: list[str], *, auto: bool = False) -> None:
     available = {k.split("/")[-1] for k in tree.keys(recursive=True)}
     missing = [n for n in names if n not in available]
     if missing:
-        raise ValueError(f"{path}: Delphes tree lacks branches {missing}")
-
-
-def resolve_refs(uids: ak.Array, refs: ak.Array) -> tuple[ak.Array, int]:
-    """Turn [events, jets, refs] TRef values into indices of the objects whose fUniqueID they name.
-
-    `uids` is [events, objects]; a reference is looked up only among its own event's objects. All events
-    are done in one sorted search on (event, uid) keys. Returns the index array (unmatched references
-    dropped, order kept) and the number dropped.
-    """
-    n_events = len(uids)
-    n_objects = ak.to_numpy(ak.num(uids, axis=1)).astype(np.int64)
-    obj_offsets = np.zeros(n_events + 1, dtype=np.int64)
-    np.cumsum(n_objects, out=obj_offsets[1:])
-    obj_event = np.repeat(np.arange(n_events, dtype=np.int64), n_objects)
-    obj_uid = ak.to_numpy(ak.flatten(uids, axis=1)).astype(np.int64) & _UID_MASK
-    obj_keys = (obj_event << 32) | obj_uid
-    order = np.argsort(obj_keys, kind="stable")
-    sorted_keys = obj_keys[order]
-
-    jets_per_event = ak.to_numpy(ak.num(refs, axis=1)).astype(np.int64)
-    refs_per_jet = ak.to_numpy(ak.flatten(ak.num(refs, axis=2), axis=1)).astype(np.int64)
-    jet_event = np.repeat(np.arange(n_events, dtype=np.int64), jets_per_event)
-    ref_event = np.repeat(jet_event, refs_per_jet)
-    ref_uid = ak.to_numpy(ak.flatten(refs, axis=None)).astype(np.int64) & _UID_MASK
-    ref_keys = (ref_event << 32) | ref_uid
-    pos = np.searchsorted(sorted_keys, ref_keys)
-    pos_ok = np.minimum(pos, max(len(sorted_keys) - 1, 0))
-    found = (
-        (pos < len(sorted_keys)) & (sorted_keys[pos_ok] == ref_keys)
-        if len(sorted_keys)
-        else np.zeros(len(ref_keys), bool)
-    )
-    local = order[pos_ok[found]] - obj_offsets[ref_event[found]]
-    ref_jet = np.repeat(np.arange(len(refs_per_jet)), refs_per_jet)
-    kept_per_jet = np.bincount(ref_jet[found], minlength=len(refs_per_jet))
-    per_jet = ak.unflatten(local, kept_per_jet)
-    return ak.unflatten(per_jet, jets_per_event), int((~found).sum())
+        hint = (f" (reconstructed particles: neither {_leaf(PF_BRANCH, 'PT')} nor "
+                f"{' + '.join([EFLOW_TRACK, *EFLOW_NEUTRALS])} is complete)") if auto else ""
+        raise ValueError(f"{path}: Delphes tree lacks branches {missing}{hint}")
 
 
 def _collection(arrays: ak.Array, collection: str, leaves: dict[str, str]) -> dict[str, ak.Array]:
@@ -181,7 +178,7 @@ def _pf_records(raw: dict[str, ak.Array]) -> ak.Array:
     eta = ak.values_astype(raw["eta"], np.float64)
     phi = ak.values_astype(raw["phi"], np.float64)
     mass = ak.values_astype(raw["mass"], np.float64)
-    pz = pt * np.sinh(eta)
+    pz = pz_from_pt_eta(pt, eta, ak.values_astype(raw["p"], np.float64))
     return ak.zip(
         {
             "px": pt * np.cos(phi),
@@ -196,6 +193,43 @@ def _pf_records(raw: dict[str, ak.Array]) -> ak.Array:
             "dzerr": raw["dzerr"],
         }
     )
+
+
+def _tower_records(raw: dict[str, ak.Array], pid: int) -> ak.Array:
+    """Neutral energy-flow towers as massless particles (tanh η and 1/cosh η stay finite at |η| = 999.9)."""
+    energy = ak.values_astype(raw["energy"], np.float64)
+    eta = ak.values_astype(raw["eta"], np.float64)
+    phi = ak.values_astype(raw["phi"], np.float64)
+    pt = energy / np.cosh(ak.where(abs(eta) > 700.0, 700.0, eta))
+    zero = ak.zeros_like(energy)
+    return ak.zip(
+        {
+            "px": pt * np.cos(phi),
+            "py": pt * np.sin(phi),
+            "pz": energy * np.tanh(eta),
+            "energy": energy,
+            "charge": ak.values_astype(zero, np.int32),
+            "pid": ak.values_astype(zero, np.int32) + pid,
+            "d0": zero,
+            "d0err": zero,
+            "dz": zero,
+            "dzerr": zero,
+        }
+    )
+
+
+def _particles(arrays: ak.Array, source: str) -> tuple[ak.Array, ak.Array]:
+    """(records, fUniqueIDs) of the reconstructed particles of `source`, EFlow collections concatenated."""
+    if source == PF_BRANCH:
+        raw = _collection(arrays, PF_BRANCH, _PF_LEAVES)
+        return _pf_records(raw), raw["uid"]
+    raw = _collection(arrays, EFLOW_TRACK, _PF_LEAVES)
+    parts, uids = [_pf_records(raw)], [raw["uid"]]
+    for collection, pid in EFLOW_NEUTRALS.items():
+        tower = _collection(arrays, collection, _TOWER_LEAVES)
+        parts.append(_tower_records(tower, pid))
+        uids.append(tower["uid"])
+    return ak.concatenate(parts, axis=1), ak.concatenate(uids, axis=1)
 
 
 def _gen_records(raw: dict[str, ak.Array]) -> ak.Array:
@@ -230,16 +264,26 @@ class DelphesFile:
     """
 
     def __init__(
-        self, path: str | Path, *, jet_branch: str | None = "JetPUPPIAK8", genjet_branch: str | None = "GenJetAK8"
+        self,
+        path: str | Path,
+        *,
+        jet_branch: str | None = "JetPUPPIAK8",
+        genjet_branch: str | None = "GenJetAK8",
+        particles: str | None = None,
     ) -> None:
+        """`particles`: "ParticleFlowCandidate", "eflow", or None for what the file has (`particle_source`)."""
         self.path = Path(path)
         self.jet_branch = jet_branch
         self.genjet_branch = genjet_branch
         self._tree = _open_tree(self.path)
         try:
-            self._names = required_branches(jet_branch=jet_branch, genjet_branch=genjet_branch)
-            _check_branches(self.path, self._tree, self._names)
             available = {k.split("/")[-1] for k in self._tree.keys(recursive=True)}
+            self.available = available
+            self.particles = particles or particle_source(available)
+            self._names = required_branches(
+                jet_branch=jet_branch, genjet_branch=genjet_branch, particles=self.particles
+            )
+            _check_branches(self.path, self._tree, self._names, auto=particles is None)
             vertex_names = [_leaf(VERTEX_BRANCH, v) for v in _VERTEX_LEAVES.values()]
             self._with_vertex = all(n in available for n in vertex_names)
             if self._with_vertex:
@@ -268,26 +312,23 @@ class DelphesFile:
             arrays = self._tree.arrays(self._names, entry_start=entry_start, entry_stop=entry_stop)
         except Exception as exc:  # a damaged basket or an unreadable streamer
             raise ValueError(f"{path}: cannot read the Delphes branches ({type(exc).__name__}: {exc})") from exc
-        pf_raw = _collection(arrays, PF_BRANCH, _PF_LEAVES)
+        pf, pf_uid = _particles(arrays, self.particles)
         gen_raw = _collection(arrays, GEN_BRANCH, _GEN_LEAVES)
         n_gen = ak.num(gen_raw["pid"], axis=1)
         for key in ("m1", "m2", "d1", "d2"):
             _check_indices(path, f"{GEN_BRANCH}.{_GEN_LEAVES[key]}", gen_raw[key], n_gen)
         unresolved = 0
         jets = genjets = None
-        try:
-            if self.jet_branch:
-                jets, dropped = resolve_refs(pf_raw["uid"], arrays[_leaf(self.jet_branch, "Constituents")].refs)
-                unresolved += dropped
-            if self.genjet_branch:
-                genjets, dropped = resolve_refs(gen_raw["uid"], arrays[_leaf(self.genjet_branch, "Constituents")].refs)
-                unresolved += dropped
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: jet constituents are not TRefArrays uproot can read ({exc})") from exc
+        if self.jet_branch:
+            jets, dropped = truth_refs(str(path), arrays, _leaf(self.jet_branch, "Constituents"), pf_uid)
+            unresolved += dropped
+        if self.genjet_branch:
+            genjets, dropped = truth_refs(str(path), arrays, _leaf(self.genjet_branch, "Constituents"), gen_raw["uid"])
+            unresolved += dropped
         return DelphesEvents(
             path=path,
             entry_start=int(entry_start or 0),
-            pf=_pf_records(pf_raw),
+            pf=pf,
             gen=_gen_records(gen_raw),
             jets=jets,
             genjets=genjets,
@@ -309,6 +350,7 @@ def read_delphes(
     *,
     jet_branch: str | None = "JetPUPPIAK8",
     genjet_branch: str | None = "GenJetAK8",
+    particles: str | None = None,
     entry_start: int | None = None,
     entry_stop: int | None = None,
 ) -> DelphesEvents:
@@ -317,11 +359,13 @@ def read_delphes(
     Pass jet_branch / genjet_branch = None to skip the jets (when they are reclustered from the
     particles instead); the particle collections are always read.
     """
-    with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch) as handle:
+    with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch, particles=particles) as handle:
         return handle.read(entry_start, entry_stop)
 
 
-def check_delphes(path: str | Path, *, jet_branch: str | None, genjet_branch: str | None) -> int:
+def check_delphes(
+    path: str | Path, *, jet_branch: str | None, genjet_branch: str | None, particles: str | None = None
+) -> int:
     """Open a file and check it has what a read needs, without reading data; returns its event count."""
-    with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch) as handle:
+    with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch, particles=particles) as handle:
         return handle.num_entries

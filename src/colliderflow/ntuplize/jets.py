@@ -14,7 +14,7 @@ the same thing whichever way the jets were found:
   ΔR < genjet_match_dr; without one, genjet_* are 0 and genpart_* are empty.
 
 Everything runs on flat numpy arrays with per-jet counts (numba where a loop cannot be avoided); no
-Python loop touches a particle or a jet. `ntuplize_delphes_jets` drives the Delphes reader over files
+Python loop touches a particle or a jet. `ntuplize.delphes_jets` drives the Delphes reader over files
 in chunks and writes one zstd Parquet file, atomically.
 
 Input records (per-event awkward lists):
@@ -28,18 +28,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Final
 
 import awkward as ak
 import numba
 import numpy as np
 import pyarrow as pa
-import pyarrow.parquet as pq
 
-from colliderflow.io.atomic import atomic_path
-from colliderflow.io.delphes_reader import DelphesEvents, DelphesFile, check_delphes
-from colliderflow.jetschema import JETCLASS2_SCHEMA, jetclass2_table
+from colliderflow.jetschema import jetclass2_table
 from colliderflow.kinematics import stdout_fd_silenced
 from colliderflow.ntuplize.jet_labels import (
     JETCLASS2_LABELS,
@@ -54,7 +50,6 @@ from colliderflow.ntuplize.jet_labels import (
     label_jets,
 )
 from colliderflow.ntuplize.jet_substructure import SubstructureParams, jet_substructure
-from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.schema import NEUTRINO_PDGIDS
 
 _SECONDS_PER_NS: Final = 1e-9
@@ -576,7 +571,7 @@ def cluster_constituents(particles: ak.Array, *, radius: float, min_pt: float) -
         return ak.values_astype(sequence.constituent_index(min_pt=min_pt), np.int64)
 
 
-def _final_state_genjets(gen_particles: ak.Array, params: JetParams) -> ak.Array:
+def final_state_genjets(gen_particles: ak.Array, params: JetParams) -> ak.Array:
     """Gen jets as in JetClass-II: the same clustering on stable (status 1) particles without neutrinos."""
     status = gen_particles.status if "status" in gen_particles.fields else ak.ones_like(gen_particles.pid)
     abs_pid = abs(gen_particles.pid)
@@ -596,7 +591,7 @@ def _final_state_genjets(gen_particles: ak.Array, params: JetParams) -> ak.Array
     return ak.unflatten(ak.unflatten(mapped, per_jet), jets_per_event)
 
 
-def _build_tables(
+def build_tables(
     particles: ak.Array,
     constituents: ak.Array,
     gen_particles: ak.Array | None,
@@ -629,7 +624,7 @@ def jet_table_from_constituents(
 
     Without gen_particles there is no truth: jet_label is −1, genjet_* are 0 and nothing is dropped.
     """
-    return _build_tables(particles, constituents, gen_particles, gen_constituents, vertex, _coerce_params(params))[0]
+    return build_tables(particles, constituents, gen_particles, gen_constituents, vertex, _coerce_params(params))[0]
 
 
 def jets_from_particles(
@@ -649,99 +644,5 @@ def jets_from_particles(
     if gen_particles is not None:
         _require_fields(gen_particles, _GEN_REQUIRED, "gen_particles")
     constituents = cluster_constituents(particles, radius=params.radius, min_pt=params.min_pt)
-    gen_constituents = _final_state_genjets(gen_particles, params) if gen_particles is not None else None
-    return _build_tables(particles, constituents, gen_particles, gen_constituents, vertex, params)[0]
-
-
-# --------------------------------------------------------------------------------------------------
-# Delphes files → one Parquet file.
-# --------------------------------------------------------------------------------------------------
-_CONSTITUENT_MODES: Final = ("refs", "recluster")
-_DELPHES_DEFAULTS: Final[dict[str, Any]] = {
-    "constituents": "refs",
-    "jet_branch": "JetPUPPIAK8",
-    "genjet_branch": "GenJetAK8",
-    "step_size": 5000,
-}
-
-
-def _split_delphes_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], JetParams]:
-    delphes = {k: params.get(k, v) for k, v in _DELPHES_DEFAULTS.items()}
-    if delphes["constituents"] not in _CONSTITUENT_MODES:
-        raise ValueError(f"constituents {delphes['constituents']!r} is not one of {_CONSTITUENT_MODES}")
-    if int(delphes["step_size"]) < 1:
-        raise ValueError(f"step_size must be >= 1, got {delphes['step_size']}")
-    jet_params = JetParams.from_mapping({k: v for k, v in params.items() if k not in _DELPHES_DEFAULTS})
-    return delphes, jet_params
-
-
-def _table_from_delphes(events: DelphesEvents, mode: str, params: JetParams) -> tuple[pa.Table, BuildStats]:
-    if mode == "refs":
-        return _build_tables(events.pf, events.jets, events.gen, events.genjets, events.vertex, params)
-    constituents = cluster_constituents(events.pf, radius=params.radius, min_pt=params.min_pt)
-    gen_constituents = _final_state_genjets(events.gen, params)
-    return _build_tables(events.pf, constituents, events.gen, gen_constituents, events.vertex, params)
-
-
-def ntuplize_delphes_jets(inputs: list[Path], *, output: Path, params: dict, provenance: Path | None) -> dict[str, Any]:
-    """Delphes files → one JetClass-II Parquet file (zstd), written atomically; returns the statistics.
-
-    params: the JetParams keys plus
-      constituents   "refs" (default): Delphes' own jets (jet_branch) and gen jets (genjet_branch), their
-                     constituents resolved from the references — JetClass-II's jets, PUPPI-weighted
-                     candidates included; "recluster": anti-kT on all ParticleFlowCandidates and on the
-                     stable non-neutrino Particles, for cards without the wanted jet collection
-      jet_branch, genjet_branch   default JetPUPPIAK8, GenJetAK8
-      step_size      events read at a time (default 5000)
-    Every input is checked (readable, Delphes tree, branches) before anything is written; a bad input
-    is a ValueError naming it, and no output file is left behind.
-    """
-    inputs = [Path(p) for p in inputs]
-    if not inputs:
-        raise ValueError(f"{output}: no input files")
-    delphes, jet_params = _split_delphes_params(params)
-    mode = delphes["constituents"]
-    branches = {
-        "jet_branch": delphes["jet_branch"] if mode == "refs" else None,
-        "genjet_branch": delphes["genjet_branch"] if mode == "refs" else None,
-    }
-    for path in inputs:
-        check_delphes(path, **branches)
-    total = BuildStats()
-    unresolved = 0
-    with (
-        atomic_path(output) as tmp,
-        pq.ParquetWriter(tmp, JETCLASS2_SCHEMA, compression="zstd", use_dictionary=False) as writer,
-    ):
-        for path in inputs:
-            with DelphesFile(path, **branches) as handle:
-                for events in handle.iterate(int(delphes["step_size"])):
-                    try:
-                        table, stats = _table_from_delphes(events, mode, jet_params)
-                    except ValueError as exc:
-                        raise ValueError(f"{path} (entries from {events.entry_start}): {exc}") from exc
-                    total.add(stats)
-                    unresolved += events.unresolved_refs
-                    if table.num_rows:
-                        writer.write_table(table)
-    names = jet_params.labels.table
-    summary: dict[str, Any] = {
-        "output": str(output),
-        "inputs": len(inputs),
-        "events": total.events,
-        "jets_found": total.jets_found,
-        "jets_selected": total.jets_selected,
-        "jets_unlabelled": total.jets_unlabelled,
-        "jets_written": total.jets_written,
-        "jets_with_genjet": total.jets_with_genjet,
-        "unresolved_refs": unresolved,
-        "label_counts": {
-            (names[k] if 0 <= k < len(names) else "unlabelled"): v for k, v in sorted(total.label_counts.items())
-        },
-    }
-    if provenance is not None:
-        record = provenance_record(
-            stage="ntuplize_jets", config=dict(params), inputs=[str(p) for p in inputs], extra={"stats": summary}
-        )
-        write_provenance(provenance, record)
-    return summary
+    gen_constituents = final_state_genjets(gen_particles, params) if gen_particles is not None else None
+    return build_tables(particles, constituents, gen_particles, gen_constituents, vertex, params)[0]
