@@ -87,7 +87,7 @@ def _raw_refs(where: str, name: str, array: ak.Array) -> ak.Array:
             raise ValueError(f"{where}: {name} is not a TRef uproot can read (type {array.type}); "
                              f"no truth can be attached to {name.split('.')[0]}")
         values = array.ref
-        return ak.unflatten(values, 1, axis=-1)
+        return ak.from_regular(values[:, :, np.newaxis], axis=2)
     if "refs" not in fields:
         raise ValueError(f"{where}: {name} is not a TRefArray uproot can read (type {array.type}); "
                          f"no truth can be attached to {name.split('.')[0]}")
