@@ -1,20 +1,31 @@
 """An event-level view of Delphes output in the builtin simulation layout (SIM_* fields), for the ntuplizer.
 
-Delphes has no hits and no real track fit; its particle-flow inputs are the energy-flow objects. They
-are mapped onto elements as follows:
+Delphes has no hits and no real track fit. As for Key4HEP, elements are the detector's tracks and
+calorimeter clusters, targets come from the truth behind them, and the card's own particle flow is the
+baseline. Per card, whatever it writes (first match):
 
-* tracks ← `EFlowTrack` (or the charged `ParticleFlowCandidate`s when the card writes no EFlow
-  collections). Helix parameters in the EDM4hep convention: ω = q·0.2998e-3·B/pT [1/mm] with the
-  solenoid field B (3.8 T, CMS-like cards, unless given), tanλ = sinh η, φ, and D0/DZ (mm) when present.
-  χ², ndf and the innermost-hit radius do not exist in Delphes and are 0; dE/dx is `dNdx` when present.
-* clusters ← `EFlowPhoton` + `EFlowNeutralHadron` (or the neutral candidates): energy, ECAL/HCAL
-  energy from `Eem`/`Ehad`, and a position on the calorimeter front built from (η, φ), a cylinder of
-  radius CALO_RADIUS_MM closed at ±CALO_HALF_LENGTH_MM, so the cluster features keep their meaning.
-* truth: gen_* are all `Particle` entries (status as stored; the targets use status 1); a track's
-  truth particle and a cluster's deposits come from the objects' `Particle`/`Particles` references,
-  resolved with `delphes_reader.resolve_refs`. A deposit's energy is the referenced particle's energy
-  (Delphes does not store the share of a tower), which only ranks the clusters a particle reached.
-* pfo_*: the Delphes particle-flow objects themselves, one per element, as the source baseline.
+* EFlow cards (CMS, ATLAS, CLIC, ILD, IDEA, FCC-ee, ...): tracks ← `EFlowTrack`; clusters ← `Tower`
+  (every calorimeter tower, its full energy) when written, else `EFlowPhoton` + `EFlowNeutralHadron`;
+  baseline ← the EFlow objects: each EFlowTrack on its track, each neutral EFlow object on the tower it
+  was made from (same edges, `_tower_match`). A tower whose energy the particle flow gave to tracks
+  has no baseline object, as a cluster Pandora merged into a track has no PFO of its own.
+* PF-candidate cards (JetClass-II's): tracks ← charged `ParticleFlowCandidate`s, clusters ← neutral
+  ones, baseline ← the candidates themselves. Candidates with pT = 0 (PUPPI weight 0, η = ±999.9)
+  are not elements.
+* `Track` + `Tower` only: those, with the rule-based baseline.
+
+Features: helix parameters in the EDM4hep convention, ω = q·0.2998e-3·B/pT [1/mm] with the solenoid
+field B (3.8 T, CMS-like cards, unless given), tanλ = sinh η, φ, D0/DZ (mm) when present; χ², ndf and
+the innermost-hit radius do not exist in Delphes and are 0; dE/dx is `dNdx` when present. Clusters:
+energy, ECAL/HCAL energy from `Eem`/`Ehad`, and the tower's stored X, Y, Z (mm) where the calorimeter
+was hit, else a point on a cylinder of radius CALO_RADIUS_MM closed at ±CALO_HALF_LENGTH_MM along (η, φ).
+
+Truth: gen_* are all `Particle` entries (status as stored; the targets use status 1). A track's truth
+particle is its `Particle` TRef, a cluster's deposits its `Particles` TRefArray (`delphes_refs`); a
+reference branch that is present but unreadable is an error naming it, never "no truth". A deposit's
+energy is the referenced particle's energy (Delphes does not store the share of a tower; with its
+calorimeters a particle deposits in one tower per calorimeter), which only ranks the clusters a
+particle reached. References to particles the file does not store (pile-up) match nothing.
 
 Delphes writes times in seconds; they come out in ns.
 """
