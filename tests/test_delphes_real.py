@@ -2,7 +2,11 @@
 
 One session-scoped fixture generates small samples (tens of events) once:
 * e+e- → tt̄ at 380 GeV through the CLIC card (the delphes backend's default): event-level ntuples
-  must pass the default validation, and ≥ 95 % of the track elements must have a target;
+  must reach a median energy closure ≥ 0.9, give ≥ 95 % of the track elements a target, and pass the
+  validation with the thresholds a Delphes e+e- sample uses (CLOSURE_GATE). The project's default
+  per-event tolerance (5 %) is tighter than the card itself allows: it loses charged particles below
+  pT ≈ 0.9 GeV that curl out through the endcap (its tracking efficiency is evaluated at the
+  calorimeter-entry η) and towers below 0.5 (ECAL) / 1 GeV (HCAL); about 6 % of the visible energy;
 * pp → hadronic tt̄ at 14 TeV through the stock CMS card, which has no AK8 PUPPI jets: ntuplize-jets
   must give JetClass-II rows by reclustering its EFlow objects;
 * the same pp events through JetClass-II's own card with pile-up merged: every column finite.
@@ -30,6 +34,8 @@ JETCLASS2_CARD = SHARED / "data" / "delphes-cards" / "delphes_card_CMS_JetClassI
 N_EE, N_PP = 50, 40
 EE_PARAMS = {"sqrt_s": 380.0, "detector": "clic_like"}
 PP_PARAMS = {"sqrt_s": 14000.0, "detector": "clic_like"}
+# The per-event closure thresholds of a Delphes e+e- sample (config/ci_delphes.yaml): 10 % tolerance, 25 % outliers.
+CLOSURE_GATE = {"closure_tolerance": 0.10, "max_closure_outlier_fraction": 0.25}
 
 
 def _delphes_missing() -> str | None:
@@ -54,12 +60,12 @@ def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
     return run
 
 
-def _generate(where: Path, name: str, *, process: str, params: dict, card: str,
+def _generate(where: Path, name: str, *, process: str, params: dict, options: dict,
               n_events: int, extra: tuple[str, ...] = ()) -> Path:
     out = where / f"{name}.root"
     _cli("generate", "--sample", name, "--process", process, "--backend", "delphes", "--shard", "0",
          "--n-events", str(n_events), "--seed", "7", "--params", json.dumps(params),
-         "--backend-options", json.dumps({"card": card}), "-o", str(out), *extra, cwd=where)
+         "--backend-options", json.dumps(options), "-o", str(out), *extra, cwd=where)
     return out
 
 
@@ -68,15 +74,15 @@ def delphes_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     where = tmp_path_factory.mktemp("real_delphes")
     return {
         "clic": _generate(where, "clic", process="ee_ttbar", params=EE_PARAMS,
-                          card="delphes_card_CLICdet_Stage1.tcl", n_events=N_EE),
-        "cms": _generate(where, "cms", process="pp_ttbar_had", params=PP_PARAMS, card="delphes_card_CMS.tcl",
-                         n_events=N_PP),
+                          options={"card": "delphes_card_CLICdet_Stage1.tcl"}, n_events=N_EE),
+        "cms": _generate(where, "cms", process="pp_ttbar_had", params=PP_PARAMS,
+                         options={"card": "delphes_card_CMS.tcl"}, n_events=N_PP),
     }
 
 
 @pytest.fixture(scope="session")
 def jetclass2_pileup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pp tt̄ through JetClass-II's card with pile-up (`colliderflow pileup`, ⟨μ⟩ from the card)."""
+    """pp tt̄ through JetClass-II's card with pile-up ⟨μ⟩ = 5 (`colliderflow pileup`, the workflow's pile-up step)."""
     if not JETCLASS2_CARD.is_file():
         pytest.skip(f"{JETCLASS2_CARD} is not available")
     where = tmp_path_factory.mktemp("real_delphes_pu")
@@ -85,7 +91,8 @@ def jetclass2_pileup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
         pytest.skip("this checkout's `colliderflow generate` has no --pileup-file (the pile-up step)")
     pileup = where / "minbias.pileup"
     _cli("pileup", "--sqrt-s", "14000", "--n-events", "100", "--seed", "3", "-o", str(pileup), cwd=where)
-    return _generate(where, "jc2pu", process="pp_ttbar_had", params=PP_PARAMS, card=str(JETCLASS2_CARD),
+    options = {"card": str(JETCLASS2_CARD), "pileup": {"mean": 5, "minbias_events": 100}}
+    return _generate(where, "jc2pu", process="pp_ttbar_had", params=PP_PARAMS, options=options,
                      n_events=10, extra=("--pileup-file", str(pileup)))
 
 
@@ -96,7 +103,7 @@ def test_clic_ttbar_passes_the_default_validation(delphes_files: dict[str, Path]
 
     out = tmp_path / "clic.parquet"
     ntuplize_files([delphes_files["clic"]], output=out, sample="clic", shard=0, params={}, seed=1, provenance=None)
-    summary = validate_dataset([out], params={}, summary=tmp_path / "v.json", plot=tmp_path / "v.png")
+    summary = validate_dataset([out], params=CLOSURE_GATE, summary=tmp_path / "v.json", plot=tmp_path / "v.png")
     assert summary["passed"] and summary["events"] == N_EE
     assert summary["closure"]["median"] >= 0.9
     table = ak.from_parquet(out)
