@@ -49,7 +49,7 @@ def _delphes_missing() -> str | None:
     return None
 
 
-pytestmark = pytest.mark.skipif(_delphes_missing() is not None, reason=str(_delphes_missing()))
+pytestmark = [pytest.mark.slow, pytest.mark.skipif(_delphes_missing() is not None, reason=str(_delphes_missing()))]
 
 
 def _cli(*args: str, cwd: Path) -> subprocess.CompletedProcess:
