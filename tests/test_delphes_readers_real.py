@@ -82,7 +82,7 @@ def delphes_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
 @pytest.fixture(scope="session")
 def jetclass2_pileup_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """pp tt̄ through JetClass-II's card with pile-up ⟨μ⟩ = 5 (`colliderflow pileup`, the workflow's pile-up step)."""
+    """pp tt̄ through JetClass-II's card with pile-up ⟨μ⟩ = 5 (`colliderflow pileup`, the pile-up step)."""
     if not JETCLASS2_CARD.is_file():
         pytest.skip(f"{JETCLASS2_CARD} is not available")
     where = tmp_path_factory.mktemp("real_delphes_pu")
