@@ -166,3 +166,20 @@ def test_jetclass2_card_with_pileup_reads_finite(jetclass2_pileup_file: Path, tm
     table = pq.read_table(out)
     for name in ("jet_pt", "jet_eta", "jet_energy", "jet_sdmass"):
         assert np.isfinite(table.column(name).to_numpy()).all(), name
+
+
+@pytest.mark.parametrize("card", ["clic", "cms"])
+def test_neutral_eflow_objects_sit_on_the_towers_they_came_from(delphes_files: dict[str, Path], card: str) -> None:
+    """Clusters are the calorimeter towers; each EFlowPhoton / EFlowNeutralHadron is a tower with the track
+    energy taken out, so it is placed on a tower (by edges) holding at least its energy."""
+    from colliderflow.io.delphes_events import read_delphes_events
+
+    events = read_delphes_events(delphes_files[card])
+    neutral = events.pfo_track_idx < 0
+    assert ak.sum(neutral) > 0
+    assert ak.all(events.pfo_cluster_idx[neutral] >= 0)
+    tower_energy = events.cluster_energy[events.pfo_cluster_idx[neutral]]
+    assert ak.all(events.pfo_energy[neutral] <= tower_energy * (1 + 1e-5))
+    # Every track element carries its EFlow track, in order.
+    charged = events.pfo_track_idx >= 0
+    assert ak.all(ak.num(events.pfo_track_idx[charged]) == ak.num(events.track_omega))
