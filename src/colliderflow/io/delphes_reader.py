@@ -33,7 +33,7 @@ import uproot
 from colliderflow.io.delphes_refs import pz_from_pt_eta, resolve_refs, truth_refs
 from colliderflow.io.rootfile import open_root_file
 
-__all__ = ["DelphesEvents", "DelphesFile", "check_delphes", "read_delphes", "resolve_refs"]
+__all__ = ["DelphesEvents", "DelphesFile", "read_delphes", "required_branches", "resolve_refs"]
 
 DELPHES_TREE: Final = "Delphes"
 _SECONDS_TO_NS: Final = 1e9
@@ -361,11 +361,3 @@ def read_delphes(
     """
     with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch, particles=particles) as handle:
         return handle.read(entry_start, entry_stop)
-
-
-def check_delphes(
-    path: str | Path, *, jet_branch: str | None, genjet_branch: str | None, particles: str | None = None
-) -> int:
-    """Open a file and check it has what a read needs, without reading data; returns its event count."""
-    with DelphesFile(path, jet_branch=jet_branch, genjet_branch=genjet_branch, particles=particles) as handle:
-        return handle.num_entries
