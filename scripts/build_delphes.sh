@@ -73,9 +73,12 @@ if [ "${DELPHES_FORCE:-0}" != 1 ] && [ -f "$PREFIX/.build-stamp" ] && [ "$(cat "
 fi
 
 # --- a patched copy of the source in the build folder (the given source is never modified) -----------------
+# Unpacked again only when the source changed, so that an unchanged source rebuilds nothing.
 START=$(date +%s)
+PATCH_ID="no-display-v1"
+if [ "$(cat "$BUILD/src/.colliderflow-source" 2>/dev/null)" != "$SRC_ID $PATCH_ID" ]; then
 mkdir -p "$BUILD"
-rm -rf "$BUILD/src"
+rm -rf "$BUILD/src" "$BUILD/obj"
 mkdir -p "$BUILD/src"
 if [ -f "$SRC" ]; then
   tar -xzf "$SRC" -C "$BUILD/src" --strip-components=1
@@ -94,6 +97,8 @@ sed -i \
   "$BUILD/src/CMakeLists.txt"
 grep -q 'COMPONENTS EG Physics' "$BUILD/src/CMakeLists.txt" && ! grep -q DelphesDisplay "$BUILD/src/CMakeLists.txt" \
   || die "could not remove the event display from $BUILD/src/CMakeLists.txt (unexpected Delphes version?)"
+echo "$SRC_ID $PATCH_ID" >"$BUILD/src/.colliderflow-source"
+fi
 
 # --- configure and build the tools the pipeline runs ---------------------------------------------------------
 RPATH="$PREFIX/lib;$SP/ROOT/lib;$SP/root.libs"
@@ -121,8 +126,10 @@ rm -rf "$PREFIX"
 mv "$PREFIX.tmp" "$PREFIX"
 
 # --- smoke check: the tool starts and finds its libraries with no LD_LIBRARY_PATH -----------------------------
-if ! env -u LD_LIBRARY_PATH "$PREFIX/bin/DelphesHepMC2" 2>&1 | grep -q "Usage: DelphesHepMC2"; then
-  env -u LD_LIBRARY_PATH "$PREFIX/bin/DelphesHepMC2" || true
-  die "$PREFIX/bin/DelphesHepMC2 does not start"
-fi
+# (without arguments it prints its usage and exits 1)
+USAGE=$(env -u LD_LIBRARY_PATH "$PREFIX/bin/DelphesHepMC2" 2>&1 || true)
+case "$USAGE" in
+  *"Usage: DelphesHepMC2"*) ;;
+  *) echo "$USAGE" >&2; die "$PREFIX/bin/DelphesHepMC2 does not start" ;;
+esac
 echo "build_delphes: Delphes installed in $PREFIX (ROOT $ROOT_VERSION, $(( $(date +%s) - START )) s to build)"
