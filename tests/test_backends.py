@@ -211,6 +211,17 @@ def test_delphes_runner_publishes_the_tool_output(tmp_path: Path, fake_delphes: 
     assert "Random:seed = 3" in info["generator"]["settings"]
 
 
+def test_delphes_runner_takes_a_relative_output(
+    tmp_path: Path, fake_delphes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the workflow gives it (results/...): the tool runs in the scratch folder, so its paths must be absolute."""
+    monkeypatch.chdir(tmp_path)
+    info = run_external_backend("delphes", process="ee_qq", sqrt_s=380.0, n_events=2, seed=3,
+                                output=Path("sim/0.root"), options={"card": str(fake_delphes)})  # fmt: skip
+    assert (tmp_path / "sim" / "0.root").is_file()
+    assert all(Path(arg).is_absolute() for arg in info["commands"][0])
+
+
 def test_delphes_runner_failure_leaves_nothing_and_names_the_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
 ) -> None:
