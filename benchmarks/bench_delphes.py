@@ -1,6 +1,7 @@
 """Time per event of each Delphes route: Pythia → HepMC2 alone, then the whole shard through DelphesHepMC2.
 
 Usage: python benchmarks/bench_delphes.py [--events 100] [--cards CARD ...] [--mean-pileup 5 50]
+       [--jetclass2-card ../shared/data/delphes-cards/delphes_card_CMS_JetClassII.tcl]
 Needs `make delphes`. Prints, per route, the wall time of writing the HepMC2 file alone (the reference, in
 the same process) and of the whole shard (Pythia + HepMC2 + Delphes), in ms/event and events/s, and the
 Delphes share. Routes: e+e- → tt̄ at 380 GeV with the CLIC card; pp → tt̄ (hadronic, p̂T > 400 GeV, MPI on) at
@@ -38,9 +39,10 @@ def _row(name: str, n: float, hepmc_s: float, total_s: float) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=100)
-    parser.add_argument("--cards", nargs="+", default=["delphes_card_CLICdet_Stage1.tcl", "delphes_card_CMS.tcl"])
+    parser.add_argument("--cards", nargs="*", default=["delphes_card_CLICdet_Stage1.tcl", "delphes_card_CMS.tcl"])
     parser.add_argument("--mean-pileup", nargs="*", type=float, default=[5.0, 50.0])
     parser.add_argument("--minbias-events", type=int, default=500)
+    parser.add_argument("--jetclass2-card", type=Path, default=JETCLASS2_CARD)
     args = parser.parse_args()
     n = args.events
     with tempfile.TemporaryDirectory() as tmp:
@@ -52,12 +54,14 @@ def main() -> None:
         print(f"{'route':58s} {'HepMC ms':>9s} {'total ms':>9s} {'ev/s':>8s} {'Delphes':>9s}   ({n} events)")
         routes = [(card, EE if "CLIC" in card or "ILD" in card or "IDEA" in card or "FCCee" in card else PP, {})
                   for card in args.cards]
-        if JETCLASS2_CARD.is_file() and args.mean_pileup:
+        if not args.jetclass2_card.is_file() and args.mean_pileup:
+            print(f"(no pile-up routes: {args.jetclass2_card} is absent)")
+        elif args.mean_pileup:
             pileup = work / "mb.pileup"
             pu_s = _time(lambda: make_pileup_file(pileup, sqrt_s=14000.0, n_events=args.minbias_events, seed=2))
             print(f"(pile-up file: {args.minbias_events} minimum-bias events in {pu_s:.1f} s, "
                   f"{1e3 * pu_s / args.minbias_events:.1f} ms/event)")
-            routes += [(str(JETCLASS2_CARD), PP, {"pileup": {"mean": mu}, "_file": pileup}) for mu in args.mean_pileup]
+            routes += [(str(args.jetclass2_card), PP, {"pileup": {"mean": mu}, "_file": pileup}) for mu in args.mean_pileup]
         for i, (card, (process, sqrt_s, options), extra) in enumerate(routes):
             pileup_file = extra.pop("_file", None)
             backend_options = {"card": card, **extra}
