@@ -115,9 +115,10 @@ def delphes_pileup(sample):
     if not check_pileup_config(card, options.pileup, what=where):
         return None
     sqrt_s = float(sample_sqrt_s(sample))
+    energy = format(sqrt_s, "f").rstrip("0").rstrip(".")  # 14000, 13600.5: plain digits, as the wildcard wants
     n_events = options.pileup.minbias_events if options.pileup else DEFAULT_MINBIAS_EVENTS
-    seed = derive_seed(config["seed"], "pileup", f"{sqrt_s:g}", n_events)
-    path = f"{RESULTS}/pileup/minbias_{sqrt_s:g}GeV_{n_events}ev_seed{seed}.pileup"
+    seed = derive_seed(config["seed"], "pileup", energy, n_events)
+    path = f"{RESULTS}/pileup/minbias_{energy}GeV_{n_events}ev_seed{seed}.pileup"
     return {"path": path, "sqrt_s": sqrt_s, "n_events": n_events, "seed": seed}
 
 
