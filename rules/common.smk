@@ -1,7 +1,15 @@
 # Workflow-level helpers: output paths, per-job seeds and the per-stage config sections.
 # Each rule's `params` carries only its own stage's section, so a changed key re-runs exactly the
 # jobs that read it (Snakemake's params rerun trigger) and nothing upstream.
+import functools
+
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
+from colliderflow.generate.backends.delphes_cards import (
+    DEFAULT_MINBIAS_EVENTS,
+    check_pileup_config,
+    parse_delphes_options,
+)
+from colliderflow.generate.backends.delphes_install import DELPHES_EXECUTABLE, find_tool, resolve_card
 from colliderflow.generate.processes import PP_JET_RESONANCES
 from colliderflow.schema import SPLITS
 
@@ -33,6 +41,9 @@ wildcard_constraints:
     sample="|".join(SAMPLES),
     job=r"\d+",
     model=r"[A-Za-z0-9_]+",
+    sqrts=r"[0-9]+(\.[0-9]+)?",
+    nevents=r"[0-9]+",
+    pseed=r"[0-9]+",
 
 
 def section(name, *, without=()):
@@ -77,6 +88,52 @@ def split_seed(wildcards):
 
 def sample_sqrt_s(sample):
     return config["samples"][sample].get("sqrt_s", config["generate"]["sqrt_s"])
+
+
+@functools.cache
+def delphes_pileup(sample):
+    """The pile-up file a Delphes sample's generate jobs need, with its (sqrt_s, n_events, seed); None if none.
+
+    A sample needs one when its card runs a PileUpMerger (read from the card and the files it sources). The
+    card is looked up in the Delphes installation found now; without one (a machine that does not run the
+    generate jobs) no pile-up input is planned, and a generate job whose card merges pile-up then stops at once
+    naming the card and the build command. A card that is not found although Delphes is installed, or a
+    `delphes.pileup` for a card that merges none, stops the DAG here, naming the sample.
+    """
+    own = config["samples"][sample]
+    if own["backend"] != "delphes":
+        return None
+    where = f"samples.{sample}"
+    options = parse_delphes_options(own.get("delphes"))
+    executable = find_tool(DELPHES_EXECUTABLE)
+    try:
+        card = resolve_card(options.card, executable=executable)
+    except ValueError as exc:
+        if executable is None:
+            return None
+        raise ValueError(f"{where}.delphes.card: {exc}") from None
+    if not check_pileup_config(card, options.pileup, what=where):
+        return None
+    sqrt_s = float(sample_sqrt_s(sample))
+    energy = format(sqrt_s, "f").rstrip("0").rstrip(".")  # 14000, 13600.5: plain digits, as the wildcard wants
+    n_events = options.pileup.minbias_events if options.pileup else DEFAULT_MINBIAS_EVENTS
+    seed = derive_seed(config["seed"], "pileup", energy, n_events)
+    path = f"{RESULTS}/pileup/minbias_{energy}GeV_{n_events}ev_seed{seed}.pileup"
+    return {"path": path, "sqrt_s": sqrt_s, "n_events": n_events, "seed": seed}
+
+
+def pileup_input(wildcards):
+    """The generate job's pile-up file, as a list (empty when its card merges no pile-up)."""
+    plan = delphes_pileup(wildcards.sample)
+    return [plan["path"]] if plan else []
+
+
+def pileup_seed(wildcards):
+    """The seed of a pile-up file, which its name carries and derive_seed must reproduce."""
+    seed = derive_seed(config["seed"], "pileup", wildcards.sqrts, wildcards.nevents)
+    if str(seed) != wildcards.pseed:
+        raise ValueError(f"pile-up file seed{wildcards.pseed} does not belong to this config (expected seed{seed})")
+    return seed
 
 
 def generate_section(wildcards):

@@ -13,7 +13,32 @@ envvars:
     "COLLIDERFLOW_SKIP_FAILED_SHARDS",
 
 
+rule delphes_pileup:
+    # One minimum-bias pile-up file per (sqrt_s, events, seed), shared by every Delphes sample whose card
+    # merges pile-up (common.smk: delphes_pileup); the file name carries the configuration.
+    output:
+        pileup=f"{RESULTS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.pileup",
+        provenance=f"{RESULTS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.json",
+    params:
+        seed=pileup_seed,
+    log:
+        f"{LOGS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.log",
+    benchmark:
+        f"{BENCH}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=lambda wc, attempt: 2000 * attempt,
+        runtime=lambda wc, attempt: (10 + int(wc.nevents) // 100) * attempt,
+    conda:
+        "../envs/delphes.yaml"
+    shell:
+        "colliderflow pileup --sqrt-s {wildcards.sqrts} --n-events {wildcards.nevents} --seed {params.seed}"
+        " -o {output.pileup} --provenance {output.provenance} > {log} 2>&1"
+
+
 rule generate:
+    input:
+        pileup=pileup_input,
     output:
         root=per_shard("sim", ".root"),
         # The job's record (one entry per shard) is its handle for the rules downstream.
@@ -27,6 +52,7 @@ rule generate:
         shards=job_shards,
         seeds=generate_seeds,
         cfg=generate_section,
+        pileup=lambda wc, input: f"--pileup-file {input.pileup[0]}" if input.pileup else "",
     log:
         f"{LOGS}/generate/{{sample}}/{{job}}.log",
     benchmark:
@@ -45,7 +71,7 @@ rule generate:
         "colliderflow generate --sample {wildcards.sample} --process {params.process} --backend {params.backend}"
         " --backend-options {params.backend_options:q} --process-options {params.process_options:q}"
         " --shard {params.shards} --n-events {params.n_events}"
-        " --seed {params.seeds} --params {params.cfg:q}"
+        " --seed {params.seeds} --params {params.cfg:q} {params.pileup}"
         " -o {output.root} --provenance {output.provenance} > {log} 2>&1"
 
 

@@ -53,12 +53,26 @@ def only_on_path(monkeypatch: pytest.MonkeyPatch, folder: Path) -> None:
     monkeypatch.setenv("PATH", os.pathsep.join([str(folder), "/usr/bin", "/bin"]))
 
 
-# A fake DelphesHepMC2: checks its arguments like the real one (card, new output, readable input), then
-# writes a small ROOT file with a `Delphes` tree holding one entry per HepMC event.
+@pytest.fixture(autouse=True)
+def no_built_delphes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Hide a Delphes that `make delphes` built into this environment (it comes before PATH) and any conda one,
+    so that these tests see only their fake tools."""
+    from colliderflow.generate.backends import delphes_install
+
+    monkeypatch.setattr(delphes_install, "venv_prefix", lambda: tmp_path / "no-venv-build")
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
+
+
+# A fake DelphesHepMC2: checks its arguments like the real one (card, new output, readable input; the files a
+# card sources are read relative to the top card's folder), then writes a small ROOT file with a `Delphes` tree
+# holding one entry per HepMC event.
 FAKE_DELPHES = """
-import sys, uproot, numpy as np
+import os, re, sys, uproot, numpy as np
 card, out, hepmc = sys.argv[1:4]
-assert open(card).read().startswith("set ExecutionPath"), card
+sourced = re.findall(r"^source [{]?([^}\\n]+)[}]?$", open(card).read(), re.MULTILINE)
+assert sourced, card
+for name in sourced:
+    assert open(os.path.join(os.path.dirname(card), name)).read().startswith("set ExecutionPath"), name
 events = sum(1 for line in open(hepmc) if line.startswith("E "))
 print("fake Delphes", card, out, hepmc, events)
 with uproot.recreate(out) as f:
@@ -161,7 +175,8 @@ def test_card_is_found_in_the_delphes_installation(tmp_path: Path, monkeypatch: 
 
 def test_delphes_check_fails_at_once_naming_the_tool(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     only_on_path(monkeypatch, tmp_path / "empty")
-    with pytest.raises(BackendEnvironmentError, match="'DelphesHepMC2', which is not on PATH.*envs/delphes.yaml"):
+    with pytest.raises(BackendEnvironmentError,
+                       match="'DelphesHepMC2', which is not in .*, on PATH.*make delphes.*envs/delphes.yaml"):
         check_delphes_environment()
     exe = make_executable(tmp_path / "bin", "DelphesHepMC2", "")
     only_on_path(monkeypatch, tmp_path / "bin")
@@ -188,8 +203,23 @@ def test_delphes_runner_publishes_the_tool_output(tmp_path: Path, fake_delphes: 
     with uproot.open(out) as fh:
         assert fh["Delphes"].num_entries == 4
     assert sorted(p.name for p in out.parent.iterdir()) == ["0.root"]  # no scratch left behind
-    assert info["commands"][0][0] == "DelphesHepMC2" and info["commands"][0][1] == str(fake_delphes.resolve())
+    assert Path(info["commands"][0][0]).name == "DelphesHepMC2"
+    # Delphes is given a wrapper card that sources the sample's card unchanged and sets the shard's seed.
+    assert info["delphes"]["card"] == str(fake_delphes.resolve())
+    assert Path(info["commands"][0][1]).name == "colliderflow_shard.tcl"
+    assert info["delphes"]["wrapper_card"].splitlines()[1:] == ["source {card.tcl}", "set RandomSeed 4"]
     assert "Random:seed = 3" in info["generator"]["settings"]
+
+
+def test_delphes_runner_takes_a_relative_output(
+    tmp_path: Path, fake_delphes: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As the workflow gives it (results/...): the tool runs in the scratch folder, so its paths must be absolute."""
+    monkeypatch.chdir(tmp_path)
+    info = run_external_backend("delphes", process="ee_qq", sqrt_s=380.0, n_events=2, seed=3,
+                                output=Path("sim/0.root"), options={"card": str(fake_delphes)})  # fmt: skip
+    assert (tmp_path / "sim" / "0.root").is_file()
+    assert all(Path(arg).is_absolute() for arg in info["commands"][0])
 
 
 def test_delphes_runner_failure_leaves_nothing_and_names_the_exit_code(
@@ -202,7 +232,7 @@ def test_delphes_runner_failure_leaves_nothing_and_names_the_exit_code(
     out = tmp_path / "sim" / "0.root"
     out.parent.mkdir()
     out.write_bytes(b"previous")
-    with pytest.raises(BackendCommandError, match="exit code 1: DelphesHepMC2 .*card.tcl") as err:
+    with pytest.raises(BackendCommandError, match=r"exit code 1: \S*DelphesHepMC2 \S*colliderflow_shard.tcl") as err:
         run_external_backend("delphes", process="ee_qq", sqrt_s=380.0, n_events=2, seed=3, output=out,
                              options={"card": str(card)})  # fmt: skip
     assert "** ERROR: bad card" in str(err.value)
@@ -233,7 +263,7 @@ def test_generate_shard_with_delphes_writes_output_and_provenance(tmp_path: Path
     assert stats["events"] == 3 and out.is_file()
     record = json.loads(prov.read_text())
     assert record["backend"] == "delphes" and record["backend_options"] == {"card": str(fake_delphes)}
-    assert record["commands"][0][0] == "DelphesHepMC2"
+    assert Path(record["commands"][0][0]).name == "DelphesHepMC2"
 
 
 def test_cli_delphes_without_the_tool_is_exit_2_naming_it(

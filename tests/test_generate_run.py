@@ -189,7 +189,9 @@ def test_interrupted_write_leaves_no_file_and_keeps_the_old_one(
     assert sorted(p.name for p in tmp_path.iterdir()) == ["0.root"]
 
 
-def test_cli_generate(tmp_path: Path) -> None:
+def test_cli_generate(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from colliderflow.generate.backends import delphes_install
+
     out = tmp_path / "x" / "0.root"
     argv = ["generate", "--sample", "ttbar", "--process", "ee_ttbar", "--shard", "0", "--n-events", "5",
             "--seed", "1", "--params", json.dumps(PARAMS), "-o", str(out), "--provenance", str(tmp_path / "x" / "0.json")]  # fmt: skip
@@ -198,7 +200,11 @@ def test_cli_generate(tmp_path: Path) -> None:
         assert fh[SIM_TREE].num_entries == 5
     record = json.loads((tmp_path / "x" / "0.json").read_text())  # the job's record: one entry per shard
     assert record["stage"] == "generate" and [s["process"] for s in record["shards"]] == ["ee_ttbar"]
-    # A backend whose tools are missing is a clean error (exit code 2), not a traceback.
+    # A backend whose tools are missing is a clean error (exit code 2), not a traceback. Delphes is hidden
+    # (a `make delphes` build in this environment, PATH, conda) so that it is missing here too.
+    monkeypatch.setattr(delphes_install, "venv_prefix", lambda: tmp_path / "no-build")
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    monkeypatch.delenv("CONDA_PREFIX", raising=False)
     bad = [*argv[:-4], "--backend", "delphes", "-o", str(tmp_path / "y.root")]
     assert main(bad) == 2
     assert not (tmp_path / "y.root").exists()

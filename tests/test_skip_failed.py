@@ -215,9 +215,11 @@ def test_the_flag_needs_a_record(tmp_path: Path) -> None:
 
 def test_when_every_shard_fails_they_are_all_skipped_and_recorded(tmp_path: Path,
                                                                   caplog: pytest.LogCaptureFixture) -> None:
-    # An external backend whose tools are missing fails every shard. With one shard per job that is the
-    # only way a shard is ever skipped, so the switch must hold here too.
-    argv = [*generate_argv(tmp_path, skip=True), "--backend", "delphes"]
+    # An external backend that cannot run (here: a card that does not exist; Delphes itself may be built)
+    # fails every shard. With one shard per job that is the only way a shard is ever skipped, so the switch
+    # must hold here too.
+    missing_card = json.dumps({"card": str(tmp_path.parent / f"{tmp_path.name}-missing.tcl")})
+    argv = [*generate_argv(tmp_path, skip=True), "--backend", "delphes", "--backend-options", missing_card]
     with caplog.at_level(logging.ERROR):
         assert main(argv) == 0
     assert "all 3 shard(s) of the job failed and are skipped" in caplog.text

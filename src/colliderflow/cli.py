@@ -12,6 +12,7 @@ import contextlib
 import logging
 import sys
 import tempfile
+import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -97,6 +98,7 @@ def _cmd_generate(args: argparse.Namespace) -> None:
                     provenance=record,
                     backend_options=backend_options,
                     process_options=process_options,
+                    pileup_file=args.pileup_file,
                 )
             except Exception as exc:
                 if not skip_failed:
@@ -123,6 +125,21 @@ def _cmd_generate(args: argparse.Namespace) -> None:
             with atomic_path(output):
                 pass
             log.warning("generate %s shard %d: wrote an empty placeholder %s (no events)", args.sample, shard, output)
+
+
+def _cmd_pileup(args: argparse.Namespace) -> None:
+    from colliderflow.generate.backends.pileup import make_pileup_file
+    from colliderflow.provenance import provenance_record, write_provenance
+
+    start = time.perf_counter()
+    info = make_pileup_file(args.output, sqrt_s=args.sqrt_s, n_events=args.n_events, seed=args.seed)
+    wall = time.perf_counter() - start
+    if args.provenance is not None:
+        record = provenance_record(stage="pileup", config={"sqrt_s": args.sqrt_s, "n_events": args.n_events},
+                                   seeds={"pileup": args.seed}, extra={"output": str(args.output), **info})
+        write_provenance(args.provenance, record)
+    log.info("pile-up file %s: %d minimum-bias events at %g GeV in %.1f s", args.output, args.n_events,
+             args.sqrt_s, wall)
 
 
 def _shard_groups(args: argparse.Namespace) -> tuple[list[tuple], dict[int, str]]:
@@ -385,11 +402,21 @@ def build_parser() -> argparse.ArgumentParser:
                    help="the sample's `options` of a pp process as JSON (pthat_min, mpi; docs/jets.md)")
     p.add_argument("-o", "--output", type=Path, nargs="+", required=True, help="one output ROOT file per shard")
     p.add_argument("--provenance", type=Path, help="the job's provenance JSON (one record per shard inside)")
+    p.add_argument("--pileup-file", type=Path, default=None,
+                   help="Delphes pile-up file (colliderflow pileup) for a card that merges pile-up")
     p.add_argument("--skip-failed", action=argparse.BooleanOptionalAction, default=None,
                    help="a shard whose generation raises is logged, marked failed in the record and left as an "
                         "empty file instead of failing the job (needs --provenance; the job still fails when "
                         f"every shard fails). Default: ${SKIP_FAILED_ENV} (1 or 0), else off")
     p.set_defaults(func=_cmd_generate)
+
+    p = sub.add_parser("pileup", help="a Delphes pile-up file: minimum-bias Pythia events through hepmc2pileup")
+    p.add_argument("--sqrt-s", type=float, required=True, help="centre-of-mass energy, GeV")
+    p.add_argument("--n-events", type=int, required=True, help="minimum-bias events in the file")
+    p.add_argument("--seed", type=int, required=True, help="Pythia seed")
+    p.add_argument("-o", "--output", type=Path, required=True, help="the pile-up file to write")
+    p.add_argument("--provenance", type=Path, help="provenance JSON")
+    p.set_defaults(func=_cmd_pileup)
 
     p = sub.add_parser("ntuplize", help="simulation ROOT file(s) → one event-level Parquet shard")
     p.add_argument("inputs", nargs="+", type=Path, help="ROOT files (builtin, EDM4hep or Delphes; detected)")

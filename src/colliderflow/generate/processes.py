@@ -29,6 +29,8 @@ R = 0.8 jet; the threshold and multiparton interactions are options of the sampl
   recoiling against missing pT, so no second resonance competes for the jet (the H branching ratio
   only scales the cross-section, which the jet datasets do not use).
 * `pp_qcd`: every QCD 2 → 2 process (`HardQCD:all`), the background.
+* `pp_minbias`: inelastic non-diffractive soft QCD (`SoftQCD:nonDiffractive`), the minimum-bias events
+  of a Delphes pile-up file.
 
 Multiparton interactions are on by default (the physical choice); `mpi: false` switches them off, which
 makes QCD events roughly four times faster to generate (≈ 80 → 330 events/s at p̂T > 500 GeV) at the
@@ -99,6 +101,9 @@ PP_PROCESSES: Final[dict[str, tuple[str, ...]]] = {
         "25:onIfMatch = 21 21",
     ),
     "pp_qcd": ("HardQCD:all = on",),
+    # Minimum bias (inelastic non-diffractive), the events a Delphes pile-up file is made of
+    # (`colliderflow pileup`); not a sample process of the jet datasets.
+    "pp_minbias": ("SoftQCD:nonDiffractive = on",),
 }
 
 # p̂T threshold (GeV) of each pp process when the sample does not set `pthat_min`: the resonance (or the
@@ -110,6 +115,7 @@ PP_DEFAULT_PTHAT_MIN: Final[dict[str, float]] = {
     "pp_h_cc": 400.0,
     "pp_h_gg": 400.0,
     "pp_qcd": 500.0,
+    "pp_minbias": 0.0,  # no hard process: the threshold does not apply to SoftQCD
 }
 PP_OPTION_KEYS: Final = ("pthat_min", "mpi")
 

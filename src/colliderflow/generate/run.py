@@ -126,6 +126,7 @@ def generate_shard(
     provenance: Path | None,
     backend_options: dict[str, Any] | None = None,
     process_options: dict[str, Any] | None = None,
+    pileup_file: Path | None = None,
 ) -> dict[str, Any]:
     """Generate and simulate `n_events` events of `process` into the ROOT file `output`.
 
@@ -134,6 +135,7 @@ def generate_shard(
     and `key4hep` hand the same Pythia events to the external simulation (`colliderflow.generate.backends`,
     configured by `backend_options`, the sample's `delphes:` or `key4hep:` mapping). `process_options`
     are the sample's `options` of a pp process (p̂T threshold, MPI; `processes.pp_option_settings`).
+    `pileup_file` is the Delphes pile-up file of a delphes card that merges pile-up (`colliderflow pileup`).
 
     pp files also carry the `hard_*` truth record (resonances, their decay chains and the quarks): jet
     labels need it and the final state alone does not hold it. e+e- files keep exactly the SIM_* branches.
@@ -146,8 +148,10 @@ def generate_shard(
         return _generate_external(
             sample=sample, process=process, backend=backend, shard=shard, n_events=n_events, seed=seed,
             params=params, sqrt_s=sqrt_s, output=output, provenance=provenance, backend_options=backend_options,
-            process_options=process_options,
+            process_options=process_options, pileup_file=pileup_file,
         )  # fmt: skip
+    if pileup_file is not None:
+        raise ValueError("the builtin backend takes no pile-up file")
     if backend_options:
         raise ValueError(f"the builtin backend takes no backend options, got {sorted(backend_options)}")
     start = time.perf_counter()
@@ -237,12 +241,13 @@ def _generate_external(
     provenance: Path | None,
     backend_options: dict[str, Any] | None,
     process_options: dict[str, Any] | None,
+    pileup_file: Path | None = None,
 ) -> dict[str, Any]:
     """One shard through an external backend, with the same provenance record as the builtin one."""
     start = time.perf_counter()
     info = run_external_backend(
         backend, process=process, sqrt_s=sqrt_s, n_events=int(n_events), seed=int(seed), output=output,
-        options=backend_options, process_options=process_options,
+        options=backend_options, process_options=process_options, pileup_file=pileup_file,
     )  # fmt: skip
     wall = time.perf_counter() - start
     if provenance is not None:

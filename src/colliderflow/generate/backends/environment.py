@@ -11,7 +11,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
@@ -55,12 +55,15 @@ def _tail(path: Path, lines: int = 20) -> str:
     return "\n".join(text[-lines:])
 
 
-def run_logged(commands: Sequence[Sequence[str]], *, cwd: Path, log: Path) -> None:
+def run_logged(
+    commands: Sequence[Sequence[str]], *, cwd: Path, log: Path, env: Mapping[str, str] | None = None
+) -> None:
     """Run `commands` one after the other in `cwd`, their output appended to `log`.
 
     The log is also copied to this process's stderr afterwards, so that the job log Snakemake keeps for the
-    rule holds the tools' own output. The first command that fails stops the run with a
-    BackendCommandError naming the command, its exit code and the end of its output.
+    rule holds the tools' own output. `env` (default: this process's) is the commands' environment. The
+    first command that fails stops the run with a BackendCommandError naming the command, its exit code and
+    the end of its output.
     """
     for command in commands:
         argv = [str(a) for a in command]
@@ -68,7 +71,10 @@ def run_logged(commands: Sequence[Sequence[str]], *, cwd: Path, log: Path) -> No
             fh.write(f"$ {' '.join(argv)}\n")
             fh.flush()
             try:
-                result = subprocess.run(argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, check=False)
+                result = subprocess.run(
+                    argv, cwd=cwd, stdout=fh, stderr=subprocess.STDOUT, check=False,
+                    env=None if env is None else dict(env),
+                )
             except OSError as exc:
                 raise BackendCommandError(f"could not start {argv[0]!r}: {exc}") from exc
         if result.returncode != 0:

@@ -24,9 +24,12 @@ def _default_file_mode() -> int:
 
 @contextlib.contextmanager
 def scratch_dir(output: Path) -> Iterator[Path]:
-    """Yield an empty directory beside `output`; it is deleted when the block ends, however it ends."""
+    """Yield an empty directory beside `output`; it is deleted when the block ends, however it ends.
+
+    The path is absolute: the tools run with it as their working directory and are given paths inside it.
+    """
     output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent.resolve()))
     try:
         yield work
     finally:
