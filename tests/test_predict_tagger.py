@@ -267,7 +267,8 @@ def test_device_and_precision(predicted: tuple[Path, dict], model_dir: Path, sha
     inputs = [shards["a"], shards["b"].parent]
     on_cpu = tmp_path / "cpu.parquet"
     assert stats["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
-    assert predict_tagger(model_dir=model_dir, inputs=inputs, output=on_cpu, batch_size=7, device="cpu")["device"] == "cpu"
+    cpu_stats = predict_tagger(model_dir=model_dir, inputs=inputs, output=on_cpu, batch_size=7, device="cpu")
+    assert cpu_stats["device"] == "cpu"
     if not torch.cuda.is_available():
         assert pq.read_table(on_cpu).equals(pq.read_table(output))
     cli_out = tmp_path / "cli.parquet"

@@ -33,7 +33,8 @@ from workflow_api import ROOT, copy_project, planned_jobs
 PROFILE = "profiles/slurm"
 LOCAL_OVERRIDES = ("--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs")
 SBATCH_WRAPPER_DIR = ROOT / "ci" / "bin"
-GPU_RULES = ("train", "predict", "predict_tagger")  # on the profile's gpu partition; a GPU where the device is not cpu
+# On the profile's gpu partition; each asks for a GPU where its device is not cpu.
+GPU_RULES = ("train", "predict", "predict_tagger")
 # Generous limits for a run that takes minutes; they only stop a hung scheduler from hanging CI.
 FULL_RUN_TIMEOUT = 1800
 RERUN_TIMEOUT = 900

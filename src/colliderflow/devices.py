@@ -52,7 +52,8 @@ def resolve_device(name: str, *, where: str) -> torch.device:
         raise ValueError(f"{where}: {name} requested but no CUDA device is available")
     device = torch.device(name)
     if device.index is not None and device.index >= torch.cuda.device_count():
-        raise ValueError(f"{where}: {name} requested but only {torch.cuda.device_count()} CUDA device(s) are visible")
+        visible = torch.cuda.device_count()
+        raise ValueError(f"{where}: {name} requested but only {visible} CUDA device(s) are visible")
     return device
 
 
