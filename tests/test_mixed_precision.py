@@ -36,8 +36,13 @@ BOOST_MEAN_TOLERANCE = 0.02
 BOOST_MAX_TOLERANCE = 0.3
 
 
-def bf16() -> torch.autocast:
-    return torch.autocast("cpu", dtype=torch.bfloat16)
+# The whole-model checks also run under CUDA autocast where there is a GPU (benchmarks/bench_gpu.sh runs them).
+DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(),
+                                                                 reason="needs a CUDA device"))]
+
+
+def bf16(device_type: str = "cpu") -> torch.autocast:
+    return torch.autocast(device_type, dtype=torch.bfloat16)
 
 
 def boosted_jets(batch: int, length: int, seed: int, *, jet_pt: float = 500.0
@@ -85,12 +90,16 @@ def error_over_spread(low: torch.Tensor, ref: torch.Tensor, mask: torch.Tensor |
     return float(err.mean() / spread), float(err.max() / spread)
 
 
-def _outputs(model: torch.nn.Module, args: tuple[torch.Tensor, ...]) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+def _outputs(model: torch.nn.Module, args: tuple[torch.Tensor, ...], device: str = "cpu"
+             ) -> tuple[list[torch.Tensor], list[torch.Tensor]]:
+    """The model's float32 outputs and its outputs under bf16 autocast, both computed on `device`, on the CPU."""
+    model = model.to(device)
+    args = tuple(a.to(device) for a in args)
     with torch.no_grad():
         ref = model(*args)
-        with bf16():
+        with bf16(device):
             low = model(*args)
-    as_list = (lambda out: list(out) if isinstance(out, tuple) else [out])
+    as_list = (lambda out: [t.cpu() for t in out] if isinstance(out, tuple) else [out.cpu()])
     return as_list(ref), as_list(low)
 
 
@@ -153,27 +162,30 @@ def test_bf16_inputs_are_raised_to_float32() -> None:
 # --- whole models ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [1, 2])
-def test_pelican_under_autocast_is_close_to_float32(seed: int) -> None:
+def test_pelican_under_autocast_is_close_to_float32(seed: int, device: str) -> None:
     model = _tagger("pelican")
     _, p4, mask = boosted_jets(32, 48, seed)
-    (ref,), (low,) = _outputs(model, (p4, mask))
+    (ref,), (low,) = _outputs(model, (p4, mask), device)
     mean, worst = error_over_spread(low, ref)
     assert mean < MEAN_TOLERANCE and worst < MAX_TOLERANCE, (mean, worst)
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("seed", [1, 2])
-def test_part_under_autocast_is_close_to_float32(seed: int) -> None:
+def test_part_under_autocast_is_close_to_float32(seed: int, device: str) -> None:
     model = _tagger("part")
     features, p4, mask = boosted_jets(32, 48, seed)
-    (ref,), (low,) = _outputs(model, (features, p4, mask))
+    (ref,), (low,) = _outputs(model, (features, p4, mask), device)
     mean, worst = error_over_spread(low, ref)
     assert mean < MEAN_TOLERANCE and worst < MAX_TOLERANCE, (mean, worst)
 
 
-def test_mlpf_under_autocast_is_close_to_float32() -> None:
+@pytest.mark.parametrize("device", DEVICES)
+def test_mlpf_under_autocast_is_close_to_float32(device: str) -> None:
     model, (X, mask) = _mlpf_case()
-    ref, low = _outputs(model, (X, mask))
+    ref, low = _outputs(model, (X, mask), device)
     for name, r, lo in zip(("cls_logits", "charge_logits", "regression"), ref, low, strict=True):
         mean, worst = error_over_spread(lo, r, mask)
         assert mean < MEAN_TOLERANCE and worst < MAX_TOLERANCE, (name, mean, worst)
@@ -188,15 +200,17 @@ def _boost(rapidity: float, axis: int) -> torch.Tensor:
     return m
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize(("rapidity", "axis"), [(0.5, 2), (-0.8, 0)])
-def test_pelican_is_boost_invariant_under_autocast(rapidity: float, axis: int) -> None:
-    model = _tagger("pelican")
+def test_pelican_is_boost_invariant_under_autocast(rapidity: float, axis: int, device: str) -> None:
+    model = _tagger("pelican").to(device)
     _, p4, mask = boosted_jets(32, 48, seed=3)
-    boosted = (p4.double() @ _boost(rapidity, axis)).float()
+    boosted = (p4.double() @ _boost(rapidity, axis)).float().to(device)
+    p4, mask = p4.to(device), mask.to(device)
     with torch.no_grad():
-        ref = model(p4, mask)
-        with bf16():
-            low, low_boosted = model(p4, mask), model(boosted, mask)
+        ref = model(p4, mask).cpu()
+        with bf16(device):
+            low, low_boosted = model(p4, mask).cpu(), model(boosted, mask).cpu()
     mean, worst = error_over_spread(low_boosted, low)
     assert mean < BOOST_MEAN_TOLERANCE and worst < BOOST_MAX_TOLERANCE, (mean, worst)
     mean, worst = error_over_spread(low_boosted, ref)
