@@ -4,6 +4,7 @@
 import functools
 
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
+from colliderflow.devices import uses_gpu
 from colliderflow.generate.backends.delphes_cards import (
     DEFAULT_MINBIAS_EVENTS,
     check_pileup_config,
@@ -17,6 +18,8 @@ RESULTS = f"results/{config['run']}"
 LOGS = f"logs/{config['run']}"
 BENCH = f"benchmarks/results/{config['run']}"
 MODEL = config["train"]["model"]
+# Where predict and predict_tagger run (colliderflow.devices); the schema documents the defaults.
+PREDICT = {"device": "auto", "precision": "fp32", **config.get("predict", {})}
 SAMPLES = sorted(config["samples"])  # sorted: reordering a config file must not look like a change
 # Each sample feeds one dataset: event-level particle flow (MLPF) or JetClass-II jets (taggers).
 PF_SAMPLES = [s for s in SAMPLES if config["samples"][s].get("dataset", "pf") == "pf"]
@@ -224,3 +227,13 @@ def train_inputs(wildcards):
     if wildcards.model == MODEL:
         return {"data": all_tfds(), "weights": f"{RESULTS}/weights/pf.parquet"}
     return {"data": f"{JETSET}/train", "val": f"{JETSET}/val", "weights": f"{RESULTS}/weights/jets.parquet"}
+
+
+def train_device(model):
+    """The device setting of a model's training job: train.device for the PF model, tagger.device for taggers."""
+    return (config["train"] if model == MODEL else config["tagger"]).get("device", "auto")
+
+
+def gpus_for(device):
+    """GPUs a job asks the cluster for (the `gpu` resource): one unless its device is cpu."""
+    return 1 if uses_gpu(device) else 0

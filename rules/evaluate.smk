@@ -1,5 +1,6 @@
 # evaluate: predictions on the test split, then metrics, figures and the headline summary; one pair of rules
 # for the particle-flow model, one for the taggers (their outputs differ, so the model wildcard tells them apart).
+# Predictions run on the `predict` section's device; a GPU is requested unless it is cpu.
 from colliderflow.evaluate.plots import PF_PLOTS
 from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
 
@@ -14,6 +15,8 @@ rule predict:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
         model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        device=PREDICT["device"],
+        precision=PREDICT["precision"],
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -22,11 +25,12 @@ rule predict:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=gpus_for(PREDICT["device"]),
     conda:
         "../envs/colliderflow.yaml"
     shell:
         "colliderflow predict --model-dir {params.model_dir} --tfds {input.tfds} --split test -o {output}"
-        " > {log} 2>&1"
+        " --device {params.device} --precision {params.precision} > {log} 2>&1"
 
 
 rule evaluate:
@@ -85,6 +89,8 @@ rule predict_tagger:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
         model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        device=PREDICT["device"],
+        precision=PREDICT["precision"],
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -93,10 +99,12 @@ rule predict_tagger:
     resources:
         mem_mb=4000,
         runtime=60,
+        gpu=gpus_for(PREDICT["device"]),
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow predict-tagger --model-dir {params.model_dir} {input.test} -o {output} > {log} 2>&1"
+        "colliderflow predict-tagger --model-dir {params.model_dir} {input.test} -o {output}"
+        " --device {params.device} --precision {params.precision} > {log} 2>&1"
 
 
 rule evaluate_tagger:

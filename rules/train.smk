@@ -31,7 +31,9 @@ rule train:
     resources:
         mem_mb=lambda wc, attempt: 8000 + 4000 * (attempt - 1),
         runtime=lambda wc, attempt: 120 * attempt,
-        gpu=0,  # profiles/slurm sets it; train.batch_size is the global batch, divisible by the GPU count
+        # One GPU unless the model's device is cpu; more for DDP with --set-resources train:gpu=N (train.batch_size
+        # is the global batch, divisible by the GPU count).
+        gpu=lambda wc: gpus_for(train_device(wc.model)),
     conda:
         "../envs/colliderflow.yaml"
     shell:

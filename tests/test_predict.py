@@ -38,11 +38,16 @@ def datasets(memory_tfds) -> dict[Path, dict[str, list]]:
     return memory_tfds.splits
 
 
-def _model_dir(tmp_path: Path, events: list[dict], *, force_class: int | None = None) -> Path:
-    """A saved, untrained model; force_class makes every element predict that class."""
+def _model_dir(tmp_path: Path, events: list[dict], *, force_class: int | None = None,
+               random_heads: bool = False) -> Path:
+    """A saved, untrained model; force_class makes every element predict that class; random_heads gives the
+    regression heads non-zero last layers (they start at zero: the elements' own kinematics)."""
     torch.manual_seed(0)
     model = build_model(PARAMS)
     model.normaliser.set_statistics(fit_normalisation(events))
+    if random_heads:
+        for head in (model.head_pt, model.head_eta, model.head_phi, model.head_energy):
+            torch.nn.init.normal_(head.net[-1].weight, std=0.1)
     if force_class is not None:
         with torch.no_grad():
             last = model.head_cls.net[-1]
@@ -149,3 +154,38 @@ def test_bad_inputs_are_value_errors_naming_the_path(datasets: dict, tmp_path: P
     with pytest.raises(ValueError, match="split 'test' holds no events"):
         predict(model_dir=model_dir, tfds_dirs=list(datasets), output=tmp_path / "p.parquet")
     assert not (tmp_path / "p.parquet").exists()
+
+
+def test_device_and_precision(datasets: dict, tmp_path: Path) -> None:
+    """device="cpu" writes the same bytes as the default (auto → the CPU here); bf16 autocast gives rows close
+    to float32 ones; a bad device is an error naming the key, before any output exists."""
+    model_dir = _model_dir(tmp_path, _all_events(datasets), force_class=3, random_heads=True)
+    default, on_cpu, low = tmp_path / "auto.parquet", tmp_path / "cpu.parquet", tmp_path / "bf16.parquet"
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=default)
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=on_cpu, device="cpu")
+    assert on_cpu.read_bytes() == default.read_bytes()
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=low, device="cpu", precision="bf16")
+    ref, got = _ypred(default), _ypred(low)
+    assert not np.array_equal(got, ref)  # bf16 did run
+    np.testing.assert_array_equal(got[:, 0], ref[:, 0])  # the forced class
+    assert (got[:, 1] == ref[:, 1]).mean() > 0.95  # charge: the sign of a logit difference, flips only near 0
+    np.testing.assert_allclose(got[:, [2, 6]], ref[:, [2, 6]], rtol=0.03)  # pT, E
+    np.testing.assert_allclose(got[:, 3:6], ref[:, 3:6], rtol=0, atol=0.02)  # η, sin φ, cos φ
+    out = tmp_path / "never.parquet"
+    with pytest.raises(ValueError, match=re.escape("predict.device: expected auto, cpu, cuda or cuda:N, got 'gpu'")):
+        predict(model_dir=model_dir, tfds_dirs=list(datasets), output=out, device="gpu")
+    with pytest.raises(ValueError, match="predict.precision"):
+        predict(model_dir=model_dir, tfds_dirs=list(datasets), output=out, precision="fp16")
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="predict.device: cuda:0 requested but no CUDA device is available"):
+            predict(model_dir=model_dir, tfds_dirs=list(datasets), output=out, device="cuda:0")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/bench_gpu.sh runs it)")
+def test_cuda_predictions_match_the_cpu_ones(datasets: dict, tmp_path: Path) -> None:
+    model_dir = _model_dir(tmp_path, _all_events(datasets), force_class=3, random_heads=True)
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=tmp_path / "cpu.parquet", device="cpu")
+    predict(model_dir=model_dir, tfds_dirs=list(datasets), output=tmp_path / "cuda.parquet", device="cuda")
+    np.testing.assert_allclose(_ypred(tmp_path / "cuda.parquet"), _ypred(tmp_path / "cpu.parquet"), rtol=1e-4,
+                               atol=1e-5)

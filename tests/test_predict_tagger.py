@@ -255,3 +255,47 @@ def test_bad_inputs_are_named_and_leave_no_output(model_dir: Path, shards: dict[
     with pytest.raises(ValueError, match="batch_size"):
         predict_tagger(model_dir=model_dir, inputs=[shards["b"]], output=out, batch_size=0)
     assert not out.exists() and not list(tmp_path.glob(".p.parquet*"))
+
+
+def test_device_and_precision(predicted: tuple[Path, dict], model_dir: Path, shards: dict[str, Path],
+                              tmp_path: Path) -> None:
+    """device="cpu" writes the same table as the default (auto → the CPU here), through the CLI too; bf16
+    autocast gives scores close to float32; a bad device is an error naming the key, before any output."""
+    from colliderflow.cli import main
+
+    output, stats = predicted
+    inputs = [shards["a"], shards["b"].parent]
+    on_cpu = tmp_path / "cpu.parquet"
+    assert stats["device"] == ("cuda" if torch.cuda.is_available() else "cpu")
+    cpu_stats = predict_tagger(model_dir=model_dir, inputs=inputs, output=on_cpu, batch_size=7, device="cpu")
+    assert cpu_stats["device"] == "cpu"
+    if not torch.cuda.is_available():
+        assert pq.read_table(on_cpu).equals(pq.read_table(output))
+    cli_out = tmp_path / "cli.parquet"
+    assert main(["predict-tagger", *map(str, inputs), "--model-dir", str(model_dir), "-o", str(cli_out),
+                 "--device", "cpu"]) == 0
+    np.testing.assert_allclose(tagging_run.read_tagger_predictions(cli_out)[0]["scores"],
+                               tagging_run.read_tagger_predictions(on_cpu)[0]["scores"], rtol=0, atol=2e-5)
+    low = tmp_path / "bf16.parquet"
+    predict_tagger(model_dir=model_dir, inputs=inputs, output=low, device="cpu", precision="bf16")
+    np.testing.assert_allclose(tagging_run.read_tagger_predictions(low)[0]["scores"],
+                               tagging_run.read_tagger_predictions(on_cpu)[0]["scores"], rtol=0, atol=0.02)
+    out = tmp_path / "never.parquet"
+    with pytest.raises(ValueError, match=r"predict\.device: expected auto, cpu, cuda or cuda:N, got 'gpu'"):
+        predict_tagger(model_dir=model_dir, inputs=inputs, output=out, device="gpu")
+    assert main(["predict-tagger", *map(str, inputs), "--model-dir", str(model_dir), "-o", str(out),
+                 "--device", "tpu"]) == 2
+    if not torch.cuda.is_available():
+        with pytest.raises(ValueError, match="predict.device: cuda requested but no CUDA device is available"):
+            predict_tagger(model_dir=model_dir, inputs=inputs, output=out, device="cuda")
+    assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (benchmarks/bench_gpu.sh runs it)")
+def test_cuda_scores_match_the_cpu_ones(model_dir: Path, shards: dict[str, Path], tmp_path: Path) -> None:
+    inputs = [shards["a"], shards["b"]]
+    for device in ("cpu", "cuda"):
+        predict_tagger(model_dir=model_dir, inputs=inputs, output=tmp_path / f"{device}.parquet", device=device)
+    np.testing.assert_allclose(tagging_run.read_tagger_predictions(tmp_path / "cuda.parquet")[0]["scores"],
+                               tagging_run.read_tagger_predictions(tmp_path / "cpu.parquet")[0]["scores"],
+                               rtol=0, atol=1e-4)

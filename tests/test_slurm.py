@@ -33,7 +33,8 @@ from workflow_api import ROOT, copy_project, planned_jobs
 PROFILE = "profiles/slurm"
 LOCAL_OVERRIDES = ("--slurm-init-seconds-before-status-checks", "1", "--slurm-keep-successful-logs")
 SBATCH_WRAPPER_DIR = ROOT / "ci" / "bin"
-GPU_RULES = ("train", "predict")
+# On the profile's gpu partition; each asks for a GPU where its device is not cpu.
+GPU_RULES = ("train", "predict", "predict_tagger")
 # Generous limits for a run that takes minutes; they only stop a hung scheduler from hanging CI.
 FULL_RUN_TIMEOUT = 1800
 RERUN_TIMEOUT = 900
@@ -408,16 +409,32 @@ def test_sbatch_requests_what_the_profile_and_rules_declare(full_run, plan):
     assert_requests(full_run, requests)
 
 
-def test_training_and_prediction_ask_for_a_gpu(full_run, plan):
+def job_device(rule: str, comment: str, config: dict) -> str:
+    """The device setting of a train or predict job (the `model` wildcard tells the PF model from a tagger)."""
+    if rule == "train":
+        model = comment.removeprefix("rule_train_wildcards_")
+        section = config["train"] if model == config["train"]["model"] else config["tagger"]
+        return section.get("device", "auto")
+    return config.get("predict", {}).get("device", "auto")
+
+
+def test_a_gpu_is_asked_for_exactly_where_the_device_is_not_cpu(full_run, plan):
+    """ci.yaml trains on cpu and predicts with the default device (auto): training asks for no GPU, prediction
+    for one (and runs on the CPU of a node without CUDA). Every other rule stays on the debug partition."""
     _, requests, _ = plan
+    config = yaml.safe_load((full_run.workdir / "config" / "ci.yaml").read_text())
+    asked = set()
     for sub in full_run.submissions:
         rule = rule_of(sub.comment, requests)
         gpu_request = sub.options.get("--gpus") == "1" or sub.options.get("--gres") == "gpu:1"
         if rule in GPU_RULES:
-            assert sub.options.get("-p") == "gpu" and gpu_request, sub.argv[:-1]
+            assert sub.options.get("-p") == "gpu", sub.argv[:-1]
+            assert gpu_request == (job_device(rule, sub.comment, config) != "cpu"), sub.argv[:-1]
         else:
             assert sub.options.get("-p") == "debug" and not gpu_request, sub.argv[:-1]
+        asked |= {rule} if gpu_request else set()
     assert {rule_of(s.comment, requests) for s in full_run.submissions} >= set(GPU_RULES)
+    assert "predict" in asked and "train" not in asked, asked  # both sides of the rule were exercised
 
 
 def test_slurm_recorded_every_job_as_completed(full_run, plan):

@@ -336,7 +336,8 @@ def _cmd_weaver_config(args: argparse.Namespace) -> None:
 def _cmd_predict_tagger(args: argparse.Namespace) -> None:
     from colliderflow.evaluate.predict_tagger import predict_tagger
 
-    predict_tagger(model_dir=args.model_dir, inputs=args.inputs, output=args.output)
+    predict_tagger(model_dir=args.model_dir, inputs=args.inputs, output=args.output, device=args.device,
+                   precision=args.precision)
 
 
 def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
@@ -351,10 +352,20 @@ def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
     )
 
 
+def _add_inference_options(p: argparse.ArgumentParser) -> None:
+    from colliderflow.devices import DEVICE_CHOICES, PRECISIONS
+
+    p.add_argument("--device", default="auto", help=f"where the model runs: {DEVICE_CHOICES} (default auto: "
+                   "the GPU when there is one)")
+    p.add_argument("--precision", default="fp32", choices=PRECISIONS,
+                   help="fp32 (default, reproducible) or bf16 autocast (faster on GPUs)")
+
+
 def _cmd_predict(args: argparse.Namespace) -> None:
     from colliderflow.evaluate.predict import predict
 
-    predict(model_dir=args.model_dir, tfds_dirs=args.tfds, output=args.output, split=args.split)
+    predict(model_dir=args.model_dir, tfds_dirs=args.tfds, output=args.output, split=args.split, device=args.device,
+            precision=args.precision)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
@@ -484,6 +495,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--tfds", nargs="+", type=Path, required=True)
     p.add_argument("--split", default="test")
     p.add_argument("-o", "--output", type=Path, required=True, help="predictions Parquet")
+    _add_inference_options(p)
     p.set_defaults(func=_cmd_predict)
 
     p = sub.add_parser("evaluate", help="metrics and plots from predictions")
@@ -523,6 +535,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("inputs", nargs="+", type=Path, help="jet Parquet files or directories")
     p.add_argument("--model-dir", type=Path, required=True)
     p.add_argument("-o", "--output", type=Path, required=True, help="tagger predictions Parquet (docs/schema.md)")
+    _add_inference_options(p)
     p.set_defaults(func=_cmd_predict_tagger)
 
     p = sub.add_parser("evaluate-tagger", help="ROC, AUC, rejection, mass sculpting and figures of a tagger")

@@ -4,6 +4,11 @@ The output (colliderflow.schema.PREDICTION_COLUMNS) is all that evaluation needs
 never load torch or the model. It uses the project's canonical Parquet layout (colliderflow.io.parquet:
 per-element blocks list<fixed_size_list<float32, 8>>, jets list<fixed_size_list<float32, 4>>, no nulls);
 `ypred` has the layout of `ytarget` (see models.mlpf.decode_particles).
+
+The model runs on the job's device (colliderflow.devices: auto | cpu | cuda | cuda:N), in batches whose
+inputs are moved there one at a time; the decoded rows come back to the CPU for writing. Precision is
+float32 unless bf16 is asked for. Batches and their order do not depend on the device, so a CPU run writes
+the same bytes as before devices were configurable; a GPU run in float32 agrees to float32 rounding.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ import pyarrow.parquet as pq
 import torch
 
 from colliderflow.data import Event, collate_events, open_splits
+from colliderflow.devices import check_precision, inference_autocast, resolve_device
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.parquet import canonicalize_table, row_list_type
 from colliderflow.models.mlpf import decode_particles
@@ -55,9 +61,13 @@ def _nested(blocks: Sequence[np.ndarray], width: int) -> pa.ListArray:
 
 
 @torch.inference_mode()
-def _predict_batch(model: torch.nn.Module, events: list[Event], where: str) -> pa.Table:
+def _predict_batch(model: torch.nn.Module, events: list[Event], where: str, *, device: torch.device,
+                   precision: str = "fp32") -> pa.Table:
     batch = collate_events(events)
-    rows = decode_particles(batch.X, model(batch.X, batch.mask)).numpy()  # [B, N, 8]
+    on_device = batch.to(device)
+    with inference_autocast(device, precision):
+        out = model(on_device.X, on_device.mask)
+    rows = decode_particles(on_device.X, out).cpu().numpy()  # [B, N, 8]
     n = batch.mask.sum(dim=1).tolist()  # real elements per event
     table = pa.Table.from_arrays(
         [
@@ -93,10 +103,15 @@ def pair_limited_batches(events: list[Event], *, max_pairs: int) -> list[list[Ev
     return batches
 
 
-def predict(*, model_dir: Path, tfds_dirs: list[Path], output: Path, split: str = "test") -> None:
+def predict(*, model_dir: Path, tfds_dirs: list[Path], output: Path, split: str = "test", device: str = "auto",
+            precision: str = "fp32") -> None:
     """Write `output` (Parquet, atomically): the model in `model_dir` applied to `split` of every dataset,
-    one row per event, datasets in the order given. No event at all in the split is an error."""
+    one row per event, datasets in the order given, computed on `device` in `precision` (colliderflow.devices).
+    No event at all in the split is an error."""
+    check_precision(precision, where="predict.precision")
+    torch_device = resolve_device(device, where="predict.device")
     model, meta = load_trained(Path(model_dir))
+    model.to(torch_device)
     sources = [open_splits([Path(d)], split, allow_empty=True) for d in tfds_dirs]
     if not tfds_dirs or sum(len(s) for s in sources) == 0:
         raise ValueError(f"{', '.join(map(str, tfds_dirs)) or 'no TFDS directory'}: split {split!r} holds no events")
@@ -108,7 +123,8 @@ def predict(*, model_dir: Path, tfds_dirs: list[Path], output: Path, split: str 
                 idx = list(range(start, min(start + BATCH_SIZE, len(events))))
                 chunk = events.__getitems__(idx)
                 for part in pair_limited_batches(chunk, max_pairs=MAX_PAIRS_PER_BATCH):
-                    writer.write_table(_predict_batch(model, part, str(output)))
+                    writer.write_table(_predict_batch(model, part, str(output), device=torch_device,
+                                                      precision=precision))
                 n_written += len(idx)
-    log.info("%s: predictions of %s (step %s) for %d %s events", output, meta["model"], meta.get("step"),
-             n_written, split)
+    log.info("%s: predictions of %s (step %s) for %d %s events on %s (%s)", output, meta["model"], meta.get("step"),
+             n_written, split, torch_device, precision)

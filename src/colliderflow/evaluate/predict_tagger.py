@@ -13,8 +13,11 @@ table every JetClass-II shard and the project's own ntuplizer use by default, so
 names still reads right. Names are written without the `label_` prefix (score_X_bb).
 
 Jets whose jet_label is not among the model's labels are left out and counted: the model has no class
-for them, and a score for a class it was never shown would be meaningless. Inference runs on CPU in eval
-mode without gradients, in file order and fixed batches, so two runs give identical files.
+for them, and a score for a class it was never shown would be meaningless. Inference runs in eval mode
+without gradients, in file order and fixed batches, so two runs on the same machine give identical files.
+It runs on the job's device (colliderflow.devices: auto | cpu | cuda | cuda:N; batches are moved there one
+at a time and the scores come back to the CPU), in float32 unless bf16 is asked for; the batches do not
+depend on the device, so a CPU run writes the same bytes as before devices were configurable.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ import pyarrow.parquet as pq
 import torch
 from torch import nn
 
+from colliderflow.devices import check_precision, inference_autocast, resolve_device
 from colliderflow.io.atomic import atomic_path
 from colliderflow.jet_data import JetDataset, collate_jets, jet_files
 from colliderflow.models.registry import MODEL_FILE, MODEL_INPUTS, MODEL_TASKS, load_trained
@@ -144,20 +148,24 @@ def _read_jet_columns(path: Path) -> dict[str, np.ndarray]:
 
 @torch.inference_mode()
 def _scores(
-    model: nn.Module, inputs: Sequence[str], dataset: JetDataset, *, batch_size: int, max_particles: int
+    model: nn.Module, inputs: Sequence[str], dataset: JetDataset, *, batch_size: int, max_particles: int,
+    device: torch.device, precision: str = "fp32",
 ) -> np.ndarray:
-    """Softmax class probabilities [n_jets, C] float32, batches of consecutive jets in file order."""
+    """Softmax class probabilities [n_jets, C] float32, batches of consecutive jets in file order, computed
+    on `device` (where the model is)."""
     out = []
     for start in range(0, len(dataset), batch_size):
         jets = [dataset[i] for i in range(start, min(start + batch_size, len(dataset)))]
-        batch = collate_jets(jets, max_particles=max_particles)
-        logits = model(*(getattr(batch, name) for name in inputs)).float()  # [B, C]
-        out.append(torch.softmax(logits, dim=-1).numpy())
+        batch = collate_jets(jets, max_particles=max_particles).to(device)
+        with inference_autocast(device, precision):
+            logits = model(*(getattr(batch, name) for name in inputs))  # [B, C]
+        out.append(torch.softmax(logits.float(), dim=-1).cpu().numpy())
     return np.concatenate(out) if out else np.zeros((0, 0), np.float32)
 
 
 def _predict_file(
-    model: nn.Module, meta: dict[str, Any], path: Path, schema: pa.Schema, *, batch_size: int
+    model: nn.Module, meta: dict[str, Any], path: Path, schema: pa.Schema, *, batch_size: int,
+    device: torch.device, precision: str,
 ) -> tuple[pa.Table, int]:
     """The predictions table of one shard and the number of its jets left out (label not in the model's list)."""
     columns = _read_jet_columns(path)
@@ -165,7 +173,8 @@ def _predict_file(
     n_skipped = len(columns["jet_label"]) - len(dataset)
     rows = dataset.rows
     scores = _scores(
-        model, MODEL_INPUTS[meta["model"]], dataset, batch_size=batch_size, max_particles=meta["max_particles"]
+        model, MODEL_INPUTS[meta["model"]], dataset, batch_size=batch_size, max_particles=meta["max_particles"],
+        device=device, precision=precision,
     )
     if len(dataset) and not np.isfinite(scores).all():
         log.warning("%s: %d jet(s) with non-finite scores", path, int((~np.isfinite(scores).all(axis=1)).sum()))
@@ -186,20 +195,25 @@ def predict_tagger(
     output: Path,
     batch_size: int = 256,
     label_table: Sequence[str] | str | None = None,
+    device: str = "auto",
+    precision: str = "fp32",
 ) -> dict[str, Any]:
     """Write `output` (Parquet, atomically): the tagger in `model_dir` applied to every jet of `inputs`.
 
     inputs: JetClass-II Parquet files or directories of them (jet_data.jet_files), read one file at a
     time, in the order given. label_table: the names of the jet_label values ("jetclass2" or a list);
-    None: the names recorded with the model, else JetClass-II's table. Returns {"jets", "jets_per_class",
-    "jets_skipped", "files", "seconds", "output"}. ValueError naming the path for a missing or foreign
+    None: the names recorded with the model, else JetClass-II's table. device, precision: where and how the
+    model runs (colliderflow.devices). Returns {"jets", "jets_per_class", "jets_skipped", "files", "seconds",
+    "output", "device"}. ValueError naming the path for a missing or foreign
     model, a missing or unreadable input file, or inputs without a single jet of the model's classes.
     """
     if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
         raise ValueError(f"batch_size: expected a positive integer, got {batch_size!r}")
+    check_precision(precision, where="predict.precision")
+    torch_device = resolve_device(device, where="predict.device")
     t0 = time.perf_counter()
     model, meta = load_tagger(Path(model_dir), label_table)
-    model.eval()
+    model.eval().to(torch_device)
     files = jet_files([Path(p) for p in inputs])
     if not files:
         raise ValueError("predict_tagger: no jet Parquet file given")
@@ -209,7 +223,8 @@ def predict_tagger(
     n_skipped = 0
     with _deterministic(), atomic_path(output) as tmp, pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
         for path in files:
-            table, skipped = _predict_file(model, meta, path, schema, batch_size=batch_size)
+            table, skipped = _predict_file(model, meta, path, schema, batch_size=batch_size, device=torch_device,
+                                           precision=precision)
             n_skipped += skipped
             per_class += np.bincount(table.column("jet_label").to_numpy(), minlength=n_classes)[:n_classes]
             if table.num_rows:
@@ -226,9 +241,11 @@ def predict_tagger(
         "files": len(files),
         "seconds": seconds,
         "output": str(output),
+        "device": str(torch_device),
     }
     log.info(
-        "%s: %s (step %s) scores for %d jets of %d file(s), %d left out (label not in the model's list), %.1f s",
+        "%s: %s (step %s) scores for %d jets of %d file(s), %d left out (label not in the model's list), %.1f s"
+        " on %s (%s)",
         output,
         meta["model"],
         meta.get("step"),
@@ -236,5 +253,7 @@ def predict_tagger(
         len(files),
         n_skipped,
         seconds,
+        torch_device,
+        precision,
     )
     return stats

@@ -11,6 +11,11 @@ particles starts from physics (their relative kT, momentum sharing, angle and in
 network need not rediscover them from the per-particle features. Four-momenta are (px, py, pz, E) in
 GeV, the layout of colliderflow.jet_data. No positional encoding: the logits are invariant under
 permutations of the real particles and under padding.
+
+Mixed precision: the pair features (rapidities, angles, kT, z, m² and their logs) are computed in float32
+under autocast (models.precision): m² = (E_i + E_j)² − |p⃗_i + p⃗_j|² cancels almost completely for
+collinear pairs, and ln of a bf16 value near EPS is meaningless. The pair MLP, attention and all other
+matmuls run in bf16; the residual stream of the particle embeddings stays float32.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from torch import nn
 
 from colliderflow.config import dataclass_from_section
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
+from colliderflow.models.precision import full_precision, upcast
 
 EPS = 1e-8  # floor under the arguments of the pairwise logs: ΔR = 0 on the diagonal, m² ≤ 0 for collinear pairs
 N_PAIR_FEATURES = 4  # ln kT, ln z, ln ΔR, ln m²
@@ -67,8 +73,10 @@ class ParTConfig:
         return asdict(self)
 
 
+@full_precision
 def pair_features(p4: torch.Tensor) -> torch.Tensor:
-    """(ln kT, ln z, ln ΔR, ln m²) of every particle pair: p4 [B, N, 4] (px, py, pz, E) → [B, N, N, 4].
+    """(ln kT, ln z, ln ΔR, ln m²) of every particle pair: p4 [B, N, 4] (px, py, pz, E) → [B, N, N, 4],
+    float32 (or float64) even under autocast.
 
     kT = min(pT_i, pT_j)·ΔR, z = min(pT_i, pT_j)/(pT_i + pT_j), ΔR in (rapidity, φ), m² = (p_i + p_j)².
     Arguments are floored at EPS so that the diagonal and padding give large negative finite values.
@@ -146,7 +154,7 @@ class ParT(nn.Module):
 
     def forward(self, features: torch.Tensor, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         # features: [B, N, F]; p4: [B, N, 4]; mask: [B, N] bool → logits [B, C]
-        x = torch.where(mask[..., None], self.embed(features), 0.0)  # [B, N, D]
+        x = torch.where(mask[..., None], upcast(self.embed(features)), 0.0)  # [B, N, D], float32 residual stream
         pair_mask = mask[:, :, None] & mask[:, None, :]  # [B, N, N]
         pairs = torch.where(pair_mask[..., None], pair_features(p4), 0.0)  # [B, N, N, 4]
         bias = self.pair_embed(pairs).permute(0, 3, 1, 2)  # [B, H, N, N]
