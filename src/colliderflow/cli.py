@@ -275,15 +275,14 @@ def _weights_params(text: str) -> dict:
 def _cmd_jet_dataset(args: argparse.Namespace) -> None:
     from colliderflow.jetset import assemble_jet_dataset
 
-    params = parse_json_arg(args.params, what="--params")
-    missing = sorted({"split_fractions", "jets_per_file"} - set(params))
-    if missing:
-        raise ValueError(f"jet-dataset --params: missing {missing}")
+    from colliderflow.params import JetDatasetParams, stage_params
+
+    params = stage_params(JetDatasetParams, parse_json_arg(args.params, what="--params"), where="jets")
     assemble_jet_dataset(
         args.inputs,
         output_dir=args.output,
-        split_fractions=params["split_fractions"],
-        jets_per_file=params["jets_per_file"],
+        split_fractions=params.split_fractions,
+        jets_per_file=params.jets_per_file,
         seed=args.seed,
         provenance=args.provenance,
     )

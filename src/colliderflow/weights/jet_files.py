@@ -39,13 +39,12 @@ from colliderflow.jet_data import jet_files
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.weights.files import OPTIONAL_PARAMS, TRAIN_SPLIT, check_params, weight_stats, write_weight_outputs
+from colliderflow.params import JetWeightsParams, stage_params
+from colliderflow.weights.files import TRAIN_SPLIT, weight_stats, write_weight_outputs
 from colliderflow.weights.histogram import ReweightResult, weigh_rows
 
 log = logging.getLogger(__name__)
 
-JET_REQUIRED_PARAMS: Final = ("method", "vars", "class_weights")
-JET_OPTIONAL_PARAMS: Final = {**OPTIONAL_PARAMS, "class_column": "jet_label"}
 CLASS_COLUMN: Final = "jet_label"
 
 
@@ -65,14 +64,8 @@ def class_jet_labels(class_names: Sequence[str], label_table: Sequence[str]) -> 
 
 
 def _check_jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    p = check_params(params, required=JET_REQUIRED_PARAMS, optional=JET_OPTIONAL_PARAMS, section="jet weights")
-    if p["class_column"] != CLASS_COLUMN:
-        raise ValueError(f"jet weights params: jet classes live in {CLASS_COLUMN}, not {p['class_column']!r}")
-    for name in p["vars"]:
-        column = COLUMNS_BY_NAME.get(name)
-        if column is None or column.is_list or name == CLASS_COLUMN:
-            raise ValueError(f"jet weights params: vars: {name!r} is not a per-jet JetClass-II column")
-    return p
+    """The `jet_weights` section, checked as the dry run checks it (colliderflow.params.JetWeightsParams)."""
+    return stage_params(JetWeightsParams, params, where="jet_weights").as_dict()
 
 
 def _ordered_files(inputs: Sequence[Path]) -> list[Path]:
