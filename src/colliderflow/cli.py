@@ -330,6 +330,7 @@ def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
         params=parse_json_arg(args.params, what="--params"),
         summary=args.summary,
         plots_dir=args.plots_dir,
+        allow_nonfinite=args.allow_nonfinite,
     )
 
 
@@ -348,6 +349,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         params=parse_json_arg(args.params, what="--params"),
         summary=args.summary,
         plots_dir=args.plots_dir,
+        allow_nonfinite=args.allow_nonfinite,
     )
 
 
@@ -363,6 +365,12 @@ def _add_weight_outputs(p: argparse.ArgumentParser, *, rows: str) -> None:
     p.add_argument("--histograms", type=Path, required=True, help="histograms and weight maps, JSON")
     p.add_argument("--plot", type=Path, required=True, help="weighted vs unweighted distributions, PNG")
     p.add_argument("--provenance", type=Path)
+
+
+def _add_allow_nonfinite(p: argparse.ArgumentParser, *, rows: str, key: str) -> None:
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help=f"drop {rows} holding NaN/inf/null values instead of failing (the summary says how many); "
+                        f"also config {key}: true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -464,6 +472,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="the config's `evaluate` section as JSON")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--plots-dir", type=Path, required=True)
+    _add_allow_nonfinite(p, rows="events", key="evaluate.allow_nonfinite")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("jet-dataset", help="jet shards of every jet sample → one shuffled train/val/test dataset")
@@ -503,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="the config's `evaluate.tagging` section as JSON")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--plots-dir", type=Path, required=True)
+    _add_allow_nonfinite(p, rows="jets", key="evaluate.tagging.allow_nonfinite")
     p.set_defaults(func=_cmd_evaluate_tagger)
 
     p = sub.add_parser("export", help="a trained model → ONNX, checked against torch with ONNX Runtime")
