@@ -15,10 +15,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from event_tables import make_events
 from test_evaluate import make_predictions
 from test_tagging import make_tagger_predictions
 
 from colliderflow.cli import main as cli_main
+from colliderflow.io.parquet import read_table, write_parquet_atomic
 from colliderflow.schema import PF
 
 N_EVENTS = 3 * 4  # make_predictions: three samples × n_per_sample
@@ -123,3 +125,22 @@ def test_null_tagger_labels_are_named(tmp_path, caplog):
     pq.write_table(table.set_column(0, "jet_label", pa.array(labels, pa.int32())), bad)
     assert _evaluate_tagger(tmp_path, bad) == 2
     assert "in 1 of 200 jets: jet_label 1;" in _error_lines(caplog)[0]
+
+
+def test_weights_refuse_a_nan_reweighting_variable(tmp_path, caplog):
+    """A NaN genmet would silently get weight 0; the weights stage names the column and the count."""
+    shard = tmp_path / "s.parquet"
+    write_parquet_atomic(make_events(40, sample="qq", seed=1), shard)
+    table = read_table(shard)
+    genmet = table.column("genmet").to_numpy().copy()
+    train = np.flatnonzero(np.asarray(table.column("split").to_pylist()) == "train")
+    genmet[train[:2]] = np.nan
+    bad = tmp_path / "bad.parquet"
+    write_parquet_atomic(table.set_column(table.schema.get_field_index("genmet"), "genmet", pa.array(genmet)), bad)
+    params = {"method": "flat", "class_column": "sample", "vars": {"n_elements": [0, 50, 100], "genmet": [0, 50, 400]},
+              "class_weights": {"qq": 1.0}, "threshold": 0.1, "discard_under_overflow": False}
+    code = cli_main(["weights", str(bad), "--params", json.dumps(params), "-o", str(tmp_path / "w" / "w.parquet"),
+                     "--histograms", str(tmp_path / "w" / "h.json"), "--plot", str(tmp_path / "w" / "p.png")])
+    assert code == 2
+    assert "events: genmet 2" in _error_lines(caplog)[0]
+    assert not (tmp_path / "w").exists()

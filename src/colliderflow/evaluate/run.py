@@ -19,7 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.evaluate import metrics, summary_table
-from colliderflow.evaluate.finite import NonFinite
+from colliderflow.finite import NonFinite
 from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
 from colliderflow.io.atomic import write_text_atomic

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.evaluate import tagging
-from colliderflow.evaluate.finite import nonfinite_columns
+from colliderflow.finite import nonfinite_columns
 from colliderflow.evaluate.run import _json_safe, read_training_log
 from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
 from colliderflow.io.atomic import write_text_atomic

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
 from colliderflow.params import WeightsParams, stage_params
@@ -128,6 +129,8 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
 
     order = _key_order(data["sample"], data["event_id"], where)
 
+    nonfinite_columns({v: data[v] for v in var_names}).resolve(
+        where=where, rows="events", allow=False, switch=None)
     labels = data[p["class_column"]]
     check_classes_present(p["class_weights"], labels, column=p["class_column"], where=where, section="weights")
     try:

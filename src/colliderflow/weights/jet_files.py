@@ -36,6 +36,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.jet_data import jet_files
+from colliderflow.finite import nonfinite_columns
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
@@ -155,6 +156,8 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     n_jets = int(counts.sum())
     if n_jets == 0:
         raise ValueError(f"{where}: no jets")
+    nonfinite_columns({v: data[v] for v in var_names}).resolve(
+        where=where, rows="jets", allow=False, switch=None)
 
     try:
         result, weights, codes = jet_weights(data, params=p, label_table=label_table)

@@ -1,8 +1,9 @@
-"""No NaN passes evaluation silently: count non-finite values per column, then fail or drop explicitly.
+"""No NaN passes a stage silently: count non-finite values per column, then fail or drop explicitly.
 
 A NaN predicted momentum moves a jet response without a word, a NaN genmet drops an event from every
-MET bin, a NaN score drops a jet from the ROC while the jet count still includes it. Every evaluation
-stage therefore counts the non-finite values (NaN, ±inf, nulls) of what it reads, per column, and
+MET bin, a NaN score drops a jet from the ROC while the jet count still includes it, a NaN reweighting
+variable gives its event weight 0. Every stage that reads model outputs or physics quantities
+(evaluation, the weights stages) therefore counts the non-finite values (NaN, ±inf, nulls) of what it reads, per column, and
 either fails naming the columns and counts, or — only when asked (`--allow-nonfinite`, config
 `allow_nonfinite: true`) — drops the rows that hold them and records how many in its summary.
 """
@@ -36,8 +37,10 @@ class NonFinite:
         rows = np.flatnonzero(bad_values) if row_of_value is None else np.asarray(row_of_value)[bad_values]
         self.bad_rows[rows] = True
 
-    def resolve(self, *, where: str, rows: str, allow: bool, switch: str) -> dict[str, Any]:
+    def resolve(self, *, where: str, rows: str, allow: bool, switch: str | None) -> dict[str, Any]:
         """Raise a ValueError naming the columns and counts, or (allow) return what dropping removes.
+
+        switch: the option that would drop the rows instead, named in the error (None: the stage has none).
 
         The returned record ({rows: n dropped, "values": {column: count}}) goes into the summary; it is
         written even when nothing was dropped, so a reader knows the check ran.
@@ -48,8 +51,9 @@ class NonFinite:
             return record
         listing = ", ".join(f"{column} {count}" for column, count in self.counts.items())
         if not allow:
+            hint = f"; {switch} drops those {rows} instead" if switch else ""
             raise ValueError(f"{where}: non-finite values (NaN/inf/null) in {n_bad} of {self.n_rows} {rows}: "
-                             f"{listing}; {switch} drops those {rows} instead")
+                             f"{listing}{hint}")
         log.warning("%s: dropping %d of %d %s with non-finite values (%s)", where, n_bad, self.n_rows, rows, listing)
         return record
 
