@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import sys
-import tempfile
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -38,8 +37,10 @@ def _job_provenance(path: Path | None, *, stage: str, n_shards: int) -> Iterator
     if path is None:
         yield [None] * n_shards
         return
-    with tempfile.TemporaryDirectory(prefix=".provenance.", dir=path.parent if path.parent.exists() else None) as tmp:
-        records = [Path(tmp) / f"{i}.json" for i in range(n_shards)]
+    from colliderflow.io.atomic import temporary_dir
+
+    with temporary_dir(path) as tmp:  # .colliderflow-tmp-provenance.json~…, removed by the next run if killed
+        records = [tmp / f"{i}.json" for i in range(n_shards)]
         yield records
         write_job_provenance(path, stage=stage, shard_records=records)
 

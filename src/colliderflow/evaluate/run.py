@@ -22,7 +22,7 @@ from colliderflow.evaluate import metrics, summary_table
 from colliderflow.finite import NonFinite
 from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
-from colliderflow.io.atomic import write_text_atomic
+from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import EvaluateParams, stage_params
 from colliderflow.schema import CLASS_NAMES, N_CLASSES, N_PARTICLE_FEATURES, PARTICLE_FEATURES, PREDICTION_COLUMNS
 
@@ -356,8 +356,9 @@ def evaluate(
         "summary": result,
         "tagger_summary": tagger,
     }
-    make_plots(inputs, Path(plots_dir))
-    summary_table.write_summary_table(result, Path(plots_dir), tagger, figure=False)
-    write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    with output_set(summary, dirs=(plots_dir,)):  # the summary and its figures appear together, or none
+        make_plots(inputs, Path(plots_dir))
+        summary_table.write_summary_table(result, Path(plots_dir), tagger, figure=False)
+        write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %d figures in %s", summary, len(PF_PLOTS), plots_dir)
     return result

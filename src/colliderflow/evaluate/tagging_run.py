@@ -25,7 +25,7 @@ from colliderflow.evaluate import tagging
 from colliderflow.finite import nonfinite_columns
 from colliderflow.evaluate.run import _json_safe, read_training_log
 from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
-from colliderflow.io.atomic import write_text_atomic
+from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import TaggingParams, stage_params
 
 log = logging.getLogger(__name__)
@@ -224,7 +224,8 @@ def evaluate_tagger(
         "training_log": read_training_log(metrics_log),
         "dataset_label": str(params.get("dataset_label", "JetClass-II")),
     }
-    make_tagger_plots(inputs, Path(plots_dir))
-    write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    with output_set(summary, dirs=(plots_dir,)):  # the summary and its figures appear together, or none
+        make_tagger_plots(inputs, Path(plots_dir))
+        write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %d figures in %s", summary, len(TAGGER_PLOTS), plots_dir)
     return result

@@ -24,7 +24,7 @@ import pandas as pd
 import pyarrow as pa
 
 from colliderflow.finite import nonfinite_columns
-from colliderflow.io.atomic import write_text_atomic
+from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
 from colliderflow.params import WeightsParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
@@ -149,14 +149,15 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
 
     result, weights = weighted.result, weighted.weights
     stats = weight_stats(result, weighted.class_index, weights)
-    write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
-                         result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
-                                                  "stats": stats},
-                         output=output, histograms=histograms, plot=plot)
-    if provenance is not None:
-        write_provenance(provenance, provenance_record(
-            stage="weights", config=params, inputs=[str(i) for i in inputs],
-            extra={"outputs": {"weights": str(output), "histograms": str(histograms), "plot": str(plot)},
-                   "stats": {k: stats[k] for k in ("events", "events_not_in_any_class", "zero_weight_fraction")}},
-        ))
+    with output_set(output, histograms, plot, provenance):  # all four appear together, or none does
+        write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
+                             result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
+                                                      "stats": stats},
+                             output=output, histograms=histograms, plot=plot)
+        if provenance is not None:
+            write_provenance(provenance, provenance_record(
+                stage="weights", config=params, inputs=[str(i) for i in inputs],
+                extra={"outputs": {"weights": str(output), "histograms": str(histograms), "plot": str(plot)},
+                       "stats": {k: stats[k] for k in ("events", "events_not_in_any_class", "zero_weight_fraction")}},
+            ))
     log.info("weights: %d training events, %.1f%% with weight 0", n_events, 100 * stats["zero_weight_fraction"])

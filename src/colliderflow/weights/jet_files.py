@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 
 from colliderflow.jet_data import jet_files
 from colliderflow.finite import nonfinite_columns
+from colliderflow.io.atomic import output_set
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
@@ -171,17 +172,18 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     event_id = np.concatenate([np.arange(n, dtype=np.int64) for n in counts])
     stats = _in_jets(weight_stats(result, codes, weights))
     classes = dict(zip(class_names, jet_labels, strict=True))
-    write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
-                         document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
-                                   "files": len(files), "stats": stats},
-                         output=Path(output), histograms=Path(histograms), plot=Path(plot), rows="jets")
     outputs = {"weights": str(output), "histograms": str(histograms), "plot": str(plot)}
-    if provenance is not None:
-        write_provenance(provenance, provenance_record(
-            stage="jet_weights", config=dict(params), inputs=[str(f) for f in files],
-            extra={"outputs": outputs, "class_jet_label": classes,
-                   "stats": {k: stats[k] for k in ("jets", "jets_not_in_any_class", "zero_weight_fraction")}},
-        ))
+    with output_set(output, histograms, plot, provenance):  # all four appear together, or none does
+        write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
+                             document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
+                                       "files": len(files), "stats": stats},
+                             output=Path(output), histograms=Path(histograms), plot=Path(plot), rows="jets")
+        if provenance is not None:
+            write_provenance(provenance, provenance_record(
+                stage="jet_weights", config=dict(params), inputs=[str(f) for f in files],
+                extra={"outputs": outputs, "class_jet_label": classes,
+                       "stats": {k: stats[k] for k in ("jets", "jets_not_in_any_class", "zero_weight_fraction")}},
+            ))
     log.info("jet weights: %d jets in %d files, %.1f%% with weight 0", n_jets, len(files),
              100 * stats["zero_weight_fraction"])
     return {**stats, "class_jet_label": classes, "files": len(files), "outputs": outputs}
