@@ -121,7 +121,11 @@ def test_enospc_in_the_plot_leaves_no_output_and_names_the_plot(weights_job, mon
 def test_a_real_write_refusal_leaves_no_output(weights_job):
     """The kernel refuses the write (file-size limit → EFBIG) part-way through the outputs."""
     args, out = weights_job
+    out.mkdir()
+    (out / f"{TMP_PREFIX}w.parquet~killed.parquet").write_text("a killed job's half file")
+    (out / f"{TMP_PREFIX}w.parquet~killed").mkdir()  # and its staging folder
     assert cli_main(args) == 0  # once without a limit: the outputs exist, and their sizes tell the limit to use
+    assert _names(out) == ["h.json", "p.png", "prov.json", "w.parquet"]  # the leftovers went with the next run
     sizes = {p.name: p.stat().st_size for p in out.iterdir()}
     before = {p.name: p.read_bytes() for p in out.iterdir()}
     assert sizes["p.png"] > 2 * max(sizes["w.parquet"], sizes["h.json"], sizes["prov.json"]), sizes
@@ -138,3 +142,15 @@ def test_a_real_write_refusal_leaves_no_output(weights_job):
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"writing {out / 'p.png'}" in result.stderr and "File too large" in result.stderr, result.stderr[-2000:]
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous set, untouched and whole
+
+
+def test_jet_tfds_skips_hidden_files(tmp_path):
+    from colliderflow.io.jet_tfds import jet_split_files
+
+    for split in ("train", "val", "test"):
+        (tmp_path / split).mkdir()
+        (tmp_path / split / f"{split}-000.parquet").write_bytes(b"")
+    (tmp_path / "train" / f"{TMP_PREFIX}part-001.parquet~x.parquet").write_bytes(b"")  # a killed writer's
+    (tmp_path / "val" / ".hidden.parquet").write_bytes(b"")
+    files = jet_split_files([tmp_path])
+    assert {s: [p.name for p in f] for s, f in files.items()} == {s: [f"{s}-000.parquet"] for s in files}

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from colliderflow.io.atomic import remove_stale_temporaries, temporary_prefix
+
 
 def _default_file_mode() -> int:
     umask = os.umask(0)
@@ -26,7 +28,8 @@ def _default_file_mode() -> int:
 def scratch_dir(output: Path) -> Iterator[Path]:
     """Yield an empty directory beside `output`; it is deleted when the block ends, however it ends."""
     output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent))
+    remove_stale_temporaries(output)  # what a killed job left for the same output
+    work = Path(tempfile.mkdtemp(prefix=temporary_prefix(output), dir=output.parent))
     try:
         yield work
     finally:
