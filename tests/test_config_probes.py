@@ -45,7 +45,7 @@ PROBES = [
     ("jet_weights class not trained", _set("jet_weights.class_weights", {"label_X_YY_qqb": 1.0, "label_X_bb": 1.0}),
      "jet_weights.class_weights: 'label_X_bb' is not one of tagger.labels"),
     ("weights var", _set("weights.vars", {"n_element": [0, 100, 300], "genmet": [0, 10, 400]}),
-     "weights.vars: 'n_element' is not a per-event column of the ntuples"),
+     "weights.vars: 'n_element' is not a numeric per-event column of the ntuples"),
     ("weights class_column", _set("weights.class_column", "samples"),
      "weights.class_column: 'samples' is not a per-event column of the ntuples"),
     ("jet_weights var", _set("jet_weights.vars", {"jet_pt": [200, 400, 800], "jet_mass": [0, 100, 300]}),
@@ -112,3 +112,31 @@ def test_the_user_sees_one_line_not_a_schema_dump(tmp_path, mutate, line):
     assert any(line in x for x in lines), lines
     assert len(lines) <= 4, lines  # "ConfigError in file …, line N:", the line, the Snakefile frame
     assert not any("schema[" in x or "Failed validating" in x for x in lines)
+
+
+def test_the_params_dataclasses_and_the_schema_agree():
+    """The schema owns the keys; each stage's dataclass must know exactly those its section may hold."""
+    import dataclasses
+
+    from colliderflow.params import (
+        EvaluateParams,
+        JetDatasetParams,
+        JetWeightsParams,
+        SplitFractions,
+        TaggingParams,
+        WeightsParams,
+    )
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert keys(WeightsParams) == set(props["weights"]["properties"])
+    assert keys(JetWeightsParams) == set(props["jet_weights"]["properties"]) | {"class_column"}  # fixed: jet_label
+    assert keys(SplitFractions) == set(props["ntuplize"]["properties"]["split_fractions"]["properties"])
+    assert keys(SplitFractions) == set(props["jets"]["properties"]["split_fractions"]["properties"])
+    assert keys(JetDatasetParams) <= set(props["jets"]["properties"])
+    evaluate = set(props["evaluate"]["properties"]) - {"tagging"}
+    assert keys(EvaluateParams) == evaluate | {"jets", "sqrt_s"}  # the two the evaluate rule adds
+    assert keys(TaggingParams) == set(props["evaluate"]["properties"]["tagging"]["properties"])

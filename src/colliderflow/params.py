@@ -22,7 +22,7 @@ from typing import Any, Final, TypeVar
 
 from colliderflow.config import dataclass_from_section
 from colliderflow.jetclass2 import COLUMNS_BY_NAME, JETCLASS2_LABELS, label_name
-from colliderflow.schema import EVENT_SCALAR_COLUMNS, SPLITS
+from colliderflow.schema import EVENT_COLUMNS, EVENT_SCALAR_COLUMNS, SPLITS
 
 T = TypeVar("T")
 
@@ -170,10 +170,13 @@ class WeightsParams:
             raise ConfigError(f"{where}.discard_under_overflow: must be true or false, "
                               f"got {self.discard_under_overflow!r}")
 
-    def check_columns(self, columns: Collection[str], where: str, *, what: str) -> None:
-        """vars and class_column must be columns of the table the stage reads (`what` says which)."""
+    def check_columns(self, columns: Collection[str], where: str, *, what: str,
+                      numeric: Collection[str] | None = None) -> None:
+        """vars and class_column must be columns of the table the stage reads (`what` says which);
+        vars must be among `numeric` when it is given."""
         for name in self.vars:
-            _one_of(name, columns, f"{where}.vars", what)
+            _one_of(name, columns if numeric is None else numeric, f"{where}.vars",
+                    what if numeric is None else f"a numeric {what.removeprefix('a ')}")
         _one_of(self.class_column, columns, f"{where}.class_column", what)
 
     def check_classes(self, known: Collection[str], where: str, *, what: str) -> None:
@@ -185,6 +188,7 @@ class WeightsParams:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
 
 
+EVENT_NUMERIC_COLUMNS: Final = tuple(c for c in EVENT_SCALAR_COLUMNS if not EVENT_COLUMNS[c].startswith("string"))
 JET_SCALAR_COLUMNS: Final = tuple(c.name for c in COLUMNS_BY_NAME.values() if not c.is_list and c.name != JET_CLASS_COLUMN)
 
 
@@ -272,7 +276,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     stage_params(SplitFractions, config["ntuplize"]["split_fractions"], where="ntuplize.split_fractions")
     weights = stage_params(WeightsParams, config["weights"], where="weights")
     if pf_samples:
-        weights.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples")
+        weights.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
+                              numeric=EVENT_NUMERIC_COLUMNS)
         if weights.class_column == "sample":
             weights.check_classes(pf_samples, "weights", what="a particle-flow sample of `samples`")
     evaluate = {k: v for k, v in config["evaluate"].items() if k != "tagging"}

@@ -26,7 +26,7 @@ import pyarrow as pa
 from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
-from colliderflow.params import WeightsParams, stage_params
+from colliderflow.params import EVENT_NUMERIC_COLUMNS, WeightsParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.schema import EVENT_SCALAR_COLUMNS
 from colliderflow.weights.histogram import ReweightResult, weigh_rows
@@ -43,7 +43,8 @@ def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
     Its columns must be per-event columns of the ntuples (colliderflow.params.WeightsParams).
     """
     p = stage_params(WeightsParams, params, where="weights")
-    p.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples")
+    p.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
+                    numeric=EVENT_NUMERIC_COLUMNS)
     return p.as_dict()
 
 
