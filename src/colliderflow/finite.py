@@ -3,8 +3,8 @@
 A NaN predicted momentum moves a jet response without a word, a NaN genmet drops an event from every
 MET bin, a NaN score drops a jet from the ROC while the jet count still includes it, a NaN reweighting
 variable gives its event weight 0. Every stage that reads model outputs or physics quantities
-(evaluation, the weights stages) therefore counts the non-finite values (NaN, ±inf, nulls) of what it reads, per column, and
-either fails naming the columns and counts, or — only when asked (`--allow-nonfinite`, config
+(evaluation, the weights stages) therefore counts the non-finite values (NaN, ±inf, nulls) of what it
+reads, per column, and either fails naming the columns and counts, or — only when asked (`--allow-nonfinite`, config
 `allow_nonfinite: true`) — drops the rows that hold them and records how many in its summary.
 """
 

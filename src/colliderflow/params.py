@@ -189,7 +189,9 @@ class WeightsParams:
 
 
 EVENT_NUMERIC_COLUMNS: Final = tuple(c for c in EVENT_SCALAR_COLUMNS if not EVENT_COLUMNS[c].startswith("string"))
-JET_SCALAR_COLUMNS: Final = tuple(c.name for c in COLUMNS_BY_NAME.values() if not c.is_list and c.name != JET_CLASS_COLUMN)
+JET_SCALAR_COLUMNS: Final = tuple(
+    c.name for c in COLUMNS_BY_NAME.values() if not c.is_list and c.name != JET_CLASS_COLUMN
+)
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -261,7 +263,8 @@ class TaggingParams:
         for key in ("qcd_classes", "signal_classes", "plot_classes"):
             for name in getattr(self, key) or ():
                 if isinstance(name, str) and label_name(name) not in known:
-                    raise ConfigError(f"{where}.{key}: {name!r} is not one of the tagger's labels ({', '.join(labels)})")
+                    raise ConfigError(
+                        f"{where}.{key}: {name!r} is not one of the tagger's labels ({', '.join(labels)})")
 
 
 # --------------------------------------------------------------------------------------------------

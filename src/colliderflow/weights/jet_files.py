@@ -38,7 +38,7 @@ import pyarrow.parquet as pq
 from colliderflow.jet_data import jet_files
 from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import output_set
-from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
+from colliderflow.jetschema import schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.params import JetWeightsParams, stage_params
