@@ -28,7 +28,7 @@ def _names(folder: Path) -> list[str]:
 
 
 # --------------------------------------------------------------------------------------------------
-# The helper
+# The output-set machinery
 # --------------------------------------------------------------------------------------------------
 def test_a_set_appears_only_when_every_member_is_written(tmp_path):
     a, b, figs = tmp_path / "a.json", tmp_path / "b.txt", tmp_path / "plots"
