@@ -5,7 +5,10 @@
 #   snakemake --profile profiles/slurm           the same DAG on a SLURM cluster
 #
 # Rules live in rules/, one file a stage; the logic lives in the colliderflow package they call.
+from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
+
+from colliderflow.params import ConfigError, check_config, schema_error_line
 
 min_version("9.0")
 
@@ -17,7 +20,14 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-validate(config, "workflow/schemas/config.schema.yaml")
+# The schema owns structure (one line naming the key, not jsonschema's dump of the schema); then the stages'
+# own cross-field checks (colliderflow.params), so that what the config alone can reveal stops the dry run.
+# Raised from here, so the message is followed by this one frame only.
+try:
+    validate(config, "workflow/schemas/config.schema.yaml")
+    check_config(config)
+except (WorkflowError, ConfigError) as exc:
+    raise ConfigError(schema_error_line(exc)) from None
 
 
 report: "workflow/report/workflow.rst"

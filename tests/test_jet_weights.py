@@ -226,14 +226,14 @@ def test_sampling_with_the_trainers_sampler_gives_class_ratio_and_flat_pt(tmp_pa
 # Errors name the problem, and nothing is written.
 # ------------------------------------------------------------------------------------------------
 @pytest.mark.parametrize(("change", "message"), [
-    ({"class_weights": {"X_bb": 1.0, "X_zz": 1.0}}, "class 'X_zz' of class_weights is not in the label table"),
+    ({"class_weights": {"X_bb": 1.0, "X_zz": 1.0}}, "jet_weights.class_weights: 'X_zz' is not in the JetClass-II label table"),
     ({"vars": {"jet_pt": PT_EDGES, "part_px": [0, 1]}}, "'part_px' is not a per-jet JetClass-II column"),
     ({"vars": {"jet_pt": PT_EDGES, "jet_label": [0, 1]}}, "'jet_label' is not a per-jet"),
     ({"vars": {"jet_pt": PT_EDGES}}, "exactly 2 variables"),
     ({"class_column": "sample"}, "jet classes live in jet_label"),
     ({"reweight_threshold": 10}, "unknown key.*reweight_threshold"),
     ({"class_weights": {"X_bb": 1.0, "X_ss": 1.0}}, "class 'X_ss': no events"),
-    ({"class_weights": {"X_bb": 1.0, "QCD_light": 0}}, "class_weights: must be finite and > 0"),
+    ({"class_weights": {"X_bb": 1.0, "QCD_light": 0}}, "jet_weights.class_weights.QCD_light: must be a positive number"),
 ])
 def test_bad_params(small_files, tmp_path: Path, change: dict, message: str) -> None:
     paths, _ = small_files

@@ -211,9 +211,9 @@ def test_bad_input_names_the_file_and_writes_nothing(shards, tmp_path: Path) -> 
 
 
 @pytest.mark.parametrize(("kwargs", "message"), [
-    ({"split_fractions": {"train": 0.7, "val": 0.1}}, "summing to 1"),
-    ({"split_fractions": {"train": 0.9, "validation": 0.1}}, "unknown split"),
-    ({"split_fractions": {"train": 1.2, "test": -0.2}}, "non-negative"),
+    ({"split_fractions": {"train": 0.7, "val": 0.1}}, r"jets.split_fractions: fractions must sum to 1, got train 0.7 \+ val 0.1 \+ test 0 = 0.8"),
+    ({"split_fractions": {"train": 0.9, "validation": 0.1}}, r"jets.split_fractions: unknown keys \['validation'\]"),
+    ({"split_fractions": {"train": 1.2, "test": -0.2}}, "jets.split_fractions: fractions must be finite and ≥ 0"),
     ({"jets_per_file": 0}, "jets_per_file"),
 ])
 def test_bad_parameters(shards, tmp_path: Path, kwargs: dict, message: str) -> None:

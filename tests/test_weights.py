@@ -321,7 +321,7 @@ def test_stage_errors_name_file_and_problem(tmp_path: Path, shards) -> None:
         compute_weights_from_files(paths, params={**PARAMS, "vars": {"genmet": [0, 1]}}, **out)
     with pytest.raises(ValueError, match="unknown key.*reweight_threshold"):
         compute_weights_from_files(paths, params={**PARAMS, "reweight_threshold": 10}, **out)
-    with pytest.raises(ValueError, match="training split of 3 file.*class 'ww': no events"):
+    with pytest.raises(ValueError, match=r"training split of 3 file.*weights.class_weights names \[.ww.\], which have no events in column .sample."):
         compute_weights_from_files(paths, params={**PARAMS, "class_weights": {"ttbar": 1, "qq": 1, "ww": 1}}, **out)
     with pytest.raises(ValueError, match="appears more than once"):
         compute_weights_from_files([paths[0], paths[0]], params=PARAMS, **out)

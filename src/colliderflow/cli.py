@@ -11,7 +11,6 @@ import argparse
 import contextlib
 import logging
 import sys
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -39,8 +38,10 @@ def _job_provenance(path: Path | None, *, stage: str, n_shards: int) -> Iterator
     if path is None:
         yield [None] * n_shards
         return
-    with tempfile.TemporaryDirectory(prefix=".provenance.", dir=path.parent if path.parent.exists() else None) as tmp:
-        records = [Path(tmp) / f"{i}.json" for i in range(n_shards)]
+    from colliderflow.io.atomic import temporary_dir
+
+    with temporary_dir(path) as tmp:  # .colliderflow-tmp-provenance.json~…, removed by the next run if killed
+        records = [tmp / f"{i}.json" for i in range(n_shards)]
         yield records
         write_job_provenance(path, stage=stage, shard_records=records)
 
@@ -292,15 +293,14 @@ def _weights_params(text: str) -> dict:
 def _cmd_jet_dataset(args: argparse.Namespace) -> None:
     from colliderflow.jetset import assemble_jet_dataset
 
-    params = parse_json_arg(args.params, what="--params")
-    missing = sorted({"split_fractions", "jets_per_file"} - set(params))
-    if missing:
-        raise ValueError(f"jet-dataset --params: missing {missing}")
+    from colliderflow.params import JetDatasetParams, stage_params
+
+    params = stage_params(JetDatasetParams, parse_json_arg(args.params, what="--params"), where="jets")
     assemble_jet_dataset(
         args.inputs,
         output_dir=args.output,
-        split_fractions=params["split_fractions"],
-        jets_per_file=params["jets_per_file"],
+        split_fractions=params.split_fractions,
+        jets_per_file=params.jets_per_file,
         seed=args.seed,
         provenance=args.provenance,
     )
@@ -349,6 +349,7 @@ def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
         params=parse_json_arg(args.params, what="--params"),
         summary=args.summary,
         plots_dir=args.plots_dir,
+        allow_nonfinite=args.allow_nonfinite,
     )
 
 
@@ -377,6 +378,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
         params=parse_json_arg(args.params, what="--params"),
         summary=args.summary,
         plots_dir=args.plots_dir,
+        allow_nonfinite=args.allow_nonfinite,
     )
 
 
@@ -392,6 +394,12 @@ def _add_weight_outputs(p: argparse.ArgumentParser, *, rows: str) -> None:
     p.add_argument("--histograms", type=Path, required=True, help="histograms and weight maps, JSON")
     p.add_argument("--plot", type=Path, required=True, help="weighted vs unweighted distributions, PNG")
     p.add_argument("--provenance", type=Path)
+
+
+def _add_allow_nonfinite(p: argparse.ArgumentParser, *, rows: str, key: str) -> None:
+    p.add_argument("--allow-nonfinite", action="store_true",
+                   help=f"drop {rows} holding NaN/inf/null values instead of failing (the summary says how many); "
+                        f"also config {key}: true")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -504,6 +512,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="the config's `evaluate` section as JSON")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--plots-dir", type=Path, required=True)
+    _add_allow_nonfinite(p, rows="events", key="evaluate.allow_nonfinite")
     p.set_defaults(func=_cmd_evaluate)
 
     p = sub.add_parser("jet-dataset", help="jet shards of every jet sample → one shuffled train/val/test dataset")
@@ -544,6 +553,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--params", default="{}", help="the config's `evaluate.tagging` section as JSON")
     p.add_argument("--summary", type=Path, required=True)
     p.add_argument("--plots-dir", type=Path, required=True)
+    _add_allow_nonfinite(p, rows="jets", key="evaluate.tagging.allow_nonfinite")
     p.set_defaults(func=_cmd_evaluate_tagger)
 
     p = sub.add_parser("export", help="a trained model → ONNX, checked against torch with ONNX Runtime")

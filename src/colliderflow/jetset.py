@@ -61,6 +61,7 @@ import pyarrow.parquet as pq
 from colliderflow.config import derive_seed
 from colliderflow.io.atomic import atomic_dir
 from colliderflow.jetschema import JETCLASS2_SCHEMA, schema_differences
+from colliderflow.params import SplitFractions, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
 
 log = logging.getLogger(__name__)
@@ -98,20 +99,13 @@ def split_uniforms(identity: str, rows: np.ndarray, seed: int) -> np.ndarray:
 
 
 def _check_fractions(split_fractions: Mapping[str, float]) -> np.ndarray:
-    """Fractions in SPLITS order (a missing split is 0); they must be non-negative and sum to 1."""
+    """Fractions in SPLITS order (a missing split is 0), checked as the dry run checks jets.split_fractions."""
     if not isinstance(split_fractions, Mapping):
         raise ValueError(  # noqa: TRY004 (bad input: ValueError, as every other parameter check)
-            f"split_fractions: expected a mapping split → fraction, got {split_fractions!r}")
-    unknown = sorted(set(split_fractions) - set(SPLITS))
-    if unknown:
-        raise ValueError(f"split_fractions: unknown split(s) {unknown}; known: {list(SPLITS)}")
-    try:
-        values = np.array([float(split_fractions.get(s, 0.0)) for s in SPLITS])
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"split_fractions: fractions must be numbers, got {dict(split_fractions)!r}") from exc
-    if not np.all(np.isfinite(values)) or np.any(values < 0) or not math.isclose(values.sum(), 1.0, abs_tol=1e-9):
-        raise ValueError(f"split_fractions: need non-negative fractions summing to 1, got {dict(split_fractions)!r}")
-    return values
+            f"jets.split_fractions: expected a mapping split → fraction, got {split_fractions!r}")
+    checked = stage_params(SplitFractions, {**dict.fromkeys(SPLITS, 0.0), **split_fractions},
+                           where="jets.split_fractions")
+    return np.array([checked.as_dict()[s] for s in SPLITS])
 
 
 def split_codes(identity: str, n_rows: int, seed: int, fractions: np.ndarray) -> np.ndarray:

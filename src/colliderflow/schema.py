@@ -155,6 +155,9 @@ EVENT_COLUMNS: Final = {
     "gen_unassigned_energy": "float32, GeV of truth energy reaching no element",
 }
 
+# The per-event (not per-element) columns: what a weights section may name as `vars` or `class_column`.
+EVENT_SCALAR_COLUMNS: Final = tuple(name for name, kind in EVENT_COLUMNS.items() if not kind.startswith("list<"))
+
 SPLITS: Final = ("train", "val", "test")
 
 # --------------------------------------------------------------------------------------------------

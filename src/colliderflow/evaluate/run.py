@@ -19,10 +19,12 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.evaluate import metrics, summary_table
+from colliderflow.finite import NonFinite
 from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
-from colliderflow.io.atomic import write_text_atomic
-from colliderflow.schema import CLASS_NAMES, N_CLASSES, N_PARTICLE_FEATURES, PREDICTION_COLUMNS
+from colliderflow.io.atomic import output_set, write_text_atomic
+from colliderflow.params import EvaluateParams, stage_params
+from colliderflow.schema import CLASS_NAMES, N_CLASSES, N_PARTICLE_FEATURES, PARTICLE_FEATURES, PREDICTION_COLUMNS
 
 log = logging.getLogger(__name__)
 
@@ -38,8 +40,13 @@ _LOG_COLUMNS = ("step", "loss", "loss_cls", "loss_charge", "loss_reg", "lr", "sa
 # --------------------------------------------------------------------------------------------------
 # Inputs
 # --------------------------------------------------------------------------------------------------
-def read_predictions(path: Path) -> ak.Array:
-    """The prediction columns of `path` as an awkward array, checked; ValueError naming the file otherwise."""
+def read_predictions(path: Path, *, allow_nonfinite: bool = False) -> tuple[ak.Array, dict[str, Any]]:
+    """The prediction columns of `path` as an awkward array, checked, and what was dropped as non-finite.
+
+    ValueError naming the file when it is missing, unreadable or breaks the contract, and naming the
+    columns and counts when any value is NaN, inf or null (unless allow_nonfinite: then the events that
+    hold one are dropped, and the returned record says how many).
+    """
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: predictions file does not exist")
@@ -61,12 +68,41 @@ def read_predictions(path: Path) -> ak.Array:
             raise ValueError(f"{path}: column {column} has a different number of elements than ytarget")
         if ak.count(block) and not ak.all(ak.num(block, axis=2) == N_PARTICLE_FEATURES):
             raise ValueError(f"{path}: column {column} rows are not {N_PARTICLE_FEATURES} features long")
-        cls = metrics.element_classes(block)
-        if cls.size and (cls.min() < 0 or cls.max() >= N_CLASSES):
-            raise ValueError(f"{path}: column {column} has class ids outside [0, {N_CLASSES})")
     if ak.count(events["genjets"]) and not ak.all(ak.num(events["genjets"], axis=2) == 4):
         raise ValueError(f"{path}: genjets rows are not (pt, eta, phi, energy)")
-    return events
+
+    found = _nonfinite_events(events)
+    dropped = found.resolve(where=str(path), rows="events", allow=allow_nonfinite,
+                            switch="--allow-nonfinite (config evaluate.allow_nonfinite: true)")
+    if found.bad_rows.any():
+        events = events[~found.bad_rows]
+        if len(events) == 0:
+            raise ValueError(f"{path}: no events left after dropping those with non-finite values")
+    for column in ("ytarget", "ycand", "ypred"):
+        cls = metrics.element_classes(events[column])
+        if cls.size and (cls.min() < 0 or cls.max() >= N_CLASSES):
+            raise ValueError(f"{path}: column {column} has class ids outside [0, {N_CLASSES})")
+    return events, dropped
+
+
+def _nonfinite_events(events: ak.Array) -> NonFinite:
+    """Non-finite values per particle feature of each block, in genmet and in genjets; the events holding one."""
+    found = NonFinite(len(events))
+    event_index = np.arange(len(events))
+    for column in ("ytarget", "ycand", "ypred"):
+        block = events[column]
+        values = np.asarray(ak.flatten(ak.fill_none(block, np.nan), axis=None), dtype=np.float64)
+        values = values.reshape(-1, N_PARTICLE_FEATURES)
+        row = np.repeat(event_index, ak.to_numpy(ak.num(block, axis=1)))
+        bad = ~np.isfinite(values)
+        for f, feature in enumerate(PARTICLE_FEATURES):
+            found.add(f"{column}.{feature}", bad[:, f], row)
+    genmet = ak.to_numpy(ak.fill_none(events["genmet"], np.nan)).astype(np.float64)
+    found.add("genmet", ~np.isfinite(genmet))
+    genjets = events["genjets"]
+    values = np.asarray(ak.flatten(ak.fill_none(genjets, np.nan), axis=None), dtype=np.float64).reshape(-1, 4)
+    found.add("genjets", ~np.isfinite(values).all(axis=1), np.repeat(event_index, ak.to_numpy(ak.num(genjets, axis=1))))
+    return found
 
 
 def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | None:
@@ -218,16 +254,21 @@ def evaluate(
     summary: Path,
     plots_dir: Path,
     tagger_summary: Path | None = None,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Compute every metric, write the summary JSON and every figure of PF_PLOTS; returns the summary.
 
     params: the config's `evaluate` section — jet_pt_bins (GeV), jet_match_dr — and optionally jets
-    {algorithm, radius, p, min_pt}, jet_eta_bins, met_bins (GeV), particle_pt_bins (GeV), sqrt_s (GeV).
+    {algorithm, radius, p, min_pt}, jet_eta_bins, met_bins (GeV), particle_pt_bins (GeV), sqrt_s (GeV),
+    allow_nonfinite; checked as the dry run checks them (colliderflow.params.EvaluateParams).
+    allow_nonfinite (or the params key): drop events holding NaN/inf values instead of failing; the
+    summary's `dropped_nonfinite` says how many.
     tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging_run) whose AUCs and
     rejections join the headline table; the table is also written as summary_table.{html,rst} for
     the report caption.
     """
     predictions = Path(predictions)
+    checked = stage_params(EvaluateParams, params, where="evaluate")
     pt_bins = np.asarray(params.get("jet_pt_bins", (10, 20, 40, 60, 80, 100, 200)), dtype=float)
     eta_bins = np.asarray(params.get("jet_eta_bins", DEFAULT_ETA_BINS), dtype=float)
     met_bins = np.asarray(params.get("met_bins", DEFAULT_MET_BINS), dtype=float)
@@ -235,7 +276,7 @@ def evaluate(
     match_dr = float(params.get("jet_match_dr", 0.1))
     jet_params = _jet_params(params)
 
-    events = read_predictions(predictions)
+    events, dropped = read_predictions(predictions, allow_nonfinite=allow_nonfinite or checked.allow_nonfinite)
     sample_column = np.asarray(ak.to_list(events["sample"]), dtype=object)
     samples = order_samples(set(sample_column.tolist()))
     if "all" in samples:
@@ -287,6 +328,7 @@ def evaluate(
     result = {
         "predictions": str(predictions),
         "n_events": len(events),
+        "dropped_nonfinite": dropped,
         "n_events_per_sample": {s: int((sample_column == s).sum()) for s in samples},
         "n_elements": int(true_cls.size),
         "jet_params": jet_params,
@@ -314,8 +356,9 @@ def evaluate(
         "summary": result,
         "tagger_summary": tagger,
     }
-    make_plots(inputs, Path(plots_dir))
-    summary_table.write_summary_table(result, Path(plots_dir), tagger, figure=False)
-    write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    with output_set(summary, dirs=(plots_dir,)):  # the summary and its figures appear together, or none
+        make_plots(inputs, Path(plots_dir))
+        summary_table.write_summary_table(result, Path(plots_dir), tagger, figure=False)
+        write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %d figures in %s", summary, len(PF_PLOTS), plots_dir)
     return result

@@ -22,9 +22,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.evaluate import tagging
+from colliderflow.finite import nonfinite_columns
 from colliderflow.evaluate.run import _json_safe, read_training_log
 from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
-from colliderflow.io.atomic import write_text_atomic
+from colliderflow.io.atomic import output_set, write_text_atomic
+from colliderflow.params import TaggingParams, stage_params
 
 log = logging.getLogger(__name__)
 
@@ -44,8 +46,18 @@ def read_tagger_predictions(path: Path) -> tuple[dict[str, np.ndarray], list[str
     """The columns of a tagger predictions file as numpy arrays, plus the class names in score order.
 
     Returns ({"scores": [N, C] float64, "jet_label": [N] int64, jet_*: [N] float64, "sample": [N] str},
-    class names). ValueError naming the file when it is missing, unreadable or breaks the contract.
+    class names). ValueError naming the file when it is missing, unreadable or breaks the contract, and
+    naming the columns and counts when a score or jet variable is NaN/inf or a label is null.
     """
+    data, classes, _ = load_tagger_predictions(path, allow_nonfinite=False)
+    return data, classes
+
+
+def load_tagger_predictions(
+    path: Path, *, allow_nonfinite: bool
+) -> tuple[dict[str, np.ndarray], list[str], dict[str, Any]]:
+    """`read_tagger_predictions`, where allow_nonfinite drops the jets holding a non-finite value instead of
+    failing; the third item records how many were dropped (for the summary)."""
     path = Path(path)
     if not path.is_file():
         raise ValueError(f"{path}: tagger predictions file does not exist")
@@ -64,16 +76,27 @@ def read_tagger_predictions(path: Path) -> tuple[dict[str, np.ndarray], list[str
         raise ValueError(f"{path}: jet_label must be an integer column, got {table.schema.field('jet_label').type}")
     if table.num_rows == 0:
         raise ValueError(f"{path}: tagger predictions hold no jets")
+
+    def floats(name: str) -> np.ndarray:
+        return table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)  # nulls become NaN
+
+    found = nonfinite_columns({SCORE_PREFIX + c: floats(SCORE_PREFIX + c) for c in classes}
+                              | {name: floats(name) for name in TAGGER_COLUMNS[1:-1]})
+    label_null = table.column("jet_label").is_null().to_numpy(zero_copy_only=False)
+    found.add("jet_label", label_null)
+    dropped = found.resolve(where=str(path), rows="jets", allow=allow_nonfinite,
+                            switch="--allow-nonfinite (config evaluate.tagging.allow_nonfinite: true)")
+    keep = ~found.bad_rows
+    if not keep.any():
+        raise ValueError(f"{path}: no jets left after dropping those with non-finite values")
     data: dict[str, np.ndarray] = {
-        "scores": np.stack(
-            [table.column(SCORE_PREFIX + c).to_numpy(zero_copy_only=False).astype(np.float64) for c in classes], axis=1
-        ),
-        "jet_label": table.column("jet_label").to_numpy(zero_copy_only=False).astype(np.int64),
-        "sample": np.asarray(table.column("sample").to_pylist(), dtype=object),
+        "scores": np.stack([floats(SCORE_PREFIX + c)[keep] for c in classes], axis=1),
+        "jet_label": table.column("jet_label").fill_null(-1).to_numpy(zero_copy_only=False).astype(np.int64)[keep],
+        "sample": np.asarray(table.column("sample").to_pylist(), dtype=object)[keep],
     }
     for name in TAGGER_COLUMNS[1:-1]:
-        data[name] = table.column(name).to_numpy(zero_copy_only=False).astype(np.float64)
-    return data, classes
+        data[name] = floats(name)[keep]
+    return data, classes, dropped
 
 
 def _select(data: Mapping[str, np.ndarray], keep: np.ndarray) -> dict[str, np.ndarray]:
@@ -101,17 +124,23 @@ def _working_point_cuts(baseline: Mapping[str, Any], working_points: Sequence[fl
 
 
 def evaluate_tagger(
-    *, predictions: Path, metrics_log: Path | None, params: dict, summary: Path, plots_dir: Path
+    *, predictions: Path, metrics_log: Path | None, params: dict, summary: Path, plots_dir: Path,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Every tagging metric, the summary JSON and every figure of TAGGER_PLOTS; returns the summary.
 
     params (all optional): qcd_classes (indices or names; default every class named QCD_*),
     signal_classes (default every other class), plot_classes (default the four most populated signal
     classes), working_points (signal efficiencies, default [0.5, 0.3]), sculpting_efficiency (default 0.5),
-    sdmass_bins (GeV), tau32_cuts, mass_windows ([[lo, hi], …] GeV), dataset_label (figure header).
+    sdmass_bins (GeV), tau32_cuts, mass_windows ([[lo, hi], …] GeV), dataset_label (figure header),
+    allow_nonfinite; checked as the dry run checks them (colliderflow.params.TaggingParams).
+    allow_nonfinite (or the params key): drop jets holding NaN/inf values instead of failing; the summary's
+    `dropped_nonfinite` says how many.
     """
     predictions = Path(predictions)
-    data, classes = read_tagger_predictions(predictions)
+    checked = stage_params(TaggingParams, params, where="evaluate.tagging")
+    data, classes, dropped = load_tagger_predictions(
+        predictions, allow_nonfinite=allow_nonfinite or checked.allow_nonfinite)
     n_classes = len(classes)
     labelled = (data["jet_label"] >= 0) & (data["jet_label"] < n_classes)
     if not labelled.all():
@@ -171,6 +200,7 @@ def evaluate_tagger(
             "predictions": str(predictions),
             "n_jets": int(labels.size),
             "n_jets_unlabelled": n_unlabelled,
+            "dropped_nonfinite": dropped,
             "n_jets_per_sample": {s: int((data["sample"] == s).sum()) for s in samples},
             "n_jets_per_class": {classes[c]: int((labels == c).sum()) for c in range(n_classes)},
             "classes": classes,
@@ -194,7 +224,8 @@ def evaluate_tagger(
         "training_log": read_training_log(metrics_log),
         "dataset_label": str(params.get("dataset_label", "JetClass-II")),
     }
-    make_tagger_plots(inputs, Path(plots_dir))
-    write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
+    with output_set(summary, dirs=(plots_dir,)):  # the summary and its figures appear together, or none
+        make_tagger_plots(inputs, Path(plots_dir))
+        write_text_atomic(summary, json.dumps(result, indent=2, allow_nan=False) + "\n")
     log.info("wrote %s and %d figures in %s", summary, len(TAGGER_PLOTS), plots_dir)
     return result

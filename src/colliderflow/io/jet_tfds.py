@@ -79,6 +79,12 @@ BLOCK_DTYPES: Final[dict[str, type[np.generic]]] = {
 }
 
 
+def _visible_parquet(folder: Path) -> list[Path]:
+    """The Parquet files of a split folder, without hidden ones: a writer's temporary (.colliderflow-tmp-…)
+    or any other dot-file left in the folder is not data."""
+    return sorted(p for p in folder.glob("*.parquet") if not p.name.startswith("."))
+
+
 def jet_split_files(inputs: Sequence[Path]) -> dict[str, list[Path]]:
     """Files per split (sorted) from dataset directories, split directories or files inside them."""
     per_split: dict[str, list[Path]] = {s: [] for s in SPLITS}
@@ -88,9 +94,9 @@ def jet_split_files(inputs: Sequence[Path]) -> dict[str, list[Path]]:
             if not subdirs:
                 raise ValueError(f"{path}: neither a split directory nor a dataset holding {'/'.join(SPLITS)}")
             for sub in subdirs:
-                per_split[sub.name] += sorted(sub.glob("*.parquet"))
+                per_split[sub.name] += _visible_parquet(sub)
         elif path.is_dir():
-            per_split[path.name] += sorted(path.glob("*.parquet"))
+            per_split[path.name] += _visible_parquet(path)
         elif path.parent.name in SPLITS:
             per_split[path.parent.name].append(path)
         else:

@@ -39,6 +39,7 @@ from colliderflow.ntuplize.targets import (
     particle_class,
     visible_momenta,
 )
+from colliderflow.params import SplitFractions, stage_params
 from colliderflow.provenance import file_sha256, provenance_record, write_provenance
 from colliderflow.schema import EVENT_COLUMNS, JET_FEATURES, N_ELEM_FEATURES, N_PARTICLE_FEATURES, PF, SPLITS
 
@@ -59,15 +60,9 @@ DEFAULT_PARAMS: dict[str, Any] = {
 # Parameters
 # ------------------------------------------------------------------------------------------------
 def split_fractions(params: dict[str, Any]) -> dict[str, float]:
-    """The train/val/test fractions of the `ntuplize` params, checked: all three, ≥ 0, summing to 1."""
+    """The train/val/test fractions of the `ntuplize` params, checked as the dry run checks them."""
     fractions = params.get("split_fractions", DEFAULT_PARAMS["split_fractions"])
-    if not isinstance(fractions, dict) or set(fractions) != set(SPLITS):
-        raise ValueError(f"ntuplize params: split_fractions must map exactly {list(SPLITS)} to fractions, "
-                         f"got {fractions!r}")
-    values = {k: float(fractions[k]) for k in SPLITS}
-    if any(v < 0 for v in values.values()) or abs(sum(values.values()) - 1.0) > 1e-6:
-        raise ValueError(f"ntuplize params: split_fractions must be ≥ 0 and sum to 1, got {values}")
-    return values
+    return stage_params(SplitFractions, fractions, where="ntuplize.split_fractions").as_dict()
 
 
 def jet_params(params: dict[str, Any]) -> dict[str, Any]:

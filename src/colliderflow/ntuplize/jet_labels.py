@@ -44,6 +44,9 @@ from typing import Final
 import numba
 import numpy as np
 
+# The label table is a file contract (colliderflow.jetclass2); importers of this module still find it here.
+from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name  # noqa: F401
+
 TOKENS: Final[tuple[str, ...]] = ("b", "c", "s", "q", "g", "e", "m", "tauh", "taue", "taum", "v")
 _TOKEN_CODE: Final = {t: i for i, t in enumerate(TOKENS)}
 _PARSE_ORDER: Final = sorted(TOKENS, key=len, reverse=True)
@@ -56,41 +59,7 @@ _MAX_QCD_COUNT = 2
 ROLE_X, ROLE_Y, ROLE_PRODUCT, ROLE_TAU_PRODUCT, ROLE_QCD = 0, 1, 2, 3, 4
 _NEUTRINO: Final = TOKENS.index("v")
 
-# JetClass-II's label table (jet_label 0..187), as listed in the Sophon data configuration.
-# fmt: off
-_JETCLASS2_X = (
-    "bb", "cc", "ss", "qq", "bc", "cs", "bq", "cq", "sq", "gg", "ee", "mm", "tauhtaue", "tauhtaum", "tauhtauh",
-)
-_JETCLASS2_XYY = (
-    "bbbb", "bbcc", "bbss", "bbqq", "bbgg", "bbee", "bbmm", "bbtauhtaue", "bbtauhtaum", "bbtauhtauh", "bbb", "bbc",
-    "bbs", "bbq", "bbg", "bbe", "bbm", "cccc", "ccss", "ccqq", "ccgg", "ccee", "ccmm", "cctauhtaue", "cctauhtaum",
-    "cctauhtauh", "ccb", "ccc", "ccs", "ccq", "ccg", "cce", "ccm", "ssss", "ssqq", "ssgg", "ssee", "ssmm",
-    "sstauhtaue", "sstauhtaum", "sstauhtauh", "ssb", "ssc", "sss", "ssq", "ssg", "sse", "ssm", "qqqq", "qqgg",
-    "qqee", "qqmm", "qqtauhtaue", "qqtauhtaum", "qqtauhtauh", "qqb", "qqc", "qqs", "qqq", "qqg", "qqe", "qqm",
-    "gggg", "ggee", "ggmm", "ggtauhtaue", "ggtauhtaum", "ggtauhtauh", "ggb", "ggc", "ggs", "ggq", "ggg", "gge",
-    "ggm", "bee", "cee", "see", "qee", "gee", "bmm", "cmm", "smm", "qmm", "gmm", "btauhtaue", "ctauhtaue",
-    "stauhtaue", "qtauhtaue", "gtauhtaue", "btauhtaum", "ctauhtaum", "stauhtaum", "qtauhtaum", "gtauhtaum",
-    "btauhtauh", "ctauhtauh", "stauhtauh", "qtauhtauh", "gtauhtauh", "qqqb", "qqqc", "qqqs", "bbcq", "ccbs", "ccbq",
-    "ccsq", "sscq", "qqbc", "qqbs", "qqcs", "bcsq", "bcs", "bcq", "bsq", "csq", "bcev", "csev", "bqev", "cqev",
-    "sqev", "qqev", "bcmv", "csmv", "bqmv", "cqmv", "sqmv", "qqmv", "bctauev", "cstauev", "bqtauev", "cqtauev",
-    "sqtauev", "qqtauev", "bctaumv", "cstaumv", "bqtaumv", "cqtaumv", "sqtaumv", "qqtaumv", "bctauhv", "cstauhv",
-    "bqtauhv", "cqtauhv", "sqtauhv", "qqtauhv",
-)
-_JETCLASS2_QCD = (
-    "bbccss", "bbccs", "bbcc", "bbcss", "bbcs", "bbc", "bbss", "bbs", "bb", "bccss", "bccs", "bcc", "bcss", "bcs",
-    "bc", "bss", "bs", "b", "ccss", "ccs", "cc", "css", "cs", "c", "ss", "s", "light",
-)
-# fmt: on
-JETCLASS2_LABELS: Final[tuple[str, ...]] = tuple(
-    [f"label_X_{t}" for t in _JETCLASS2_X]
-    + [f"label_X_YY_{t}" for t in _JETCLASS2_XYY]
-    + [f"label_QCD_{t}" for t in _JETCLASS2_QCD]
-)
-
-
-def label_name(name: str) -> str:
-    """A label-table name in its canonical `label_…` form (configs may leave the prefix out)."""
-    return name if name.startswith("label_") else f"label_{name}"
+# The label table itself (jet_label 0..187) is a file contract: colliderflow.jetclass2.
 
 
 def _parse_tokens(text: str, name: str) -> list[str]:

@@ -31,7 +31,7 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from colliderflow.io.atomic import atomic_path, write_text_atomic
+from colliderflow.io.atomic import atomic_path, output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_parquet
 from colliderflow.ntuplize.empty_shard import skipped_reason
 from colliderflow.schema import CLASS_NAMES, N_CLASSES, PF, SPLITS
@@ -253,10 +253,11 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
         "checks": checks,
         "passed": not failed,
     }
-    write_text_atomic(summary, json.dumps(result, indent=2, sort_keys=True) + "\n")
-    _plot(plot, n_elements, classes, closure, thresholds,
-          title=f"{', '.join(samples) or 'no sample'}: {n_events} events, {len(inputs)} shard(s)"
-                + (f", {len(skipped_shards)} skipped" if skipped_shards else ""))
+    with output_set(summary, plot):  # the summary and its plot appear together, or neither does
+        write_text_atomic(summary, json.dumps(result, indent=2, sort_keys=True) + "\n")
+        _plot(plot, n_elements, classes, closure, thresholds,
+              title=f"{', '.join(samples) or 'no sample'}: {n_events} events, {len(inputs)} shard(s)"
+                    + (f", {len(skipped_shards)} skipped" if skipped_shards else ""))
     if failed:
         reasons = "; ".join(f"{c['name']}: {c['value']} vs threshold {c['threshold']}" for c in failed)
         names = ", ".join(str(p) for p in inputs)

@@ -23,42 +23,40 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
-from colliderflow.io.atomic import write_text_atomic
+from colliderflow.finite import nonfinite_columns
+from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
+from colliderflow.params import EVENT_NUMERIC_COLUMNS, WeightsParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.weights.histogram import ReweightResult, check_vars, weigh_rows
+from colliderflow.schema import EVENT_SCALAR_COLUMNS
+from colliderflow.weights.histogram import ReweightResult, weigh_rows
 
 log = logging.getLogger(__name__)
 
-REQUIRED_PARAMS: Final = ("method", "class_column", "vars", "class_weights")
-OPTIONAL_PARAMS: Final = {"threshold": 0.1, "discard_under_overflow": True}
+OPTIONAL_PARAMS: Final = {f: getattr(WeightsParams, f) for f in ("threshold", "discard_under_overflow")}
 TRAIN_SPLIT: Final = "train"
 
 
-def check_params(params: Mapping[str, Any], *, required: tuple[str, ...] = REQUIRED_PARAMS,
-                 optional: Mapping[str, Any] = OPTIONAL_PARAMS, section: str = "weights") -> dict[str, Any]:
-    """Complete and check a weights section before any file is read (shared by the event and jet stages).
+def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
+    """Complete and check the `weights` section before any file is read: the same check as the dry run's.
 
-    required/optional: the keys the caller's stage knows (optional ones with their defaults); `section`
-    names the config section in error messages.
+    Its columns must be per-event columns of the ntuples (colliderflow.params.WeightsParams).
     """
-    missing = [k for k in required if k not in params]
+    p = stage_params(WeightsParams, params, where="weights")
+    p.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
+                    numeric=EVENT_NUMERIC_COLUMNS)
+    return p.as_dict()
+
+
+def check_classes_present(class_weights: Mapping[str, Any], labels: np.ndarray, *, column: str, where: str,
+                          section: str) -> None:
+    """Every class named in class_weights must occur in the data: a typo is an error naming the key, never a
+    class that is silently empty (or the misleading 'no events inside the binning')."""
+    present = {str(v) for v in pd.unique(np.asarray(labels, dtype=object))}
+    missing = [str(c) for c in class_weights if str(c) not in present]
     if missing:
-        raise ValueError(f"{section} params: missing key(s) {', '.join(missing)}")
-    unknown = sorted(set(params) - set(required) - set(optional))
-    if unknown:
-        raise ValueError(f"{section} params: unknown key(s) {', '.join(unknown)}")
-    out = {**optional, **params}
-    if not isinstance(out["class_weights"], Mapping) or not out["class_weights"]:
-        raise ValueError(f"{section} params: class_weights must map each class (a class_column value) to a weight")
-    if "class_column" in out and not isinstance(out["class_column"], str):
-        raise ValueError(f"{section} params: class_column must be a column name, got {out['class_column']!r}")
-    if not isinstance(out["discard_under_overflow"], bool):
-        raise ValueError(  # noqa: TRY004 (a bad config value, reported like every other one)
-            f"{section} params: discard_under_overflow must be true or false, got {out['discard_under_overflow']!r}"
-        )
-    check_vars(out["vars"])
-    return out
+        raise ValueError(f"{where}: {section}.class_weights names {missing}, which have no events in column "
+                         f"{column!r} (its values: {', '.join(sorted(present)[:20])})")
 
 
 def _key_order(sample: np.ndarray, event_id: np.ndarray, where: str) -> np.ndarray:
@@ -132,7 +130,10 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
 
     order = _key_order(data["sample"], data["event_id"], where)
 
+    nonfinite_columns({v: data[v] for v in var_names}).resolve(
+        where=where, rows="events", allow=False, switch=None)
     labels = data[p["class_column"]]
+    check_classes_present(p["class_weights"], labels, column=p["class_column"], where=where, section="weights")
     try:
         weighted = weigh_rows(
             data,
@@ -149,14 +150,15 @@ def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], ou
 
     result, weights = weighted.result, weighted.weights
     stats = weight_stats(result, weighted.class_index, weights)
-    write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
-                         result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
-                                                  "stats": stats},
-                         output=output, histograms=histograms, plot=plot)
-    if provenance is not None:
-        write_provenance(provenance, provenance_record(
-            stage="weights", config=params, inputs=[str(i) for i in inputs],
-            extra={"outputs": {"weights": str(output), "histograms": str(histograms), "plot": str(plot)},
-                   "stats": {k: stats[k] for k in ("events", "events_not_in_any_class", "zero_weight_fraction")}},
-        ))
+    with output_set(output, histograms, plot, provenance):  # all four appear together, or none does
+        write_weight_outputs(sample=data["sample"][order], event_id=data["event_id"][order], weights=weights[order],
+                             result=result, document={"class_column": p["class_column"], "split": TRAIN_SPLIT,
+                                                      "stats": stats},
+                             output=output, histograms=histograms, plot=plot)
+        if provenance is not None:
+            write_provenance(provenance, provenance_record(
+                stage="weights", config=params, inputs=[str(i) for i in inputs],
+                extra={"outputs": {"weights": str(output), "histograms": str(histograms), "plot": str(plot)},
+                       "stats": {k: stats[k] for k in ("events", "events_not_in_any_class", "zero_weight_fraction")}},
+            ))
     log.info("weights: %d training events, %.1f%% with weight 0", n_events, 100 * stats["zero_weight_fraction"])

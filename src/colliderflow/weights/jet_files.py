@@ -36,16 +36,17 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from colliderflow.jet_data import jet_files
-from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
+from colliderflow.finite import nonfinite_columns
+from colliderflow.io.atomic import output_set
+from colliderflow.jetschema import schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.weights.files import OPTIONAL_PARAMS, TRAIN_SPLIT, check_params, weight_stats, write_weight_outputs
+from colliderflow.params import JetWeightsParams, stage_params
+from colliderflow.weights.files import TRAIN_SPLIT, weight_stats, write_weight_outputs
 from colliderflow.weights.histogram import ReweightResult, weigh_rows
 
 log = logging.getLogger(__name__)
 
-JET_REQUIRED_PARAMS: Final = ("method", "vars", "class_weights")
-JET_OPTIONAL_PARAMS: Final = {**OPTIONAL_PARAMS, "class_column": "jet_label"}
 CLASS_COLUMN: Final = "jet_label"
 
 
@@ -65,14 +66,8 @@ def class_jet_labels(class_names: Sequence[str], label_table: Sequence[str]) -> 
 
 
 def _check_jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    p = check_params(params, required=JET_REQUIRED_PARAMS, optional=JET_OPTIONAL_PARAMS, section="jet weights")
-    if p["class_column"] != CLASS_COLUMN:
-        raise ValueError(f"jet weights params: jet classes live in {CLASS_COLUMN}, not {p['class_column']!r}")
-    for name in p["vars"]:
-        column = COLUMNS_BY_NAME.get(name)
-        if column is None or column.is_list or name == CLASS_COLUMN:
-            raise ValueError(f"jet weights params: vars: {name!r} is not a per-jet JetClass-II column")
-    return p
+    """The `jet_weights` section, checked as the dry run checks it (colliderflow.params.JetWeightsParams)."""
+    return stage_params(JetWeightsParams, params, where="jet_weights").as_dict()
 
 
 def _ordered_files(inputs: Sequence[Path]) -> list[Path]:
@@ -162,6 +157,8 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     n_jets = int(counts.sum())
     if n_jets == 0:
         raise ValueError(f"{where}: no jets")
+    nonfinite_columns({v: data[v] for v in var_names}).resolve(
+        where=where, rows="jets", allow=False, switch=None)
 
     try:
         result, weights, codes = jet_weights(data, params=p, label_table=label_table)
@@ -175,17 +172,18 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     event_id = np.concatenate([np.arange(n, dtype=np.int64) for n in counts])
     stats = _in_jets(weight_stats(result, codes, weights))
     classes = dict(zip(class_names, jet_labels, strict=True))
-    write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
-                         document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
-                                   "files": len(files), "stats": stats},
-                         output=Path(output), histograms=Path(histograms), plot=Path(plot), rows="jets")
     outputs = {"weights": str(output), "histograms": str(histograms), "plot": str(plot)}
-    if provenance is not None:
-        write_provenance(provenance, provenance_record(
-            stage="jet_weights", config=dict(params), inputs=[str(f) for f in files],
-            extra={"outputs": outputs, "class_jet_label": classes,
-                   "stats": {k: stats[k] for k in ("jets", "jets_not_in_any_class", "zero_weight_fraction")}},
-        ))
+    with output_set(output, histograms, plot, provenance):  # all four appear together, or none does
+        write_weight_outputs(sample=sample, event_id=event_id, weights=weights, result=result,
+                             document={"class_column": CLASS_COLUMN, "class_jet_label": classes, "split": TRAIN_SPLIT,
+                                       "files": len(files), "stats": stats},
+                             output=Path(output), histograms=Path(histograms), plot=Path(plot), rows="jets")
+        if provenance is not None:
+            write_provenance(provenance, provenance_record(
+                stage="jet_weights", config=dict(params), inputs=[str(f) for f in files],
+                extra={"outputs": outputs, "class_jet_label": classes,
+                       "stats": {k: stats[k] for k in ("jets", "jets_not_in_any_class", "zero_weight_fraction")}},
+            ))
     log.info("jet weights: %d jets in %d files, %.1f%% with weight 0", n_jets, len(files),
              100 * stats["zero_weight_fraction"])
     return {**stats, "class_jet_label": classes, "files": len(files), "outputs": outputs}

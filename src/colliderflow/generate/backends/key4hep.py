@@ -19,6 +19,7 @@ when a container is configured.
 
 from __future__ import annotations
 
+import re
 import shlex
 from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
@@ -98,10 +99,19 @@ def _setup_prefix(options: Key4hepOptions) -> str:
     return f"source {shlex.quote(options.setup_script)}{release} && "
 
 
+# `$NAME` or `${NAME}`: the only thing of `compact_file` the job's shell may interpret.
+_VARIABLE: Final = re.compile(r"\$(?=[A-Za-z_]|\{[A-Za-z_][A-Za-z0-9_]*\})")
+
+
 def _expandable(word: str) -> str:
-    """`word` in double quotes: $VARIABLES expand in the job's shell, nothing else is interpreted."""
+    """`word` in double quotes: `$NAME`/`${NAME}` expand in the job's shell, nothing else is interpreted.
+
+    Every other `$` is escaped, so `$(…)`, `$((…))` and `${NAME:-…}` stay literal text: a config value
+    never runs a command.
+    """
     escaped = word.replace("\\", "\\\\").replace('"', '\\"').replace("`", "\\`")
-    return f'"{escaped}"'
+    parts = _VARIABLE.split(escaped)  # split at the `$` of each variable; any `$` left inside a part is literal
+    return '"' + "$".join(part.replace("$", "\\$") for part in parts) + '"'
 
 
 def _wrap(options: Key4hepOptions, script: str, *, binds: list[str]) -> list[str]:

@@ -15,6 +15,8 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from colliderflow.io.atomic import remove_stale_temporaries, temporary_prefix
+
 
 def _default_file_mode() -> int:
     umask = os.umask(0)
@@ -29,7 +31,8 @@ def scratch_dir(output: Path) -> Iterator[Path]:
     The path is absolute: the tools run with it as their working directory and are given paths inside it.
     """
     output.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{output.name}.", dir=output.parent.resolve()))
+    remove_stale_temporaries(output)  # what a killed job left for the same output
+    work = Path(tempfile.mkdtemp(prefix=temporary_prefix(output), dir=output.parent.resolve()))
     try:
         yield work
     finally:

@@ -1,0 +1,318 @@
+"""One typed params path per stage: a config section → the stage's dataclass, checked in one place.
+
+The JSON schema (workflow/schemas/config.schema.yaml) owns structure: keys, types, enums, defaults.
+What the schema cannot say lives here, as each stage's dataclass and its `check`: fractions that must
+sum to 1, bin edges that must increase, class names that must be samples or JetClass-II labels,
+columns that must exist. `stage_params` is the one way to build such a dataclass; the stage calls it at
+its CLI boundary on its `--params`, and the Snakefile calls the same checks through `check_config` right
+after the schema validation, so a mistake that the config alone reveals stops the dry run, not a job
+hours later. Errors name the key as the user wrote it (`tagger.labels`, `jet_weights.vars.jet_ptt`).
+
+This module is imported when the Snakefile is parsed: it must stay free of numpy, arrow, torch and
+matplotlib (the contracts it reads, colliderflow.schema and colliderflow.jetclass2, are pure names).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+from collections.abc import Collection, Mapping, Sequence
+from typing import Any, Final, TypeVar
+
+from colliderflow.config import dataclass_from_section
+from colliderflow.jetclass2 import COLUMNS_BY_NAME, JETCLASS2_LABELS, label_name
+from colliderflow.schema import EVENT_COLUMNS, EVENT_SCALAR_COLUMNS, SPLITS
+
+T = TypeVar("T")
+
+METHODS: Final = ("flat", "ref")
+JET_CLASS_COLUMN: Final = "jet_label"
+_SUM_TOLERANCE: Final = 1e-6
+
+
+class ConfigError(ValueError):
+    """A config value a stage cannot run with; the message starts with the key path."""
+
+
+def stage_params(cls: type[T], section: Mapping[str, Any] | None, *, where: str) -> T:
+    """The stage's typed params from its section: unknown or missing keys named, then its cross-field check.
+
+    where: the section's key path in the config (`weights`, `jets.split_fractions`), the prefix of every
+    error message.
+    """
+    section = {} if section is None else section
+    if isinstance(section, Mapping):
+        required = [f.name for f in dataclasses.fields(cls)  # type: ignore[arg-type]
+                    if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING]
+        missing = [k for k in required if k not in section]
+        if missing:
+            raise ConfigError(f"{where}: missing key(s) {', '.join(missing)}")
+    try:
+        params = dataclass_from_section(cls, section, where=where)
+    except ConfigError:
+        raise
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from exc
+    params.check(where)  # type: ignore[attr-defined]
+    return params
+
+
+# --------------------------------------------------------------------------------------------------
+# Small shared rules
+# --------------------------------------------------------------------------------------------------
+def _number(value: Any, where: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{where}: expected a number, got {value!r}")
+    return float(value)
+
+
+def check_edges(edges: Any, where: str) -> list[float]:
+    """Bin edges: at least two finite numbers, strictly increasing."""
+    if not isinstance(edges, Sequence) or isinstance(edges, str) or len(edges) < 2:
+        raise ConfigError(f"{where}: expected a list of at least 2 bin edges, got {edges!r}")
+    values = [_number(e, where) for e in edges]
+    if not all(math.isfinite(v) for v in values):
+        raise ConfigError(f"{where}: bin edges must be finite, got {list(edges)}")
+    if any(b <= a for a, b in zip(values, values[1:])):
+        raise ConfigError(f"{where}: bin edges must increase strictly, got {list(edges)}")
+    return values
+
+
+def _one_of(name: str, known: Collection[str], where: str, what: str) -> None:
+    if name not in known:
+        raise ConfigError(f"{where}: {name!r} is not {what} (known: {', '.join(sorted(known))})")
+
+
+def check_labels(labels: Sequence[Any], where: str) -> list[str]:
+    """JetClass-II label names (the `label_` prefix optional) in their canonical form; each once."""
+    table = set(JETCLASS2_LABELS)
+    out = []
+    for name in labels:
+        if not isinstance(name, str) or label_name(name) not in table:
+            close = difflib.get_close_matches(label_name(str(name)), JETCLASS2_LABELS, n=3)
+            hint = f"; closest: {', '.join(close)}" if close else " such as label_X_bb, label_QCD_light"
+            raise ConfigError(f"{where}: {name!r} is not in the JetClass-II label table ({len(table)} names{hint})")
+        out.append(label_name(name))
+    if len(set(out)) != len(out):
+        raise ConfigError(f"{where}: names a label twice: {list(labels)}")
+    return out
+
+
+# --------------------------------------------------------------------------------------------------
+# The stages' params
+# --------------------------------------------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class SplitFractions:
+    """train/val/test fractions of a dataset (ntuplize.split_fractions, jets.split_fractions)."""
+
+    train: float
+    val: float
+    test: float
+
+    def check(self, where: str) -> None:
+        values = [_number(getattr(self, s), f"{where}.{s}") for s in SPLITS]
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ConfigError(f"{where}: fractions must be finite and ≥ 0, got {self.as_dict()}")
+        if abs(sum(values) - 1.0) > _SUM_TOLERANCE:
+            terms = " + ".join(f"{s} {v:g}" for s, v in zip(SPLITS, values))
+            raise ConfigError(f"{where}: fractions must sum to 1, got {terms} = {sum(values):g}")
+
+    def as_dict(self) -> dict[str, float]:
+        return {s: float(getattr(self, s)) for s in SPLITS}
+
+
+@dataclasses.dataclass(frozen=True)
+class JetDatasetParams:
+    """The jet-dataset stage: `jets.split_fractions` and `jets.jets_per_file`."""
+
+    split_fractions: Mapping[str, float]
+    jets_per_file: int
+
+    def check(self, where: str) -> None:
+        stage_params(SplitFractions, self.split_fractions, where=f"{where}.split_fractions")
+        if isinstance(self.jets_per_file, bool) or not isinstance(self.jets_per_file, int) or self.jets_per_file < 1:
+            raise ConfigError(f"{where}.jets_per_file: expected a positive integer, got {self.jets_per_file!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeightsParams:
+    """The `weights` section (event-level datasets); weaver's semantics and defaults (weights/histogram.py)."""
+
+    method: str
+    class_column: str
+    vars: Mapping[str, Sequence[float]]
+    class_weights: Mapping[str, float]
+    threshold: float = 0.1
+    discard_under_overflow: bool = True
+
+    def check(self, where: str) -> None:
+        if self.method not in METHODS:
+            raise ConfigError(f"{where}.method: {self.method!r} is not one of {', '.join(METHODS)}")
+        if not isinstance(self.class_column, str):
+            raise ConfigError(f"{where}.class_column: expected a column name, got {self.class_column!r}")
+        if not isinstance(self.vars, Mapping) or len(self.vars) != 2:
+            got = list(self.vars) if isinstance(self.vars, Mapping) else self.vars
+            raise ConfigError(f"{where}.vars: exactly 2 variables with bin edges are needed, got {got!r}")
+        for name, edges in self.vars.items():
+            check_edges(edges, f"{where}.vars.{name}")
+        if not isinstance(self.class_weights, Mapping) or not self.class_weights:
+            raise ConfigError(f"{where}.class_weights: must map each class (a {self.class_column} value) to a weight")
+        for name, weight in self.class_weights.items():
+            w = _number(weight, f"{where}.class_weights.{name}")
+            if not math.isfinite(w) or w <= 0:
+                raise ConfigError(f"{where}.class_weights.{name}: must be a positive number, got {weight!r}")
+        t = _number(self.threshold, f"{where}.threshold")
+        if not 0.0 <= t <= 1.0:
+            raise ConfigError(f"{where}.threshold: must be a fraction in [0, 1], got {self.threshold!r} "
+                              "(weaver's reweight_threshold is in percent: 10 there is 0.1 here)")
+        if not isinstance(self.discard_under_overflow, bool):
+            raise ConfigError(f"{where}.discard_under_overflow: must be true or false, "
+                              f"got {self.discard_under_overflow!r}")
+
+    def check_columns(self, columns: Collection[str], where: str, *, what: str,
+                      numeric: Collection[str] | None = None) -> None:
+        """vars and class_column must be columns of the table the stage reads (`what` says which);
+        vars must be among `numeric` when it is given."""
+        for name in self.vars:
+            _one_of(name, columns if numeric is None else numeric, f"{where}.vars",
+                    what if numeric is None else f"a numeric {what.removeprefix('a ')}")
+        _one_of(self.class_column, columns, f"{where}.class_column", what)
+
+    def check_classes(self, known: Collection[str], where: str, *, what: str) -> None:
+        """Every class of class_weights must be one of `known` (`what` says what they are)."""
+        for name in self.class_weights:
+            _one_of(str(name), known, f"{where}.class_weights", what)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)}
+
+
+EVENT_NUMERIC_COLUMNS: Final = tuple(c for c in EVENT_SCALAR_COLUMNS if not EVENT_COLUMNS[c].startswith("string"))
+JET_SCALAR_COLUMNS: Final = tuple(
+    c.name for c in COLUMNS_BY_NAME.values() if not c.is_list and c.name != JET_CLASS_COLUMN
+)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class JetWeightsParams(WeightsParams):
+    """The `jet_weights` section: classes are JetClass-II label names, vars per-jet JetClass-II columns."""
+
+    class_column: str = JET_CLASS_COLUMN
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        if self.class_column != JET_CLASS_COLUMN:
+            raise ConfigError(f"{where}.class_column: jet classes live in {JET_CLASS_COLUMN}, "
+                              f"not {self.class_column!r}")
+        for name in self.vars:
+            _one_of(name, JET_SCALAR_COLUMNS, f"{where}.vars", "a per-jet JetClass-II column")
+        check_labels(list(self.class_weights), f"{where}.class_weights")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvaluateParams:
+    """The PF `evaluate` stage: the `evaluate` section, plus the jet definition and sqrt_s the rule adds."""
+
+    jet_pt_bins: Sequence[float] = (10, 20, 40, 60, 80, 100, 200)
+    jet_match_dr: float = 0.1
+    jet_eta_bins: Sequence[float] | None = None
+    met_bins: Sequence[float] | None = None
+    particle_pt_bins: Sequence[float] | None = None
+    allow_nonfinite: bool = False
+    jets: Mapping[str, Any] | None = None
+    sqrt_s: float | None = None
+
+    def check(self, where: str) -> None:
+        for name in ("jet_pt_bins", "jet_eta_bins", "met_bins", "particle_pt_bins"):
+            if getattr(self, name) is not None:
+                check_edges(getattr(self, name), f"{where}.{name}")
+        if _number(self.jet_match_dr, f"{where}.jet_match_dr") <= 0:
+            raise ConfigError(f"{where}.jet_match_dr: must be > 0, got {self.jet_match_dr!r}")
+        if not isinstance(self.allow_nonfinite, bool):
+            raise ConfigError(f"{where}.allow_nonfinite: must be true or false, got {self.allow_nonfinite!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TaggingParams:
+    """The tagger evaluation (`evaluate.tagging`); class lists name classes (or give indices)."""
+
+    qcd_classes: Sequence[str | int] | None = None
+    signal_classes: Sequence[str | int] | None = None
+    plot_classes: Sequence[str | int] | None = None
+    working_points: Sequence[float] | None = None
+    sculpting_efficiency: float = 0.5
+    sdmass_bins: Sequence[float] | None = None
+    tau32_cuts: Sequence[float] | None = None
+    mass_windows: Sequence[Sequence[float]] | None = None
+    dataset_label: str = "JetClass-II"
+    allow_nonfinite: bool = False
+
+    def check(self, where: str) -> None:
+        if self.sdmass_bins is not None:
+            check_edges(self.sdmass_bins, f"{where}.sdmass_bins")
+        for i, window in enumerate(self.mass_windows or ()):
+            if len(window) != 2 or not _number(window[0], f"{where}.mass_windows") < _number(window[1], where):
+                raise ConfigError(f"{where}.mass_windows[{i}]: expected [lo, hi] with lo < hi, got {window!r}")
+        if not isinstance(self.allow_nonfinite, bool):
+            raise ConfigError(f"{where}.allow_nonfinite: must be true or false, got {self.allow_nonfinite!r}")
+
+    def check_classes(self, labels: Sequence[str], where: str) -> None:
+        """Named classes must be among the tagger's labels (prefix `label_` optional, as in the scores)."""
+        known = {label_name(n) for n in labels}
+        for key in ("qcd_classes", "signal_classes", "plot_classes"):
+            for name in getattr(self, key) or ():
+                if isinstance(name, str) and label_name(name) not in known:
+                    raise ConfigError(
+                        f"{where}.{key}: {name!r} is not one of the tagger's labels ({', '.join(labels)})")
+
+
+# --------------------------------------------------------------------------------------------------
+# The whole config, as the Snakefile sees it after schema validation
+# --------------------------------------------------------------------------------------------------
+def check_config(config: Mapping[str, Any]) -> None:
+    """Every cross-field rule the config alone can break, with the stages' own checks; ConfigError if one is."""
+    samples = config["samples"]
+    pf_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "pf")
+    jet_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "jets")
+
+    stage_params(SplitFractions, config["ntuplize"]["split_fractions"], where="ntuplize.split_fractions")
+    weights = stage_params(WeightsParams, config["weights"], where="weights")
+    if pf_samples:
+        weights.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
+                              numeric=EVENT_NUMERIC_COLUMNS)
+        if weights.class_column == "sample":
+            weights.check_classes(pf_samples, "weights", what="a particle-flow sample of `samples`")
+    evaluate = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
+    stage_params(EvaluateParams, evaluate, where="evaluate")
+    tagging = stage_params(TaggingParams, config["evaluate"].get("tagging"), where="evaluate.tagging")
+
+    if jet_samples:
+        jets = config["jets"]
+        stage_params(JetDatasetParams, {k: jets[k] for k in ("split_fractions", "jets_per_file")}, where="jets")
+        jet_weights = stage_params(JetWeightsParams, config["jet_weights"], where="jet_weights")
+        labels = check_labels(config["tagger"]["labels"], "tagger.labels")
+        for name in jet_weights.class_weights:
+            if label_name(name) not in labels:
+                raise ConfigError(f"jet_weights.class_weights: {name!r} is not one of tagger.labels"
+                                  f" ({', '.join(config['tagger']['labels'])})")
+        tagging.check_classes(labels, "evaluate.tagging")
+
+
+def schema_error_line(error: BaseException) -> str:
+    """One line for a schema violation: the key path and the problem, without jsonschema's schema dump.
+
+    error: snakemake's WorkflowError from `validate` (raised while handling jsonschema's ValidationError,
+    its __context__) or the ValidationError itself; a ConfigError passes through as its message.
+    """
+    cause = error
+    while cause is not None and not (hasattr(cause, "absolute_path") and hasattr(cause, "message")):
+        cause = cause.__cause__ or cause.__context__  # WorkflowError is raised while handling the ValidationError
+    if cause is None:
+        lines = str(error).splitlines()
+        return lines[0] if lines else type(error).__name__
+    path = ".".join(str(p) for p in cause.absolute_path) or "config"
+    message = cause.message
+    if len(message) > 300:
+        message = message[:300] + " …"
+    return f"{path}: {message}"

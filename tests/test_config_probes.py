@@ -1,0 +1,142 @@
+"""Config mistakes that the config alone reveals stop the dry run with one line naming the key.
+
+Each probe is a mistake that once passed `snakemake -n` and failed only after generation (hours, at
+production scale), or drowned its one line in a dump of the schema. The checks are the stages' own
+(colliderflow.params), so the same mistake given to a stage by hand fails the same way.
+"""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+from workflow_api import ROOT, copy_project, dry_run, run_snakemake
+
+from colliderflow.params import ConfigError, check_config
+
+
+def _ci_config() -> dict:
+    return yaml.safe_load((ROOT / "config/ci.yaml").read_text())
+
+
+def _set(path: str, value):
+    """A mutation setting the config key `a.b.c` to `value`."""
+    *parents, last = path.split(".")
+
+    def mutate(config: dict) -> None:
+        node = config
+        for key in parents:
+            node = node[key]
+        node[last] = value
+    return mutate
+
+
+# (probe, mutation, the line the user must see)
+PROBES = [
+    ("ntuplize fractions", _set("ntuplize.split_fractions", {"train": 0.6, "val": 0.3, "test": 0.3}),
+     "ntuplize.split_fractions: fractions must sum to 1, got train 0.6 + val 0.3 + test 0.3 = 1.2"),
+    ("jets fractions", _set("jets.split_fractions", {"train": 0.5, "val": 0.1, "test": 0.1}),
+     "jets.split_fractions: fractions must sum to 1, got train 0.5 + val 0.1 + test 0.1 = 0.7"),
+    ("tagger label", _set("tagger.labels", ["label_X_YY_qqb", "label_X_qq", "label_QCD_lite"]),
+     "tagger.labels: 'label_QCD_lite' is not in the JetClass-II label table"),
+    ("weights class", _set("weights.class_weights", {"ttbar": 1.0, "qq": 1.0, "zz": 1.0}),
+     "weights.class_weights: 'zz' is not a particle-flow sample of `samples` (known: qq, ttbar, ww)"),
+    ("jet_weights class", _set("jet_weights.class_weights", {"label_X_YY_qqb": 1.0, "label_X_zz": 1.0}),
+     "jet_weights.class_weights: 'label_X_zz' is not in the JetClass-II label table"),
+    ("jet_weights class not trained", _set("jet_weights.class_weights", {"label_X_YY_qqb": 1.0, "label_X_bb": 1.0}),
+     "jet_weights.class_weights: 'label_X_bb' is not one of tagger.labels"),
+    ("weights var", _set("weights.vars", {"n_element": [0, 100, 300], "genmet": [0, 10, 400]}),
+     "weights.vars: 'n_element' is not a numeric per-event column of the ntuples"),
+    ("weights class_column", _set("weights.class_column", "samples"),
+     "weights.class_column: 'samples' is not a per-event column of the ntuples"),
+    ("jet_weights var", _set("jet_weights.vars", {"jet_pt": [200, 400, 800], "jet_mass": [0, 100, 300]}),
+     "jet_weights.vars: 'jet_mass' is not a per-jet JetClass-II column"),
+    ("unsorted weights edges", _set("weights.vars", {"n_elements": [0, 100, 60, 300], "genmet": [0, 10, 400]}),
+     "weights.vars.n_elements: bin edges must increase strictly, got [0, 100, 60, 300]"),
+    ("unsorted jet_weights edges", _set("jet_weights.vars", {"jet_pt": [200, 800, 400], "jet_sdmass": [0, 300]}),
+     "jet_weights.vars.jet_pt: bin edges must increase strictly, got [200, 800, 400]"),
+    ("unsorted evaluate bins", _set("evaluate.jet_pt_bins", [10, 40, 20, 200]),
+     "evaluate.jet_pt_bins: bin edges must increase strictly, got [10, 40, 20, 200]"),
+    ("tagging class", _set("evaluate.tagging", {"qcd_classes": ["QCD_bb"]}),
+     "evaluate.tagging.qcd_classes: 'QCD_bb' is not one of the tagger's labels"),
+]
+
+
+@pytest.mark.parametrize(("mutate", "line"), [p[1:] for p in PROBES], ids=[p[0] for p in PROBES])
+def test_dry_run_stops_naming_the_key(tmp_path, mutate, line):
+    """Through the Snakemake API, as `snakemake -n` runs it: no job is planned and the error is the line."""
+    workdir = copy_project(tmp_path / "wf")
+    config = _ci_config()
+    mutate(config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config, sort_keys=False))
+    with pytest.raises(Exception) as info, dry_run(workdir, [bad]):
+        pass
+    assert line in str(info.value), str(info.value)[-2000:]
+    assert not (workdir / "results").exists()
+
+
+def test_the_shipped_configs_pass():
+    for name in ("config/config.yaml", "config/ci.yaml"):
+        check_config(yaml.safe_load((ROOT / name).read_text()))
+
+
+def test_a_check_is_the_stages_own():
+    """The dry run's check and the stage's CLI boundary share one function: the same line either way."""
+    from colliderflow.weights.files import check_params
+
+    config = _ci_config()
+    config["weights"]["vars"] = {"n_elements": [0, 100, 60, 300], "genmet": [0, 10, 400]}
+    with pytest.raises(ConfigError) as from_config:
+        check_config(config)
+    with pytest.raises(ConfigError) as from_stage:
+        check_params(config["weights"])
+    assert str(from_config.value) == str(from_stage.value)
+
+
+@pytest.mark.parametrize(("mutate", "line"), [
+    (_set("weights.treshold", 0.1), "weights: Additional properties are not allowed ('treshold' was unexpected)"),
+    (_set("weights.method", "flatt"), "weights.method: 'flatt' is not one of ['flat', 'ref']"),
+    (_set("ntuplize.split_fractions", {"train": 0.6, "val": 0.3, "test": 0.3}),
+     "ntuplize.split_fractions: fractions must sum to 1"),
+])
+def test_the_user_sees_one_line_not_a_schema_dump(tmp_path, mutate, line):
+    """On the command line: the message and Snakemake's pointer to the Snakefile, nothing of the schema."""
+    workdir = copy_project(tmp_path / "wf")
+    config = _ci_config()
+    mutate(config)
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(yaml.safe_dump(config, sort_keys=False))
+    result = run_snakemake(workdir, "-n", "--configfile", str(bad), timeout=120)
+    assert result.returncode != 0
+    lines = [x for x in (result.stdout + result.stderr).splitlines() if x.strip()]
+    assert any(line in x for x in lines), lines
+    assert len(lines) <= 4, lines  # "ConfigError in file …, line N:", the line, the Snakefile frame
+    assert not any("schema[" in x or "Failed validating" in x for x in lines)
+
+
+def test_the_params_dataclasses_and_the_schema_agree():
+    """The schema owns the keys; each stage's dataclass must know exactly those its section may hold."""
+    import dataclasses
+
+    from colliderflow.params import (
+        EvaluateParams,
+        JetDatasetParams,
+        JetWeightsParams,
+        SplitFractions,
+        TaggingParams,
+        WeightsParams,
+    )
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert keys(WeightsParams) == set(props["weights"]["properties"])
+    assert keys(JetWeightsParams) == set(props["jet_weights"]["properties"]) | {"class_column"}  # fixed: jet_label
+    assert keys(SplitFractions) == set(props["ntuplize"]["properties"]["split_fractions"]["properties"])
+    assert keys(SplitFractions) == set(props["jets"]["properties"]["split_fractions"]["properties"])
+    assert keys(JetDatasetParams) <= set(props["jets"]["properties"])
+    evaluate = set(props["evaluate"]["properties"]) - {"tagging"}
+    assert keys(EvaluateParams) == evaluate | {"jets", "sqrt_s"}  # the two the evaluate rule adds
+    assert keys(TaggingParams) == set(props["evaluate"]["properties"]["tagging"]["properties"])
