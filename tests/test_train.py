@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow import data
-from colliderflow import train as train_mod
-from colliderflow.data import EpochBatchSampler, synthetic_events
-from colliderflow.losses import LossConfig, focal_loss, mlpf_loss
+from colliderflow.train import data
+from colliderflow.train import loop as train_mod
+from colliderflow.train.data import synthetic_events
+from colliderflow.train.sampling import EpochBatchSampler
+from colliderflow.train.losses import LossConfig, focal_loss, mlpf_loss
 from colliderflow.models import MLPFOutput, load_trained
 from colliderflow.models.mlpf import regression_targets
 from colliderflow.train import train

@@ -353,7 +353,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from colliderflow.export import export_onnx
+    from colliderflow.models.export import export_onnx
 
     export_onnx(args.model_dir, args.output)
 

@@ -46,7 +46,7 @@ import torch
 from torch import nn
 
 from colliderflow.config import dataclass_from_section
-from colliderflow.data import ElementNormaliser, element_type_index
+from colliderflow.models.normalise import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.schema import (
     CLASS_NAMES,

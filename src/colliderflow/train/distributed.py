@@ -2,7 +2,7 @@
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `colliderflow train`) everything
 here is a no-op and training is single-process. Backend: NCCL between GPUs, gloo on CPU (what CI tests).
-Each rank trains on a disjoint slice of every global batch (data.EpochBatchSampler), DDP averages the
+Each rank trains on a disjoint slice of every global batch (sampling.EpochBatchSampler), DDP averages the
 gradients, and only rank 0 writes files.
 """
 

@@ -9,7 +9,7 @@
 
 A jet is {"features" (n, 17) float32, "p4" (n, 4) float32, "label" int (class index), "n_particles",
 "sample" (file stem), "event_id" (row in its file)}. (sample, event_id) is also what sampling weights are
-keyed by, so colliderflow.data.read_sampling_weights serves both tasks. Four-momenta are (px, py, pz, E)
+keyed by, so colliderflow.train.sampling.read_sampling_weights serves both tasks. Four-momenta are (px, py, pz, E)
 in GeV; constituents stay in the file's order (descending pT), so truncation keeps the hardest.
 """
 
@@ -28,7 +28,9 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import torch
 
-from colliderflow.data import SampleKeys
+from colliderflow.io.dataset_files import jet_files  # noqa: F401  (re-exported)
+from colliderflow.synthetic import synthetic_jet_table  # noqa: F401  (re-exported)
+from colliderflow.train.sampling import SampleKeys
 from colliderflow.weights.histogram import class_indices
 
 log = logging.getLogger(__name__)
@@ -87,20 +89,6 @@ def _read_labels(path: Path) -> np.ndarray:
         return pq.read_table(path, columns=["jet_label"]).column("jet_label").to_numpy()
     except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
-
-
-def jet_files(paths: Sequence[Path]) -> list[Path]:
-    """Parquet files given directly, or every *.parquet inside a given directory (sorted)."""
-    files: list[Path] = []
-    for path in map(Path, paths):
-        if path.is_dir():
-            found = sorted(path.glob("*.parquet"))
-            if not found:
-                raise ValueError(f"{path}: no .parquet file in this directory")
-            files += found
-        else:
-            files.append(path)
-    return files
 
 
 class JetDataset(Sequence[Jet]):
@@ -246,46 +234,3 @@ def collate_jets(jets: list[Jet], *, max_particles: int = 128) -> JetBatch:
         features[i, :n], p4[i, :n], mask[i, :n] = jet["features"][:n], jet["p4"][:n], True
     label = torch.tensor([j["label"] for j in jets], dtype=torch.int64)
     return JetBatch(torch.from_numpy(features), torch.from_numpy(p4), torch.from_numpy(mask), label)
-
-
-def synthetic_jet_table(n_jets: int, *, seed: int = 0, labels: Sequence[int] = (0, 1), min_particles: int = 5,
-                        max_particles: int = 40) -> pa.Table:
-    """Jets in the exact JetClass-II schema with a rule a tagger can learn: the class sets the opening
-    angle of the constituents around the jet axis (class k: spread 0.05·(1 + 2k)) and so the jet mass.
-    Columns the adapter does not read are zeros or empty lists."""
-    from colliderflow.jetschema import JETCLASS2_COLUMNS, jetclass2_table
-
-    rng = np.random.default_rng(seed)
-    counts = rng.integers(min_particles, max_particles + 1, n_jets)
-    cls = rng.integers(0, len(labels), n_jets)
-    total = int(counts.sum())
-    jet_of = np.repeat(np.arange(n_jets), counts)
-    jet_pt, jet_eta, jet_phi = rng.uniform(300, 800, n_jets), rng.uniform(-2, 2, n_jets), rng.uniform(-3, 3, n_jets)
-    spread = 0.05 * (1 + 2 * cls[jet_of])
-    deta, dphi = rng.normal(0, spread), rng.normal(0, spread)
-    share = rng.exponential(1.0, total)
-    share /= np.bincount(jet_of, share)[jet_of]
-    pt = share * jet_pt[jet_of]
-    eta, phi = jet_eta[jet_of] + deta, jet_phi[jet_of] + dphi
-    px, py, pz = pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)
-    energy = np.sqrt(px**2 + py**2 + pz**2 + 0.14**2)
-    charge = rng.choice([-1, 0, 1], total)
-    cols: dict[str, object] = {}
-    for column in JETCLASS2_COLUMNS:
-        if column.is_list:
-            cols[column.name] = (np.zeros(0, np.float32), np.zeros(n_jets, np.int64))
-        else:
-            cols[column.name] = np.zeros(n_jets)
-    part = {"part_px": px, "part_py": py, "part_pz": pz, "part_energy": energy,
-            "part_deta": np.sign(jet_eta[jet_of]) * deta, "part_dphi": dphi,
-            "part_d0val": rng.normal(0, 0.05, total) * (charge != 0), "part_d0err": np.full(total, 0.01),
-            "part_dzval": rng.normal(0, 0.05, total) * (charge != 0), "part_dzerr": np.full(total, 0.01),
-            "part_charge": charge, "part_isChargedHadron": charge != 0, "part_isNeutralHadron": np.zeros(total),
-            "part_isPhoton": charge == 0, "part_isElectron": np.zeros(total), "part_isMuon": np.zeros(total)}
-    for name, values in part.items():
-        cols[name] = (np.asarray(values), counts)
-    sum_px, sum_py = np.bincount(jet_of, px), np.bincount(jet_of, py)
-    cols.update(jet_pt=np.hypot(sum_px, sum_py), jet_eta=jet_eta, jet_phi=jet_phi,
-                jet_energy=np.bincount(jet_of, energy), jet_nparticles=counts,
-                jet_label=np.asarray(labels)[cls])
-    return jetclass2_table(cols)
