@@ -519,8 +519,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    from colliderflow.train.preemption import PREEMPTED_EXIT_CODE, Preempted
+
     try:
         args.func(args)
+    except Preempted as exc:  # a checkpoint is written: exit so that the workflow manager retries
+        log.warning("%s", exc)
+        return PREEMPTED_EXIT_CODE
     except (ValueError, FileNotFoundError, OSError) as exc:
         # Bad input: one clear line naming the file and the problem, no traceback noise.
         log.error("%s", exc)

@@ -33,6 +33,8 @@ class TrainConfig:
     threads: int | None = None  # CPU threads for torch; None: torch's default
     task: str | None = None  # pf | tagging; None: the model's own (registry.MODEL_TASKS)
     bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (sampling.EpochBatchSampler)
+    num_workers: int = 0  # DataLoader worker processes (persistent, prefetching); 0: read in the training process
+    shuffle_buffer: int = 1 << 20  # items of one shuffle window (sampling); a smaller set is shuffled globally
     # tagging only
     # jet_label values, or JetClass-II label names (with or without "label_"), to train on; class index =
     # position; None: every label present
@@ -70,6 +72,10 @@ class TrainConfig:
             raise ValueError(f"train.task: model {config.model!r} is trained on task {MODEL_TASKS[config.model]!r}")
         if not isinstance(config.bucket_batches, int) or config.bucket_batches < 0:
             raise ValueError(f"train.bucket_batches: expected a non-negative integer, got {config.bucket_batches!r}")
+        if not isinstance(config.num_workers, int) or isinstance(config.num_workers, bool) or config.num_workers < 0:
+            raise ValueError(f"train.num_workers: expected a non-negative integer, got {config.num_workers!r}")
+        if not isinstance(config.shuffle_buffer, int) or not 1 <= config.shuffle_buffer <= 2**24:
+            raise ValueError(f"train.shuffle_buffer: expected an integer in 1 … 2^24, got {config.shuffle_buffer!r}")
         if not isinstance(config.max_particles, int) or config.max_particles < 1:
             raise ValueError(f"train.max_particles: expected a positive integer, got {config.max_particles!r}")
         return config

@@ -124,6 +124,43 @@ def event_keys(events: Sequence[Event], *, chunk: int = 1024) -> list[tuple[str,
     return keys
 
 
+def event_index(events: Sequence[Event]) -> tuple[Any, np.ndarray, np.ndarray]:
+    """(sample [n] (a pandas Categorical), event_id [n] int64, n_elements [n] int64) of every event.
+
+    From each TFDS dataset's keys.parquet (io.tfds_keys), written when the dataset was built: nothing is
+    decoded. A source without one — an in-memory list (tests), or a dataset built before keys files
+    existed — is read through once, with a warning for the latter.
+    """
+    import pandas as pd
+
+    from colliderflow.io.tfds_keys import KEYS_FILE, read_split_keys
+
+    sources = events.sources if isinstance(events, ConcatEvents) else [events]
+    samples, ids, lengths = [], [], []
+    for source in sources:
+        version_dir = getattr(source, "version_dir", None)
+        found = read_split_keys(version_dir, source.split, len(source)) if version_dir is not None else None
+        if found is not None:
+            sample, event_id, n_elements = found
+            samples.append(np.asarray(sample.dictionary.to_pylist(), dtype=object)[sample.indices.to_numpy()])
+        else:
+            if version_dir is not None:
+                log.warning("%s: no %s (built by an older version): reading every event once for its key; "
+                            "rebuild the dataset to skip this", version_dir, KEYS_FILE)
+            pairs = event_keys(source)
+            event_id = np.array([e for _, e in pairs], dtype=np.int64)
+            samples.append(np.array([s for s, _ in pairs], dtype=object))
+            getitems = getattr(source, "__getitems__", None)
+            n_elements = np.array([len(ev["X"]) for start in range(0, len(source), 1024) for ev in (
+                getitems(list(range(start, min(start + 1024, len(source))))) if getitems else
+                [source[i] for i in range(start, min(start + 1024, len(source)))])], dtype=np.int64)
+        ids.append(event_id)
+        lengths.append(n_elements)
+    sample_all = pd.Categorical(np.concatenate(samples)) if samples else pd.Categorical([])
+    return sample_all, np.concatenate(ids) if ids else np.zeros(0, np.int64), \
+        np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
+
+
 # --------------------------------------------------------------------------------------------------
 # Batching
 # --------------------------------------------------------------------------------------------------

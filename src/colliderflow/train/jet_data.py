@@ -1,8 +1,10 @@
 """JetClass-II Parquet shards → padded constituent tensors and class labels, for the jet taggers.
 
-* `JetDataset` — one or more shards as a random-access sequence of jets (dicts), the features computed
-  once, vectorised, at open time. Jets whose `jet_label` is not in the label list are dropped (counted).
-* `collate_jets` — a list of jets → a `JetBatch` padded to the batch's longest jet (up to max_particles).
+* `JetDataset` — one or more shards as a random-access sequence of jets (dicts), read row group by row
+  group on demand (features computed vectorised per row group, a bounded cache); a batched read
+  (`__getitems__`) returns the jets' constituents concatenated. Jets whose `jet_label` is not in the
+  label list are dropped (counted).
+* `collate_jets` — jets → a `JetBatch` padded to the batch's longest jet (up to max_particles).
 * `split_train_val` — a fixed, seed-independent train/validation split of the jets.
 * `synthetic_jet_table` — a table in the exact JetClass-II schema with a learnable rule, for tests and
   benchmarks.
@@ -17,12 +19,14 @@ from __future__ import annotations
 
 import logging
 import zlib
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -82,112 +86,249 @@ def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energ
     return np.nan_to_num(f, nan=0.0, posinf=0.0, neginf=0.0)
 
 
-def _read_labels(path: Path) -> np.ndarray:
+def _parquet(path: Path) -> pq.ParquetFile:
     if not path.is_file():
         raise ValueError(f"{path}: jet Parquet file does not exist")
     try:
-        return pq.read_table(path, columns=["jet_label"]).column("jet_label").to_numpy()
+        return pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
+
+
+def _read_column(path: Path, name: str) -> np.ndarray:
+    try:
+        return pq.read_table(path, columns=[name]).column(name).to_numpy()
     except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
 
 
+def _read_labels(path: Path) -> np.ndarray:
+    _parquet(path)
+    return _read_column(path, "jet_label")
+
+
+@dataclass
+class RowGroup:
+    """One decoded Parquet row group: every jet's constituent features, in file order."""
+
+    features: np.ndarray  # [n_particles_total, 17] float32
+    p4: np.ndarray  # [n_particles_total, 4] float32
+    offsets: np.ndarray  # [n_rows + 1] int64, jet r's constituents are offsets[r]:offsets[r + 1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes
+
+
+def decode_row_group(table: pa.Table) -> RowGroup:
+    """Constituent columns of some jets → features and four-momenta, vectorised over all constituents."""
+    flat = {}
+    for name in PART_COLUMNS:
+        flat[name], n = _flat(table.column(name))
+        flat[name] = flat[name].astype(np.float32)
+    jet_of = np.repeat(np.arange(len(n)), n)  # [n_total] jet index of each constituent
+    f = particle_features(flat, table.column("jet_pt").to_numpy()[jet_of], table.column("jet_energy").to_numpy()[jet_of])
+    p4 = np.stack([flat["part_px"], flat["part_py"], flat["part_pz"], flat["part_energy"]], axis=1)
+    return RowGroup(f, p4, np.concatenate([[0], np.cumsum(n)]))
+
+
+@dataclass
+class RaggedJets:
+    """Some jets, their constituents concatenated: what a batched read returns (collate_jets pads it)."""
+
+    features: np.ndarray  # [n_total, 17] float32
+    p4: np.ndarray  # [n_total, 4] float32
+    counts: np.ndarray  # [B] int64 constituents of each jet
+    labels: np.ndarray  # [B] int64 class index
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+
 class JetDataset(Sequence[Jet]):
-    """The jets of some JetClass-II Parquet shards whose `jet_label` is in `labels`, in file order.
+    """The jets of some JetClass-II Parquet shards whose `jet_label` is in `labels`, in file order,
+    read row group by row group on demand.
 
     labels: the jet_label values to train on; class index = position in this list; None: every label
-    present in the files, sorted (a run then records the list it found). Everything is read
-    into memory at once (about 0.4 GB per 100k-jet shard): the tagger steps are the bottleneck, not this.
+    present in the files, sorted (a run then records the list it found). Opening reads only the
+    `jet_label` column and the files' footers (the keys: file, row, class of every kept jet, 16 bytes a
+    jet); constituents are read and their features computed a row group at a time, when a jet is asked
+    for, and kept in a per-process cache of at most `cache_bytes` (least recently used goes first). A
+    training run asks for jets window by window (sampling.EpochBatchSampler, `block_ends`), so each row
+    group is decoded about once an epoch and memory does not grow with the dataset.
     """
 
-    def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None) -> None:
+    def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None,
+                 cache_bytes: int = 512 << 20) -> None:
         if not paths:
             raise ValueError("no jet Parquet file given")
+        self.paths = [Path(p) for p in paths]
+        metas = [_parquet(p).metadata for p in self.paths]
+        file_labels = [_read_column(p, "jet_label").astype(np.int64) for p in self.paths]
         if labels is None:
-            labels = sorted({int(x) for path in paths for x in _read_labels(Path(path))} - {-1})
+            labels = sorted(set(np.unique(np.concatenate(file_labels)).tolist()) - {-1})
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
         self.labels = [int(x) for x in labels]
-        features, p4s, counts, classes, file_index, rows = [], [], [], [], [], []
-        stems = [Path(p).stem for p in paths]
-        for k, path in enumerate(map(Path, paths)):
-            if not path.is_file():
-                raise ValueError(f"{path}: jet Parquet file does not exist")
-            try:
-                table = pq.read_table(path, columns=[*PART_COLUMNS, *JET_COLUMNS])
-            except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
-                raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
-            flat = {}
-            for name in PART_COLUMNS:
-                flat[name], n = _flat(table.column(name))
-                flat[name] = flat[name].astype(np.float32)
-            label = table.column("jet_label").to_numpy().astype(np.int64)
+        classes, file_index, rows = [], [], []
+        self.rg_ends: list[np.ndarray] = []  # per file: end row of each row group
+        for k, (path, meta, label) in enumerate(zip(self.paths, metas, file_labels, strict=True)):
+            self.rg_ends.append(np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)]))
             class_index = class_indices(label, self.labels)
             keep = class_index >= 0
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
                          path, int((~keep).sum()), len(keep))
-            jet_of = np.repeat(np.arange(len(n)), n)  # [n_total] jet index of each constituent
-            f = particle_features(flat, table.column("jet_pt").to_numpy()[jet_of],
-                                  table.column("jet_energy").to_numpy()[jet_of])
-            p4 = np.stack([flat["part_px"], flat["part_py"], flat["part_pz"], flat["part_energy"]], axis=1)
-            kept_particle = keep[jet_of]
-            features.append(f[kept_particle])
-            p4s.append(p4[kept_particle])
-            counts.append(n[keep])
             classes.append(class_index[keep].astype(np.int64))
             file_index.append(np.full(int(keep.sum()), k, dtype=np.int32))
             rows.append(np.nonzero(keep)[0])
-        self.features = np.concatenate(features)  # [n_total, 17]
-        self.p4 = np.concatenate(p4s)  # [n_total, 4]
-        self.n_particles = np.concatenate(counts)  # [n_jets]
-        self.offsets = np.concatenate([[0], np.cumsum(self.n_particles)])  # [n_jets + 1]
         self.classes = np.concatenate(classes)  # [n_jets]
-        self.stems = stems  # [n_files] what a jet's file is called in weights files: its stem
+        self.stems = [p.stem for p in self.paths]  # [n_files] what a jet's file is called in weights files
         self.file_index = np.concatenate(file_index)  # [n_jets] file of each jet
-        self.samples = np.asarray(stems, dtype=object)[self.file_index]  # [n_jets] str
-        self.rows = np.concatenate(rows)  # [n_jets] row of each jet in its file
+        self.rows = np.concatenate(rows).astype(np.int64)  # [n_jets] row of each jet in its file
+        # [n_jets] global row group of each jet (row groups numbered over all files in order)
+        rg_base = np.concatenate([[0], np.cumsum([len(e) for e in self.rg_ends])])
+        self.row_group = np.empty(len(self.rows), np.int64)
+        for k, ends in enumerate(self.rg_ends):
+            sel = self.file_index == k
+            self.row_group[sel] = rg_base[k] + np.searchsorted(ends, self.rows[sel], side="right")
+        self._rg_file = np.repeat(np.arange(len(self.paths)), [len(e) for e in self.rg_ends])
+        self._rg_local = np.concatenate([np.arange(len(e)) for e in self.rg_ends])
+        self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[int, RowGroup] = OrderedDict()
+        self._n_particles: np.ndarray | None = None
+
+    # ---- keys and layout (no constituent is read)
 
     def __len__(self) -> int:
         return len(self.classes)
+
+    @property
+    def samples(self) -> pd.Categorical:
+        """[n_jets] the file stem of each jet, as codes into `stems` (no Python string per jet)."""
+        return pd.Categorical.from_codes(self.file_index, categories=pd.Index(self.stems, dtype=object))
+
+    @property
+    def n_particles(self) -> np.ndarray:
+        """[n_jets] constituents of each jet (the `jet_nparticles` column; read on first use)."""
+        if self._n_particles is None:
+            counts = [_read_column(p, "jet_nparticles").astype(np.int64) for p in self.paths]
+            self._n_particles = np.concatenate([counts[k][self.rows[self.file_index == k]]
+                                                for k in range(len(self.paths))])
+        return self._n_particles
+
+    def block_ends(self) -> np.ndarray:
+        """End offsets (in jet order) of the runs of jets that share a row group: the storage blocks."""
+        change = np.flatnonzero(np.diff(self.row_group)) + 1
+        return np.concatenate([change, [len(self)]]).astype(np.int64)
+
+    def keys(self) -> list[tuple[str, int]]:
+        """(sample, event_id) of every jet, what sampling weights are keyed by."""
+        stems = np.asarray(self.stems, dtype=object)[self.file_index]
+        return list(zip(stems.tolist(), self.rows.tolist(), strict=True))
+
+    def key_arrays(self) -> SampleKeys:
+        """`keys` as arrays, for joining with a weights file without a Python object per jet."""
+        return SampleKeys(self.samples, self.rows)
+
+    # ---- reading
+
+    def _row_group(self, g: int) -> RowGroup:
+        cached = self._cache.get(g)
+        if cached is not None:
+            self._cache.move_to_end(g)
+            return cached
+        path = self.paths[self._rg_file[g]]
+        try:
+            table = pq.ParquetFile(path).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
+        except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
+        decoded = decode_row_group(table)
+        self._cache[g] = decoded
+        total = sum(r.nbytes for r in self._cache.values())
+        while total > self.cache_bytes and len(self._cache) > 1:
+            total -= self._cache.popitem(last=False)[1].nbytes
+        return decoded
 
     def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"jet index {index} out of range for {len(self)} jets")
-        a, b = self.offsets[index], self.offsets[index + 1]
-        return {"features": self.features[a:b], "p4": self.p4[a:b], "label": int(self.classes[index]),
-                "n_particles": int(b - a), "sample": self.samples[index], "event_id": int(self.rows[index])}
+        g = int(self.row_group[index])
+        rg = self._row_group(g)
+        r = int(self.rows[index] - self._rg_first_row[g])
+        a, b = int(rg.offsets[r]), int(rg.offsets[r + 1])
+        return {"features": rg.features[a:b], "p4": rg.p4[a:b], "label": int(self.classes[index]),
+                "n_particles": b - a, "sample": self.stems[self.file_index[index]], "event_id": int(self.rows[index])}
 
-    def keys(self) -> list[tuple[str, int]]:
-        """(sample, event_id) of every jet, what sampling weights are keyed by."""
-        return list(zip(self.samples.tolist(), self.rows.tolist(), strict=True))
+    def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
+        """Many jets in one call, vectorised per row group; returned in the order asked for."""
+        idx = np.asarray(indices, dtype=np.int64)
+        groups = self.row_group[idx]
+        counts = np.empty(len(idx), np.int64)
+        starts = np.empty(len(idx), np.int64)
+        parts_f, parts_p = [], []
+        base = 0
+        for g in np.unique(groups).tolist():  # np.unique is sorted: row groups in storage order
+            sel = np.flatnonzero(groups == g)
+            rg = self._row_group(g)
+            r = self.rows[idx[sel]] - self._rg_first_row[g]
+            a, n = rg.offsets[r], rg.offsets[r + 1] - rg.offsets[r]
+            src = np.repeat(a - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # constituent rows, jet by jet
+            parts_f.append(rg.features[src])
+            parts_p.append(rg.p4[src])
+            counts[sel] = n
+            starts[sel] = base + np.cumsum(n) - n
+            base += int(n.sum())
+        features = np.concatenate(parts_f) if parts_f else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        p4 = np.concatenate(parts_p) if parts_p else np.zeros((0, 4), np.float32)
+        if len(parts_f) > 1 or not np.array_equal(starts, np.cumsum(counts) - counts):  # into the order asked for
+            src = np.repeat(starts - np.cumsum(counts) + counts, counts) + np.arange(int(counts.sum()))
+            features, p4 = features[src], p4[src]
+        return RaggedJets(features, p4, counts, self.classes[idx])
 
-    def key_arrays(self) -> SampleKeys:
-        """`keys` as two arrays, for joining with a weights file without a Python object per jet."""
-        return SampleKeys(self.samples, self.rows.astype(np.int64))
+    @property
+    def features(self) -> np.ndarray:
+        """[n_total, 17] every kept jet's constituent features (reads the whole set: for small files)."""
+        return self.__getitems__(np.arange(len(self))).features
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
+        return state
 
 
 class JetSubset(Sequence[Jet]):
-    """Some jets of a JetDataset, by index; keeps `n_particles` and `keys` for bucketing and weights."""
+    """Some jets of a JetDataset, by index; keeps `n_particles`, `keys` and blocks for bucketing and weights."""
 
     def __init__(self, dataset: JetDataset, indices: np.ndarray) -> None:
         self.dataset = dataset
         self.indices = np.asarray(indices, dtype=np.int64)
-        self.n_particles = dataset.n_particles[self.indices]
 
     def __len__(self) -> int:
         return len(self.indices)
 
+    @property
+    def n_particles(self) -> np.ndarray:
+        return self.dataset.n_particles[self.indices]
+
     def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
         return self.dataset[int(self.indices[int(index)])]
+
+    def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
+        return self.dataset.__getitems__(self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def block_ends(self) -> np.ndarray:
+        change = np.flatnonzero(np.diff(self.dataset.row_group[self.indices])) + 1
+        return np.concatenate([change, [len(self)]]).astype(np.int64)
 
     def keys(self) -> list[tuple[str, int]]:
         keys = self.dataset.keys()
         return [keys[i] for i in self.indices.tolist()]
 
     def key_arrays(self) -> SampleKeys:
-        keys = self.dataset.key_arrays()
-        return SampleKeys(keys.samples[self.indices], keys.event_ids[self.indices])
+        return SampleKeys(self.dataset.samples[self.indices], self.dataset.rows[self.indices])
 
 
 def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset, JetSubset]:
@@ -223,14 +364,23 @@ class JetBatch:
         return self.label.shape[0]
 
 
-def collate_jets(jets: list[Jet], *, max_particles: int = 128) -> JetBatch:
-    """A list of jets → one `JetBatch`, padded to min(longest jet, max_particles) (at least one row)."""
-    n_max = max([1] + [min(len(j["p4"]), max_particles) for j in jets])
-    features = np.zeros((len(jets), n_max, N_PARTICLE_FEATURES), np.float32)
-    p4 = np.zeros((len(jets), n_max, 4), np.float32)
-    mask = np.zeros((len(jets), n_max), bool)
-    for i, jet in enumerate(jets):
-        n = min(len(jet["p4"]), max_particles)
-        features[i, :n], p4[i, :n], mask[i, :n] = jet["features"][:n], jet["p4"][:n], True
-    label = torch.tensor([j["label"] for j in jets], dtype=torch.int64)
+def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> JetBatch:
+    """Jets (a list of jet dicts, or a batched read) → one `JetBatch`, padded to min(longest jet,
+    max_particles) (at least one row). A batched read is padded in one vectorised scatter."""
+    if not isinstance(jets, RaggedJets):
+        n = np.array([len(j["p4"]) for j in jets], dtype=np.int64)
+        jets = RaggedJets(np.concatenate([j["features"] for j in jets]) if jets else np.zeros((0, N_PARTICLE_FEATURES), np.float32),
+                          np.concatenate([j["p4"] for j in jets]) if jets else np.zeros((0, 4), np.float32),
+                          n, np.array([j["label"] for j in jets], dtype=np.int64))
+    counts = jets.counts
+    kept = np.minimum(counts, max_particles)  # the hardest constituents: they come first in the file
+    n_max = max(1, int(kept.max()) if len(counts) else 1)
+    jet = np.repeat(np.arange(len(counts)), kept)  # [K] destination jet of each kept constituent
+    slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)  # [K] its position in the jet
+    src = np.repeat(np.cumsum(counts) - counts, kept) + slot  # [K] its row in the concatenated arrays
+    features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
+    p4 = np.zeros((len(counts), n_max, 4), np.float32)
+    mask = np.zeros((len(counts), n_max), bool)
+    features[jet, slot], p4[jet, slot], mask[jet, slot] = jets.features[src], jets.p4[src], True
+    label = torch.as_tensor(np.asarray(jets.labels, dtype=np.int64))
     return JetBatch(torch.from_numpy(features), torch.from_numpy(p4), torch.from_numpy(mask), label)

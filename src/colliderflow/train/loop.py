@@ -60,9 +60,16 @@ from colliderflow.train.checkpoint import (
 from colliderflow.train.config import TrainConfig
 from colliderflow.train.distributed import DistInfo
 from colliderflow.train.losses import LossConfig
-from colliderflow.train.metrics import METRICS_FILE, append_metrics, last_metric, truncate_metrics
+from colliderflow.train.metrics import (
+    METRICS_FILE,
+    append_metrics,
+    last_metric,
+    read_metric_lines,
+    restore_metrics,
+)
+from colliderflow.train.preemption import Preempted, preemption_signals
 from colliderflow.train.sampling import EpochBatchSampler, read_sampling_weights
-from colliderflow.train.tasks import Task, make_task
+from colliderflow.train.tasks import Task, make_loader, make_task
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +144,7 @@ def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, d
     model = build_model(task.model_params(params))
     resume = resumable_checkpoint(ckpt_dir, params=params, seed=seed, max_steps=cfg.max_steps,
                                   fingerprint=fingerprint, delete_stale=main)
-    if resume is None:
+    if resume.state is None:
         task.prepare(model)
     model.to(device)
     optimizer = make_optimizer(model, lr=cfg.lr, weight_decay=cfg.weight_decay)
@@ -147,13 +154,23 @@ def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, d
              cfg.model, task.name, n_params, len(task.train_set), len(task.val_set), device,
              dist_info.rank, dist_info.world_size)
 
-    step, elapsed_before = 0, 0.0
-    if resume is not None:
-        path, state = resume
-        step, elapsed_before = restore_checkpoint(state, model=model, optimizer=optimizer, scheduler=scheduler)
-        log.info("resumed from %s at step %d", path, step)
+    step, elapsed_before, history = 0, 0.0, []
+    if resume.state is not None:
+        step, elapsed_before = restore_checkpoint(resume.state, model=model, optimizer=optimizer, scheduler=scheduler)
+        history = list(resume.state.get("metrics", []))
+        log.info("resumed from %s at step %d", resume.path, step)
     if main:
-        truncate_metrics(metrics_path, after_step=step)  # a crashed run may have logged past its checkpoint
+        # The log up to the checkpoint comes back from the checkpoint (the workflow manager deletes a
+        # failed attempt's outputs); lines of a crashed attempt past its checkpoint are dropped.
+        restore_metrics(metrics_path, history, after_step=step)
+        for bad in resume.corrupt:
+            append_metrics(metrics_path, {"step": step, "split": "event", "event": "corrupt_checkpoint", **bad})
+        if resume.state is not None:
+            append_metrics(metrics_path, {"step": step, "split": "event", "event": "resumed",
+                                          "checkpoint": str(resume.path)})
+        elif resume.started_over:
+            append_metrics(metrics_path, {"step": 0, "split": "event", "event": "started_over",
+                                          "reason": resume.started_over})
     distributed.barrier(dist_info)  # every rank has read the checkpoint before rank 0 writes new ones
     net = distributed.wrap(model, dist_info, device)  # what the loop runs; `model` is what is saved
 
@@ -161,24 +178,17 @@ def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, d
                                 start_step=step, num_steps=max(0, cfg.max_steps - step),
                                 lengths=task.lengths() if cfg.bucket_batches > 1 else None,
                                 bucket_batches=cfg.bucket_batches, rank=dist_info.rank,
-                                world_size=dist_info.world_size)
-    loader = torch.utils.data.DataLoader(
-        task.train_set,  # type: ignore[arg-type]  # any random-access sequence of items
-        batch_sampler=sampler,
-        collate_fn=task.collate,
-        num_workers=0,  # workers did not help on 2 cores; TFDS sources must be opened per process
-        pin_memory=device.type == "cuda",
-        # The loader draws a base seed when iterated: from its own generator, not torch's global one,
-        # so that a resumed run's dropout stream is not shifted by that draw.
-        generator=torch.Generator().manual_seed(seed),
-    )
+                                world_size=dist_info.world_size, block_ends=task.block_ends(),
+                                buffer_items=cfg.shuffle_buffer)
+    loader = make_loader(task, sampler, num_workers=cfg.num_workers, device=device, seed=seed)
 
     # ---- the loop
     t_start = time.perf_counter()
     window = _Window()
     val_losses: dict[str, float] | None = None
     net.train()
-    with tqdm(total=cfg.max_steps, initial=step, disable=not (main and sys.stderr.isatty()), desc="train") as bar:
+    bar = tqdm(total=cfg.max_steps, initial=step, disable=not (main and sys.stderr.isatty()), desc="train")
+    with bar, preemption_signals() as stop:
         t_prev = time.perf_counter()  # throughput counts loading + training, not evaluation or checkpoints
         for batch in loader:
             batch = batch.to(device)
@@ -195,8 +205,9 @@ def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, d
             bar.update(1)
 
             done = step == cfg.max_steps
+            preempted = distributed.any_over_ranks(stop.is_set, dist_info, device)
             elapsed = elapsed_before + time.perf_counter() - t_start
-            if step % cfg.log_every == 0 or done:
+            if step % cfg.log_every == 0 or done or preempted:
                 record = distributed.mean_over_ranks(window.flush(), dist_info, device)
                 if main:
                     append_metrics(metrics_path, {"step": step, "split": "train", **record,
@@ -208,9 +219,17 @@ def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, d
                 append_metrics(metrics_path, {"step": step, "split": "val", **val_losses,
                                               "lr": scheduler.get_last_lr()[0], "elapsed_s": elapsed})
                 net.train()
-            if (step % cfg.checkpoint_every == 0 or done) and main:
-                save_checkpoint(ckpt_dir / f"ckpt_{step}.pt", model=model, optimizer=optimizer, scheduler=scheduler,
-                                step=step, elapsed_s=elapsed, params=params, seed=seed, fingerprint=fingerprint)
+            path = ckpt_dir / f"ckpt_{step}.pt"
+            if preempted and main:
+                append_metrics(metrics_path, {"step": step, "split": "event", "event": "preempted",
+                                              "signal": stop.signum, "checkpoint": str(path)})
+            if (step % cfg.checkpoint_every == 0 or done or preempted) and main:
+                save_checkpoint(path, model=model, optimizer=optimizer, scheduler=scheduler, step=step,
+                                elapsed_s=elapsed, params=params, seed=seed, fingerprint=fingerprint,
+                                sampler=sampler.state_dict(step), metrics=read_metric_lines(metrics_path))
+            if preempted:
+                distributed.barrier(dist_info)  # the checkpoint exists before any rank leaves
+                raise Preempted(stop.signum or 0, step, path if main else None)
             t_prev = time.perf_counter()
 
     # ---- final outputs (rank 0)

@@ -18,19 +18,27 @@ def append_metrics(path: Path, record: dict[str, Any]) -> None:
         fh.write(json.dumps(record, sort_keys=True) + "\n")
 
 
-def truncate_metrics(path: Path, *, after_step: int) -> None:
-    """Drop lines logged after `after_step` (all of them for a fresh start), so that a resumed run's log
-    reads as if it had never stopped."""
+def read_metric_lines(path: Path) -> list[str]:
+    """The complete lines of the log (a line cut short by a crash is left out)."""
     if not path.exists():
-        return
+        return []
     kept = []
     for line in path.read_text().splitlines():
         try:
-            if json.loads(line)["step"] <= after_step:
-                kept.append(line)
+            json.loads(line)["step"]
         except (json.JSONDecodeError, KeyError, TypeError):
-            continue  # a line cut short by a crash
-    write_text_atomic(path, "".join(line + "\n" for line in kept))
+            continue
+        kept.append(line)
+    return kept
+
+
+def restore_metrics(path: Path, history: list[str], *, after_step: int) -> None:
+    """Make the log read as if the run had never stopped: the lines a checkpoint carried (`history`),
+    or else the file's own, up to `after_step` (nothing for a fresh start)."""
+    lines = history if history else read_metric_lines(path)
+    kept = [line for line in lines if json.loads(line)["step"] <= after_step] if after_step > 0 else []
+    if kept or path.exists():
+        write_text_atomic(path, "".join(line + "\n" for line in kept))
 
 
 def last_metric(path: Path, split: str) -> float | None:

@@ -7,7 +7,8 @@ params["labels"] per jet). The loop (colliderflow.train.loop) only calls a task'
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import functools
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -20,8 +21,9 @@ from colliderflow.models.normalise import fit_normalisation
 from colliderflow.models.registry import MODEL_INPUTS
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.train.config import TrainConfig, label_values
-from colliderflow.train.data import Batch, Event, collate_events, event_keys, open_splits
-from colliderflow.train.jet_data import JetDataset, JetSubset, collate_jets, jet_files, split_train_val
+from colliderflow.train.data import Batch, Event, collate_events, event_index, open_splits
+from colliderflow.io.dataset_files import jet_files
+from colliderflow.train.jet_data import JetBatch, JetDataset, JetSubset, collate_jets, split_train_val
 from colliderflow.train.losses import LossConfig, mlpf_loss
 from colliderflow.train.sampling import SampleKeys
 
@@ -42,7 +44,16 @@ class Task:
         self.input_names = MODEL_INPUTS[model]
 
     def collate(self, items: list[Any]) -> Any:
+        return self.collate_fn(items)
+
+    @property
+    def collate_fn(self) -> Callable[[Any], Any]:
+        """items → batch, as a picklable function (DataLoader workers get a copy)."""
         raise NotImplementedError
+
+    def block_ends(self) -> np.ndarray | None:
+        """End offsets of the training set's storage blocks (sampling.EpochBatchSampler); None: unknown."""
+        return None
 
     def forward(self, model: nn.Module, batch: Any) -> Any:
         """batch → the model's inputs (registry.MODEL_INPUTS) → its output."""
@@ -82,9 +93,11 @@ class PFTask(Task):
         self.train_set = open_splits(tfds_dirs, "train")
         self.val_set = open_splits(tfds_dirs, "val", allow_empty=True)
         self.inputs = [Path(d) for d in tfds_dirs]
+        self._event_index: tuple[Any, np.ndarray, np.ndarray] | None = None
 
-    def collate(self, items: list[Event]) -> Batch:
-        return collate_events(items)
+    @property
+    def collate_fn(self) -> Callable[[list[Event]], Batch]:
+        return collate_events
 
     def loss(self, model: nn.Module, batch: Batch) -> dict[str, torch.Tensor]:
         # The residuals are measured in the model's per-type regression scale (see losses.mlpf_loss);
@@ -93,16 +106,17 @@ class PFTask(Task):
         scale = scale_of(batch.X) if scale_of is not None else None
         return mlpf_loss(self.forward(model, batch), batch.X, batch.ytarget, batch.mask, self.loss_cfg, scale=scale)
 
-    def lengths(self) -> list[int]:
-        getitems = getattr(self.train_set, "__getitems__", None)
-        out = []
-        for start in range(0, len(self.train_set), 1024):
-            idx = list(range(start, min(start + 1024, len(self.train_set))))
-            out += [len(ev["X"]) for ev in (getitems(idx) if getitems else [self.train_set[i] for i in idx])]
-        return out
+    def _index(self) -> tuple[Any, np.ndarray, np.ndarray]:
+        if self._event_index is None:
+            self._event_index = event_index(self.train_set)
+        return self._event_index
 
-    def sample_keys(self) -> list[tuple[str, int]]:
-        return event_keys(self.train_set)
+    def lengths(self) -> np.ndarray:
+        return self._index()[2]
+
+    def sample_keys(self) -> SampleKeys:
+        samples, event_ids, _ = self._index()
+        return SampleKeys(samples, event_ids)
 
     def prepare(self, model: nn.Module) -> None:
         if hasattr(model, "normaliser"):
@@ -137,8 +151,12 @@ class TaggingTask(Task):
         self.model = cfg.model
         self.inputs = files
 
-    def collate(self, items: list[Any]) -> Any:
-        return collate_jets(items, max_particles=self.max_particles)
+    @property
+    def collate_fn(self) -> Callable[[Any], JetBatch]:
+        return functools.partial(collate_jets, max_particles=self.max_particles)
+
+    def block_ends(self) -> np.ndarray:
+        return self.train_set.block_ends()
 
     def loss(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         logits = self.forward(model, batch).float()  # [B, C]
@@ -171,3 +189,24 @@ def make_task(cfg: TrainConfig, loss_cfg: LossConfig, paths: list[Path], val_pat
     if val_paths:
         raise ValueError("train: a separate validation dataset is for taggers; the PF task reads TFDS val splits")
     return PFTask(cfg, loss_cfg, paths)
+
+
+def make_loader(task: Task, sampler: torch.utils.data.Sampler[list[int]], *, num_workers: int,
+                device: torch.device, seed: int) -> torch.utils.data.DataLoader:
+    """The training DataLoader: the sampler names each batch in the main process, so the batch order is
+    the sampler's with or without workers; `num_workers` > 0 reads and collates in persistent worker
+    processes (spawned: array_record does not survive fork), each prefetching a few batches."""
+    workers: dict[str, Any] = {}
+    if num_workers > 0:
+        workers = {"num_workers": num_workers, "persistent_workers": True, "prefetch_factor": 4,
+                   "multiprocessing_context": "spawn"}
+    return torch.utils.data.DataLoader(
+        task.train_set,  # type: ignore[arg-type]  # any random-access sequence of items
+        batch_sampler=sampler,
+        collate_fn=task.collate_fn,
+        pin_memory=device.type == "cuda",
+        # The loader draws a base seed when iterated: from its own generator, not torch's global one,
+        # so that a resumed run's dropout stream is not shifted by that draw.
+        generator=torch.Generator().manual_seed(seed),
+        **workers,
+    )
