@@ -34,7 +34,7 @@ class TrainConfig:
     task: str | None = None  # pf | tagging; None: the model's own (registry.MODEL_TASKS)
     bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (sampling.EpochBatchSampler)
     num_workers: int = 0  # DataLoader worker processes (persistent, prefetching); 0: read in the training process
-    shuffle_buffer: int = 1 << 20  # items of one shuffle window (sampling); a smaller set is shuffled globally
+    shuffle_buffer: int = 1 << 17  # items of one shuffle window (sampling); a smaller set is shuffled globally
     # tagging only
     # jet_label values, or JetClass-II label names (with or without "label_"), to train on; class index =
     # position; None: every label present

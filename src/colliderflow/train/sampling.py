@@ -34,7 +34,7 @@ from colliderflow.config import derive_seed
 from colliderflow.train.data import _as_str
 
 MULTINOMIAL_MAX = 2**24  # torch.multinomial: "number of categories cannot exceed 2^24"
-DEFAULT_BUFFER_ITEMS = 1 << 20  # items of one shuffle window (the in-memory buffer)
+DEFAULT_BUFFER_ITEMS = 1 << 17  # items of one shuffle window (the in-memory buffer)
 DEFAULT_BLOCK_ITEMS = 4096  # block size when the dataset names no storage blocks
 _EVENT_ID_BITS = 40  # composite join key: sample code << 40 | event_id
 
@@ -69,6 +69,7 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
     MB for a moment rather than gigabytes.
     """
     import pandas as pd
+    import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
@@ -80,7 +81,10 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
         table = pq.read_table(path, columns=["sample", "event_id", "weight"])
     except (KeyError, OSError, ValueError) as exc:
         raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
-    encoded = pc.dictionary_encode(table.column("sample")).combine_chunks()
+    column = table.column("sample")
+    if pa.types.is_dictionary(column.type):
+        column = column.cast(pa.string())
+    encoded = pc.dictionary_encode(column).unify_dictionaries().combine_chunks()
     file_codes = encoded.indices.to_numpy(zero_copy_only=False)
     file_samples = [_as_str(s) for s in encoded.dictionary.to_pylist()]
     file_ids = table.column("event_id").to_numpy().astype(np.int64)
