@@ -140,18 +140,43 @@ def decode_row_group(table: pa.Table) -> RowGroup:
 
 @dataclass
 class RaggedJets:
-    """Some jets, their constituents concatenated: what a batched read returns (collate_jets pads it)."""
+    """Some jets, by reference into the arrays that hold their constituents: what a batched read returns.
 
-    features: np.ndarray  # [n_total, 17] float32
-    p4: np.ndarray  # [n_total, 4] float32
-    counts: np.ndarray  # [B] int64 constituents of each jet
-    labels: np.ndarray  # [B] int64 class index
-    # [B] position in the batch of each jet as stored here (None: the order asked for). A batched read
-    # keeps its rows grouped by row group and lets the padding scatter put them in place: one copy less.
-    position: np.ndarray | None = None
+    Jets come in segments (one per row group read); segment s holds `features`/`p4` arrays and, for each of
+    its jets, the first constituent row `starts` (its constituents are starts … starts + count). collate_jets
+    pads them with one gather-scatter per segment, so a constituent is copied once from the decoded row
+    group into the batch tensor.
+    """
+
+    segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (features [N, 17], p4 [N, 4], starts [b_s])
+    counts: np.ndarray  # [B] int64 constituents of each jet, segment by segment
+    labels: np.ndarray  # [B] int64 class index, segment by segment
+    position: np.ndarray  # [B] the batch row of each jet (the order it was asked for)
 
     def __len__(self) -> int:
         return len(self.counts)
+
+    @classmethod
+    def from_jets(cls, jets: list[Jet]) -> RaggedJets:
+        counts = np.array([len(j["p4"]) for j in jets], dtype=np.int64)
+        features = np.concatenate([j["features"] for j in jets]) if jets else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        p4 = np.concatenate([j["p4"] for j in jets]) if jets else np.zeros((0, 4), np.float32)
+        return cls([(features, p4, np.cumsum(counts) - counts)], counts,
+                   np.array([j["label"] for j in jets], dtype=np.int64), np.arange(len(jets)))
+
+    @property
+    def features(self) -> np.ndarray:
+        """[n_total, 17] the constituents' features, jet after jet in batch order (a copy)."""
+        parts, b = [], 0
+        for features, _, starts in self.segments:
+            n = self.counts[b : b + len(starts)]
+            parts.append(features[np.repeat(starts - np.cumsum(n) + n, n) + np.arange(int(n.sum()))])
+            b += len(starts)
+        stored = np.concatenate(parts) if parts else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        ends = np.cumsum(self.counts)
+        order = np.argsort(self.position, kind="stable")  # stored jets in batch order
+        n = self.counts[order]
+        return stored[np.repeat((ends - self.counts)[order] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))]
 
 
 class JetDataset(Sequence[Jet]):
@@ -278,22 +303,15 @@ class JetDataset(Sequence[Jet]):
         by_group = np.argsort(groups, kind="stable")  # jets grouped by row group, in storage order
         idx, groups = idx[by_group], groups[by_group]
         bounds = np.flatnonzero(np.diff(groups)) + 1
-        parts_f, parts_p, counts = [], [], []
+        segments, counts = [], []
         for sel in np.split(np.arange(len(idx)), bounds) if len(idx) else []:
             g = int(groups[sel[0]])
             rg = self._row_group(g)
             r = self.rows[idx[sel]] - self._rg_first_row[g]
-            a, n = rg.offsets[r], rg.offsets[r + 1] - rg.offsets[r]
-            src = np.repeat(a - np.cumsum(n) + n, n) + np.arange(int(n.sum()))  # constituent rows, jet by jet
-            parts_f.append(rg.features[src])
-            parts_p.append(rg.p4[src])
-            counts.append(n)
-        if not parts_f:
-            return RaggedJets(np.zeros((0, N_PARTICLE_FEATURES), np.float32), np.zeros((0, 4), np.float32),
-                              np.zeros(0, np.int64), np.zeros(0, np.int64))
-        features = parts_f[0] if len(parts_f) == 1 else np.concatenate(parts_f)
-        p4 = parts_p[0] if len(parts_p) == 1 else np.concatenate(parts_p)
-        return RaggedJets(features, p4, np.concatenate(counts).astype(np.int64), self.classes[idx], position=by_group)
+            segments.append((rg.features, rg.p4, rg.offsets[r]))
+            counts.append(rg.offsets[r + 1] - rg.offsets[r])
+        counts_all = np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
+        return RaggedJets(segments, counts_all, self.classes[idx], by_group)
 
     @property
     def features(self) -> np.ndarray:
@@ -375,22 +393,25 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     """Jets (a list of jet dicts, or a batched read) → one `JetBatch`, padded to min(longest jet,
     max_particles) (at least one row). A batched read is padded in one vectorised scatter."""
     if not isinstance(jets, RaggedJets):
-        n = np.array([len(j["p4"]) for j in jets], dtype=np.int64)
-        jets = RaggedJets(np.concatenate([j["features"] for j in jets]) if jets else np.zeros((0, N_PARTICLE_FEATURES), np.float32),
-                          np.concatenate([j["p4"] for j in jets]) if jets else np.zeros((0, 4), np.float32),
-                          n, np.array([j["label"] for j in jets], dtype=np.int64))
+        jets = RaggedJets.from_jets(jets)
     counts = jets.counts
     kept = np.minimum(counts, max_particles)  # the hardest constituents: they come first in the file
     n_max = max(1, int(kept.max()) if len(counts) else 1)
-    position = np.arange(len(counts)) if jets.position is None else jets.position  # [B] batch row of each jet
-    jet = np.repeat(position, kept)  # [K] destination jet of each kept constituent
+    jet = np.repeat(jets.position, kept)  # [K] destination batch row of each kept constituent
     slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)  # [K] its position in the jet
-    src = np.repeat(np.cumsum(counts) - counts, kept) + slot  # [K] its row in the concatenated arrays
+    starts = np.concatenate([seg[2] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
+    src = np.repeat(starts, kept) + slot  # [K] its row in its segment's arrays
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
     mask = np.zeros((len(counts), n_max), bool)
-    features[jet, slot], p4[jet, slot], mask[jet, slot] = jets.features[src], jets.p4[src], True
+    mask[jet, slot] = True
+    b = k = 0
+    for seg_features, seg_p4, seg_starts in jets.segments:  # one gather-scatter per row group
+        k_end = k + int(kept[b : b + len(seg_starts)].sum())
+        rows, cols, from_ = jet[k:k_end], slot[k:k_end], src[k:k_end]
+        features[rows, cols], p4[rows, cols] = seg_features[from_], seg_p4[from_]
+        b, k = b + len(seg_starts), k_end
     label = np.empty(len(counts), np.int64)
-    label[position] = jets.labels
+    label[jets.position] = jets.labels
     label = torch.from_numpy(label)
     return JetBatch(torch.from_numpy(features), torch.from_numpy(p4), torch.from_numpy(mask), label)
