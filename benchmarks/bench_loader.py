@@ -47,8 +47,10 @@ LABELS = (0, 1, 2)
 
 # ---- writing the datasets (once)
 
-def write_jets(root: Path, n: int) -> tuple[Path, Path]:
-    """`n` jets in shards under root/jets, and root/jet_weights.parquet; reused when complete."""
+def write_jets(root: Path, n: int, distinct: int | None = None) -> tuple[Path, Path]:
+    """`n` jets in shards under root/jets, and root/jet_weights.parquet; reused when complete. With
+    `distinct`, only that many shards are generated and the others are hard links to them (the same
+    jets under other names: what is measured — keys, weights, memory, reading — does not care)."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -61,8 +63,14 @@ def write_jets(root: Path, n: int) -> tuple[Path, Path]:
     stems, rows, w = [], [], []
     for k, start in enumerate(range(0, n, JETS_PER_FILE)):
         size = min(JETS_PER_FILE, n - start)
-        table = synthetic_jet_table(size, seed=k, labels=LABELS)
-        pq.write_table(table, data / f"train_{k:04d}.parquet", row_group_size=ROW_GROUP)
+        path = data / f"train_{k:04d}.parquet"
+        if distinct is not None and k >= distinct and size == JETS_PER_FILE:
+            path.unlink(missing_ok=True)
+            path.hardlink_to(data / f"train_{k % distinct:04d}.parquet")
+            table = pq.read_table(path, columns=["jet_label"])
+        else:
+            table = synthetic_jet_table(size, seed=k, labels=LABELS)
+            pq.write_table(table, path, row_group_size=ROW_GROUP)
         stems.append(np.full(size, k, np.int32))
         rows.append(np.arange(size, dtype=np.int64))
         labels = table.column("jet_label").to_numpy()
@@ -245,6 +253,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=256)
     parser.add_argument("--workers", type=int, default=0)
     parser.add_argument("--max-samples", type=int, default=None, help="read only this many samples of each epoch")
+    parser.add_argument("--distinct-shards", type=int, default=None,
+                        help="generate only this many jet shards of 100k; the others are hard links to them")
     parser.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "colliderflow-bench-loader")
     parser.add_argument("--child", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--data", default=None, help=argparse.SUPPRESS)
@@ -255,7 +265,7 @@ def main() -> None:
         return
     todo = []
     if args.jets:
-        todo.append(("jets", *write_jets(args.cache / f"jets_{args.jets}", args.jets)))
+        todo.append(("jets", *write_jets(args.cache / f"jets_{args.jets}", args.jets, args.distinct_shards)))
     if args.events:
         todo.append(("events", *write_events(args.cache / f"events_{args.events}", args.events)))
     for kind, data, weights in todo:
