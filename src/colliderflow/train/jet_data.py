@@ -193,7 +193,7 @@ class JetDataset(Sequence[Jet]):
     """
 
     def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None,
-                 cache_bytes: int = 768 << 20) -> None:
+                 cache_bytes: int = 512 << 20) -> None:
         if not paths:
             raise ValueError("no jet Parquet file given")
         self.paths = [Path(p) for p in paths]

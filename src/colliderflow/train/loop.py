@@ -6,12 +6,14 @@ datasets, per-element losses) and "tagging" (ParT or PELICAN on JetClass-II Parq
 cross-entropy over the classes of params["labels"] per jet). Read top to bottom, the loop is:
 
     open data (task) ─▶ join the torchrun job if any ─▶ seed everything ─▶ build model (+ fit the feature normalisation) ─▶ AdamW, warm-up+cosine
-      ─▶ resume from the newest checkpoint in output_dir/checkpoints if it is an unfinished run of the
-         same config and seed (otherwise start over, see `resumable_checkpoint`)
-      ─▶ for each step: batch ─▶ forward ─▶ loss ─▶ backward ─▶ clip ─▶ step
+      ─▶ resume from the newest readable checkpoint in output_dir/checkpoints if it is an unfinished run
+         of the same config and seed (otherwise start over, see checkpoint.resumable_checkpoint)
+      ─▶ for each step: batch (sampler in this process, reading in DataLoader workers if num_workers)
+           ─▶ forward ─▶ loss ─▶ backward ─▶ clip ─▶ step
            every log_every steps: a "train" line in metrics.jsonl
            every eval_every steps (and at the end): validation loss, a "val" line
            every checkpoint_every steps (and at the end): output_dir/checkpoints/ckpt_<step>.pt
+           on SIGUSR1 / SIGTERM: a checkpoint now, then exit 75 so that the retry resumes (preemption.py)
       ─▶ output_dir/model.pt, output_dir/provenance.json
 
 Resuming is exact on CPU: the batch order is a pure function of (seed, step) (sampling.EpochBatchSampler),
@@ -20,7 +22,8 @@ torch / numpy / python RNG states (dropout draws from torch's). Two runs with th
 same weights bit for bit on CPU; on CUDA, bf16 autocast and the kernels make them only close.
 
 Data parallel: under torchrun (RANK / WORLD_SIZE set) each process takes a disjoint slice of every
-global batch (batch_size is the global size), DDP averages gradients (gloo on CPU, NCCL on GPU), and
+global batch (batch_size is the global size; a set larger than one shuffle window is split by window, so
+ranks read disjoint shards), DDP averages gradients (gloo on CPU, NCCL on GPU), and
 only rank 0 writes metrics, checkpoints, the model and provenance; every rank resumes from the same
 checkpoint. With dropout 0 a DDP run reproduces the single-process run of the same global batch up to
 float rounding (the gradient mean is summed in another order); dropout masks are drawn from the same

@@ -268,20 +268,21 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
                 derive_seed(self.seed, "train-buckets", epoch, self.rank))
             for c in range(first_chunk):  # replay the shuffles of the chunks before
                 torch.randperm(min(k, n_steps - c * k), generator=bucket_gen)
-        pending: list[torch.Tensor] = []
-        have = 0
+        buffer, pos = torch.zeros(0, dtype=torch.int64), 0  # the current window's draws, read up to pos
         chunk = first_chunk
         stream = self._stream(epoch, first_chunk * k * b)
         while chunk * k < n_steps:
             n_batches = min(k, n_steps - chunk * k)
             want = n_batches * b
-            while have < want:
-                part = next(stream)
-                pending.append(part)
-                have += len(part)
-            flat = torch.cat(pending)
-            pending, have = [flat[want:]], have - want
-            flat = flat[:want]
+            if len(buffer) - pos < want:  # (a copy of the window's tail only when a chunk spans windows)
+                parts = [buffer[pos:]]
+                have = len(parts[0])
+                while have < want:
+                    parts.append(next(stream))
+                    have += len(parts[-1])
+                buffer, pos = torch.cat(parts), 0
+            flat = buffer[pos : pos + want]
+            pos += want
             if bucket_gen is not None and self.lengths is not None:
                 flat = flat[torch.argsort(self.lengths[flat], stable=True)]
                 batches = flat.view(n_batches, b)[torch.randperm(n_batches, generator=bucket_gen)]
