@@ -18,8 +18,8 @@ and one line per kind is printed:
 
     <kind>: <n> samples, peak RSS <x> MB, loader <y> samples/s, raw read <z> samples/s, ratio <r>
 
-ratio = loader / raw read (goal ≥ 0.7); peak RSS is the loader process's high-water mark plus its
-workers' (goal ≤ 1.5 GB at 1M jets and 200k events, and the same at 10M jets).
+ratio = loader / raw read (goal ≥ 0.7); peak RSS is the loader process's high-water mark (VmHWM) plus
+its workers' (goal ≤ 1.5 GB at 1M jets and 200k events, and the same at 10M jets).
 
     nice -n 10 python benchmarks/bench_loader.py --jets 1000000 --events 200000 [--workers 0] [--cache DIR]
 """
@@ -131,10 +131,13 @@ def write_events(root: Path, n: int) -> tuple[Path, Path]:
 
 # ---- measuring (each in its own process)
 
-def _peak_rss_mb() -> float:
-    own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
-    return (own + children) / 1024  # kB on Linux
+def _peak_rss_mb(workers: int) -> float:
+    """This process's high-water mark (VmHWM: ru_maxrss would carry over the parent's peak across exec),
+    plus the largest worker's times the number of workers (they have exited by now)."""
+    own = next(int(line.split()[1]) for line in Path("/proc/self/status").read_text().splitlines()
+               if line.startswith("VmHWM:"))
+    children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss * workers
+    return (own + children) / 1024  # kB
 
 
 def loader_jets(data: Path, weights: Path, *, batch: int, workers: int, max_samples: int | None) -> dict[str, Any]:
@@ -178,7 +181,8 @@ def _iterate(dataset: Any, sampler: Any, collate: Any, workers: int, t0: float, 
     for batch in loader:
         n += len(batch)
     seconds = time.perf_counter() - t1
-    return {"samples": n, "seconds": seconds, "setup_s": setup, "peak_rss_mb": _peak_rss_mb()}
+    del loader  # persistent workers exit, so that their peak is counted
+    return {"samples": n, "seconds": seconds, "setup_s": setup, "peak_rss_mb": _peak_rss_mb(workers)}
 
 
 def raw_jets(data: Path, max_samples: int | None) -> dict[str, Any]:
