@@ -197,35 +197,45 @@ class JetDataset(Sequence[Jet]):
         if not paths:
             raise ValueError("no jet Parquet file given")
         self.paths = [Path(p) for p in paths]
-        metas = [_parquet(p).metadata for p in self.paths]
-        file_labels = [_read_column(p, "jet_label").astype(np.int64) for p in self.paths]
+        # Row counts of every row group, per file (the footers only; the metadata objects are not kept).
+        self.rg_ends: list[np.ndarray] = []  # per file: end row of each row group
+        for p in self.paths:
+            meta = _parquet(p).metadata
+            self.rg_ends.append(np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)],
+                                          dtype=np.int64))
         if labels is None:
-            labels = sorted(set(np.unique(np.concatenate(file_labels)).tolist()) - {-1})
+            found: set[int] = set()
+            for p in self.paths:
+                found |= set(np.unique(_read_column(p, "jet_label")).tolist())
+            labels = sorted(found - {-1})
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
         self.labels = [int(x) for x in labels]
-        classes, file_index, rows = [], [], []
-        self.rg_ends: list[np.ndarray] = []  # per file: end row of each row group
-        for k, (path, meta, label) in enumerate(zip(self.paths, metas, file_labels, strict=True)):
-            self.rg_ends.append(np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)]))
-            class_index = class_indices(label, self.labels)
+        # Per kept jet: class (int16), file (int32), row in its file (int64), global row group (int32): 18
+        # bytes a jet, filled file by file into arrays sized from the footers (no per-file lists to join).
+        total = int(sum(int(e[-1]) if len(e) else 0 for e in self.rg_ends))
+        self.classes = np.empty(total, np.int16)  # [n_jets] class index
+        self.file_index = np.empty(total, np.int32)  # [n_jets] file of each jet
+        self.rows = np.empty(total, np.int64)  # [n_jets] row of each jet in its file
+        self.row_group = np.empty(total, np.int32)  # [n_jets] global row group (numbered over all files)
+        n = rg_base = 0
+        for k, (path, ends) in enumerate(zip(self.paths, self.rg_ends, strict=True)):
+            class_index = class_indices(_read_column(path, "jet_label").astype(np.int64), self.labels)
             keep = class_index >= 0
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
                          path, int((~keep).sum()), len(keep))
-            classes.append(class_index[keep].astype(np.int64))
-            file_index.append(np.full(int(keep.sum()), k, dtype=np.int32))
-            rows.append(np.nonzero(keep)[0])
-        self.classes = np.concatenate(classes)  # [n_jets]
+            kept_rows = np.flatnonzero(keep)
+            m = n + len(kept_rows)
+            self.classes[n:m] = class_index[keep]
+            self.file_index[n:m] = k
+            self.rows[n:m] = kept_rows
+            self.row_group[n:m] = rg_base + np.searchsorted(ends, kept_rows, side="right")
+            n, rg_base = m, rg_base + len(ends)
+        self.classes, self.file_index = self.classes[:n], self.file_index[:n]
+        self.rows, self.row_group = self.rows[:n], self.row_group[:n]
         self.stems = [p.stem for p in self.paths]  # [n_files] what a jet's file is called in weights files
-        self.file_index = np.concatenate(file_index)  # [n_jets] file of each jet
-        self.rows = np.concatenate(rows).astype(np.int64)  # [n_jets] row of each jet in its file
-        # [n_jets] global row group of each jet (row groups numbered over all files in order)
-        rg_base = np.concatenate([[0], np.cumsum([len(e) for e in self.rg_ends])])
-        self.row_group = np.empty(len(self.rows), np.int64)
-        for k, ends in enumerate(self.rg_ends):
-            sel = self.file_index == k
-            self.row_group[sel] = rg_base[k] + np.searchsorted(ends, self.rows[sel], side="right")
+        pa.default_memory_pool().release_unused()  # the label columns' buffers
         self._rg_file = np.repeat(np.arange(len(self.paths)), [len(e) for e in self.rg_ends])
         self._rg_local = np.concatenate([np.arange(len(e)) for e in self.rg_ends])
         self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])

@@ -36,7 +36,7 @@ from colliderflow.train.data import _as_str
 MULTINOMIAL_MAX = 2**24  # torch.multinomial: "number of categories cannot exceed 2^24"
 DEFAULT_BUFFER_ITEMS = 1 << 17  # items of one shuffle window (the in-memory buffer)
 DEFAULT_BLOCK_ITEMS = 4096  # block size when the dataset names no storage blocks
-_EVENT_ID_BITS = 40  # composite join key: sample code << 40 | event_id
+_CHUNK = 1 << 20  # keys joined at a time
 
 
 class SampleKeys(NamedTuple):
@@ -55,67 +55,114 @@ class SampleKeys(NamedTuple):
         return cls(samples, np.array([int(e) for _, e in pairs], dtype=np.int64))
 
 
-def _composite(codes: np.ndarray, event_ids: np.ndarray) -> np.ndarray:
-    return (codes.astype(np.int64) << _EVENT_ID_BITS) | event_ids.astype(np.int64)
-
-
 def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int]]) -> torch.Tensor:
     """Per-item weights [len(keys)] float64 from a Parquet file with columns sample, event_id, weight.
 
     Every training item must have a weight: a missing one means the weights were computed for other
     data, which would silently bias the sampling, so it is an error naming the file. The join works on
-    integer codes (the file's sample column dictionary-encoded by Arrow, the keys factorized by pandas)
-    and one sorted int64 key per row: no Python object per row, so ten million jets cost a few hundred
-    MB for a moment rather than gigabytes.
+    integer codes (the file's sample column dictionary-encoded by Arrow, the keys' samples as codes) and a
+    table indexed by event_id per sample (`_lookup`): no Python object and no string per row, so ten million
+    jets cost a few hundred MB for a moment rather than gigabytes.
     """
     import pandas as pd
     import pyarrow as pa
-    import pyarrow.compute as pc
-    import pyarrow.parquet as pq
 
     path = Path(path)
     wanted = keys if isinstance(keys, SampleKeys) else SampleKeys.from_pairs(keys)
     if not path.is_file():
         raise ValueError(f"{path}: sampling-weights file does not exist")
     try:
-        table = pq.read_table(path, columns=["sample", "event_id", "weight"])
-    except (KeyError, OSError, ValueError) as exc:
+        file_codes, file_samples, file_ids, values = _read_weights(path)
+    except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
-    column = table.column("sample")
-    if pa.types.is_dictionary(column.type):
-        column = column.cast(pa.string())
-    encoded = pc.dictionary_encode(column).unify_dictionaries().combine_chunks()
-    file_codes = encoded.indices.to_numpy(zero_copy_only=False)
-    file_samples = [_as_str(s) for s in encoded.dictionary.to_pylist()]
-    file_ids = table.column("event_id").to_numpy().astype(np.int64)
-    if file_ids.size and (file_ids.min() < 0 or file_ids.max() >= 1 << _EVENT_ID_BITS):
-        raise ValueError(f"{path}: event_id outside [0, 2^{_EVENT_ID_BITS})")
-    file_key = _composite(file_codes, file_ids)
-    del file_codes, file_ids
-    order = np.argsort(file_key, kind="stable")
-    sorted_key = file_key[order]
-    del file_key
-    if sorted_key.size > 1 and (sorted_key[1:] == sorted_key[:-1]).any():
-        raise ValueError(f"{path}: duplicate (sample, event_id) rows")
+    if file_ids.size and file_ids.min() < 0:
+        raise ValueError(f"{path}: negative event_id")
 
-    key_codes, key_samples = pd.factorize(wanted.samples)
-    known = pd.Index(file_samples).get_indexer([_as_str(s) for s in key_samples])  # key sample → file code
-    key_codes = np.where(key_codes >= 0, known[key_codes] if known.size else -1, -1)
+    if isinstance(wanted.samples, pd.Categorical):  # a code per item already: no hashing of strings
+        key_codes, key_samples = wanted.samples.codes, list(wanted.samples.categories)
+    else:
+        key_codes, key_samples = pd.factorize(wanted.samples)
+    known = pd.Index(file_samples).get_indexer([_as_str(s) for s in key_samples]).astype(np.int32)
+    key_file = known[key_codes] if known.size else np.full(len(key_codes), -1, np.int32)  # [n] file code
+    key_file[np.asarray(key_codes) < 0] = -1
     event_ids = np.asarray(wanted.event_ids, np.int64)
-    want = _composite(np.maximum(key_codes, 0), event_ids)
-    pos = np.minimum(np.searchsorted(sorted_key, want), max(sorted_key.size - 1, 0))
-    found = (key_codes >= 0) & (sorted_key.size > 0)
-    if sorted_key.size:
-        found &= sorted_key[pos] == want
-    missing = np.flatnonzero(~found)
+    rows = _lookup(file_codes, file_ids, len(file_samples), key_file, event_ids, path)
+    missing = np.flatnonzero(rows < 0)
     if missing.size:
         first = (_as_str(np.asarray(wanted.samples[missing[0]])), int(event_ids[missing[0]]))
-        raise ValueError(f"{path}: no weight for {missing.size} of {found.size} training events, e.g. {first}")
-    values = table.column("weight").to_numpy().astype(np.float64)
-    weights = torch.from_numpy(values[order[pos]])
+        raise ValueError(f"{path}: no weight for {missing.size} of {rows.size} training events, e.g. {first}")
+    weights = torch.from_numpy(values[rows])
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
+    pa.default_memory_pool().release_unused()
     return weights
+
+
+def _read_weights(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
+    """(sample code [n] int32, sample names, event_id [n] int64, weight [n] float64) of a weights file,
+    read a batch at a time into preallocated arrays (a whole-table read holds twice the data for a while)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    pf = pq.ParquetFile(path)
+    n = pf.metadata.num_rows
+    codes, ids, weights = np.empty(n, np.int32), np.empty(n, np.int64), np.empty(n, np.float64)
+    names: dict[str, int] = {}
+    start = 0
+    for batch in pf.iter_batches(batch_size=1 << 16, columns=["sample", "event_id", "weight"], use_threads=False):
+        sample = batch.column(0)
+        encoded = sample if pa.types.is_dictionary(sample.type) else pc.dictionary_encode(sample)
+        local = np.array([names.setdefault(_as_str(v), len(names)) for v in encoded.dictionary.to_pylist()],
+                         dtype=np.int32)
+        end = start + batch.num_rows
+        codes[start:end] = local[encoded.indices.to_numpy(zero_copy_only=False)]
+        ids[start:end] = batch.column(1).to_numpy(zero_copy_only=False)
+        weights[start:end] = batch.column(2).to_numpy(zero_copy_only=False)
+        start = end
+    return codes, list(names), ids, weights
+
+
+def _lookup(file_codes: np.ndarray, file_ids: np.ndarray, n_codes: int, key_codes: np.ndarray,
+            key_ids: np.ndarray, path: Path) -> np.ndarray:
+    """Row of the weights file of each key (-1: none). Keys are (sample code, event_id); code -1: unknown.
+
+    When each sample's event ids are dense (jets: the row in the file; PF: event numbers), a table
+    indexed by (sample base + event_id) does it in a few int arrays; otherwise one sorted int64 key per
+    row and a binary search.
+    """
+    n = len(file_codes)
+    max_id = np.full(n_codes, -1, np.int64)
+    np.maximum.at(max_id, file_codes, file_ids)
+    size = int((max_id + 1).sum())
+    if size <= 4 * n + 1024:
+        base = np.concatenate([[0], np.cumsum(max_id + 1)]).astype(np.int64)
+        table = np.full(size, -1, np.int64 if n >= 2**31 else np.int32)
+        for a in range(0, n, _CHUNK):
+            table[base[file_codes[a : a + _CHUNK]] + file_ids[a : a + _CHUNK]] = np.arange(a, min(a + _CHUNK, n))
+        if int((table >= 0).sum()) != n:
+            raise ValueError(f"{path}: duplicate (sample, event_id) rows")
+        rows = np.full(len(key_codes), -1, np.int64)
+        for a in range(0, len(key_codes), _CHUNK):  # in chunks: the temporaries stay small
+            codes, ids = key_codes[a : a + _CHUNK], key_ids[a : a + _CHUNK]
+            valid = codes >= 0
+            valid[valid] &= ids[valid] <= max_id[codes[valid]]
+            rows[a : a + _CHUNK][valid] = table[base[codes[valid]] + ids[valid]]
+        return rows
+    rows = np.full(len(key_codes), -1, np.int64)
+    for code in range(n_codes):  # few samples (PF: one per physics sample): a sorted search per sample
+        file_rows = np.flatnonzero(file_codes == code)
+        order = np.argsort(file_ids[file_rows], kind="stable")
+        ids = file_ids[file_rows][order]
+        if ids.size > 1 and (ids[1:] == ids[:-1]).any():
+            raise ValueError(f"{path}: duplicate (sample, event_id) rows")
+        mine = np.flatnonzero(key_codes == code)
+        if not mine.size or not ids.size:
+            continue
+        pos = np.minimum(np.searchsorted(ids, key_ids[mine]), ids.size - 1)
+        hit = ids[pos] == key_ids[mine]
+        rows[mine[hit]] = file_rows[order[pos[hit]]]
+    return rows
 
 
 def weighted_draws(weights: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:
