@@ -35,7 +35,6 @@ import torch
 from colliderflow.io.dataset_files import jet_files  # noqa: F401  (re-exported)
 from colliderflow.synthetic import synthetic_jet_table  # noqa: F401  (re-exported)
 from colliderflow.train.sampling import SampleKeys
-from colliderflow.weights.histogram import class_indices
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +89,15 @@ def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energ
         f[:, i] = column
     np.nan_to_num(f, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
     return np.ascontiguousarray(f)
+
+
+def _class_index(jet_label: np.ndarray, labels: list[int]) -> np.ndarray:
+    """[n] position of each jet_label in `labels`, -1 when absent (a sorted search: no lookup table, which
+    a stray huge label would blow up, and no numba import for the training process)."""
+    order = np.argsort(labels)
+    values = np.asarray(labels, dtype=np.int64)[order]
+    pos = np.minimum(np.searchsorted(values, jet_label), len(values) - 1)
+    return np.where(values[pos] == jet_label, order[pos], -1)
 
 
 def _parquet(path: Path) -> pq.ParquetFile:
@@ -193,7 +201,7 @@ class JetDataset(Sequence[Jet]):
     """
 
     def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None,
-                 cache_bytes: int = 512 << 20) -> None:
+                 cache_bytes: int = 384 << 20) -> None:
         if not paths:
             raise ValueError("no jet Parquet file given")
         self.paths = [Path(p) for p in paths]
@@ -220,7 +228,7 @@ class JetDataset(Sequence[Jet]):
         self.row_group = np.empty(total, np.int32)  # [n_jets] global row group (numbered over all files)
         n = rg_base = 0
         for k, (path, ends) in enumerate(zip(self.paths, self.rg_ends, strict=True)):
-            class_index = class_indices(_read_column(path, "jet_label").astype(np.int64), self.labels)
+            class_index = _class_index(_read_column(path, "jet_label").astype(np.int64), self.labels)
             keep = class_index >= 0
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
@@ -278,7 +286,10 @@ class JetDataset(Sequence[Jet]):
 
     # ---- reading
 
-    def _row_group(self, g: int) -> RowGroup:
+    def _row_group(self, g: int, *, keep: frozenset[int] = frozenset()) -> RowGroup:
+        """Row group g, decoded (from the cache when there). Least recently used groups are evicted beyond
+        cache_bytes, except those in `keep` (the rest of the batch being read): a batch that spans two
+        windows would otherwise evict the new window's groups it has just read."""
         cached = self._cache.get(g)
         if cached is not None:
             self._cache.move_to_end(g)
@@ -291,8 +302,10 @@ class JetDataset(Sequence[Jet]):
         decoded = decode_row_group(table)
         self._cache[g] = decoded
         total = sum(r.nbytes for r in self._cache.values())
-        while total > self.cache_bytes and len(self._cache) > 1:
-            total -= self._cache.popitem(last=False)[1].nbytes
+        for old in [k for k in self._cache if k not in keep and k != g]:  # oldest first
+            if total <= self.cache_bytes:
+                break
+            total -= self._cache.pop(old).nbytes
         return decoded
 
     def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
@@ -314,9 +327,10 @@ class JetDataset(Sequence[Jet]):
         idx, groups = idx[by_group], groups[by_group]
         bounds = np.flatnonzero(np.diff(groups)) + 1
         segments, counts = [], []
+        needed = frozenset(np.unique(groups).tolist())
         for sel in np.split(np.arange(len(idx)), bounds) if len(idx) else []:
             g = int(groups[sel[0]])
-            rg = self._row_group(g)
+            rg = self._row_group(g, keep=needed)
             r = self.rows[idx[sel]] - self._rg_first_row[g]
             segments.append((rg.features, rg.p4, rg.offsets[r]))
             counts.append(rg.offsets[r + 1] - rg.offsets[r])
@@ -414,12 +428,14 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
     mask = np.zeros((len(counts), n_max), bool)
-    mask[jet, slot] = True
+    dest = jet * n_max + slot  # [K] flat row of each kept constituent in the [B * N] padded arrays
+    mask.reshape(-1)[dest] = True
+    flat_features, flat_p4 = features.reshape(-1, N_PARTICLE_FEATURES), p4.reshape(-1, 4)
     b = k = 0
     for seg_features, seg_p4, seg_starts in jets.segments:  # one gather-scatter per row group
         k_end = k + int(kept[b : b + len(seg_starts)].sum())
-        rows, cols, from_ = jet[k:k_end], slot[k:k_end], src[k:k_end]
-        features[rows, cols], p4[rows, cols] = seg_features[from_], seg_p4[from_]
+        to, from_ = dest[k:k_end], src[k:k_end]
+        flat_features[to], flat_p4[to] = seg_features[from_], seg_p4[from_]
         b, k = b + len(seg_starts), k_end
     label = np.empty(len(counts), np.int64)
     label[jets.position] = jets.labels
