@@ -25,9 +25,10 @@ from typing import Any
 import pyarrow.parquet as pq
 import torch
 
-from colliderflow.data import collate_events, fit_normalisation, synthetic_events
-from colliderflow.jet_data import JetDataset, collate_jets, synthetic_jet_table
-from colliderflow.losses import LossConfig, mlpf_loss
+from colliderflow.models.normalise import fit_normalisation
+from colliderflow.train.data import collate_events, synthetic_events
+from colliderflow.train.jet_data import JetDataset, collate_jets, synthetic_jet_table
+from colliderflow.train.losses import LossConfig, mlpf_loss
 from colliderflow.models import build_model, count_parameters
 from colliderflow.models.registry import MODEL_INPUTS
 from colliderflow.train import make_optimizer

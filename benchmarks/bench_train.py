@@ -30,10 +30,12 @@ from typing import Any
 
 import torch
 
-from colliderflow import data
+from colliderflow.train import data
 from colliderflow.config import load_yaml
-from colliderflow.data import EpochBatchSampler, collate_events, fit_normalisation, synthetic_events
-from colliderflow.losses import LossConfig, mlpf_loss
+from colliderflow.models.normalise import fit_normalisation
+from colliderflow.train.data import collate_events, synthetic_events
+from colliderflow.train.sampling import EpochBatchSampler
+from colliderflow.train.losses import LossConfig, mlpf_loss
 from colliderflow.models import build_model, count_parameters
 from colliderflow.models.mlpf import fit_regression_standardisation
 from colliderflow.train import make_optimizer, train

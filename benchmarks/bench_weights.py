@@ -25,9 +25,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.data import SampleKeys, read_sampling_weights
+from colliderflow.train.sampling import SampleKeys, read_sampling_weights
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
-from colliderflow.jet_data import synthetic_jet_table
+from colliderflow.train.jet_data import synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.weights import compute_weights_from_files, reweight_events

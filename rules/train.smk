@@ -1,7 +1,8 @@
 # train: the particle-flow model (train.model) on the TFDS datasets of the particle-flow samples, and each
 # tagger of tagger.models on the jet dataset; all sampled with the weights stage's weights.
 # Checkpoints live beside the model. A retried attempt (a killed or pre-empted job) resumes from the
-# newest unfinished checkpoint written with the same train config; anything else starts over.
+# newest unfinished checkpoint written with the same train config; anything else starts over. On SIGUSR1 or
+# SIGTERM training checkpoints and exits with 75, so that the retry (profiles: retries) resumes.
 
 
 rule train:

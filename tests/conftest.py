@@ -21,7 +21,7 @@ def one_torch_thread() -> Iterator[None]:
 
 class MemoryTfds:
     """TFDS directories that exist on disk (so path checks are real) but whose splits are served from
-    memory through `colliderflow.data.open_split`, so model tests need no dataset build."""
+    memory through `colliderflow.train.data.open_split`, so model tests need no dataset build."""
 
     def __init__(self, root: Path) -> None:
         self.root = root
@@ -39,7 +39,7 @@ class MemoryTfds:
 
 @pytest.fixture()
 def memory_tfds(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> MemoryTfds:
-    from colliderflow import data
+    from colliderflow.train import data
 
     tfds = MemoryTfds(tmp_path)
     monkeypatch.setattr(data, "open_split", tfds.open_split)

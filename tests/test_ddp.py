@@ -12,7 +12,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow.jet_data import synthetic_jet_table
+from colliderflow.train.jet_data import synthetic_jet_table
 from colliderflow.train import train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

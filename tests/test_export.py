@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from colliderflow.cli import main
-from colliderflow.export import example_inputs, export_onnx
+from colliderflow.models.export import example_inputs, export_onnx
 from colliderflow.models import build_model
 from colliderflow.models.registry import MODEL_INPUTS
 from colliderflow.train import save_model

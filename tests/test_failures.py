@@ -16,7 +16,7 @@ import pytest
 import torch
 from workflow_api import copy_project
 
-from colliderflow.data import synthetic_events
+from colliderflow.train.data import synthetic_events
 from colliderflow.io.parquet import write_parquet_atomic
 from colliderflow.io.tfds_writer import build_tfds
 

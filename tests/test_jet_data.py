@@ -10,8 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow.data import EpochBatchSampler
-from colliderflow.jet_data import (
+from colliderflow.train.sampling import EpochBatchSampler
+from colliderflow.train.jet_data import (
     N_PARTICLE_FEATURES,
     JetDataset,
     collate_jets,

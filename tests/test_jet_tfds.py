@@ -13,7 +13,7 @@ import pytest
 
 from colliderflow.io.jet_tfds import build_jet_tfds, jet_split_files, open_jet_split
 from colliderflow.io.tfds_reader import find_version_dir, split_sizes
-from colliderflow.jet_data import synthetic_jet_table
+from colliderflow.train.jet_data import synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_COLUMNS
 from colliderflow.jetset import assemble_jet_dataset
 

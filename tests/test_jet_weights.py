@@ -10,8 +10,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from colliderflow.data import EpochBatchSampler, read_sampling_weights
-from colliderflow.jet_data import JetDataset, split_train_val, synthetic_jet_table
+from colliderflow.train.sampling import EpochBatchSampler, read_sampling_weights
+from colliderflow.train.jet_data import JetDataset, split_train_val, synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.weights.jet_files import compute_jet_weights_from_files

@@ -12,7 +12,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 import pytest
 
-from colliderflow.jet_data import synthetic_jet_table
+from colliderflow.train.jet_data import synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
 from colliderflow.jetset import SPLITS, assemble_jet_dataset, input_identity, split_codes
 

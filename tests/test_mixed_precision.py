@@ -13,7 +13,9 @@ import math
 import pytest
 import torch
 
-from colliderflow.data import collate_events, fit_normalisation, synthetic_events
+from colliderflow.models.normalise import fit_normalisation
+from colliderflow.synthetic import synthetic_events
+from colliderflow.train.data import collate_events
 from colliderflow.models import build_model
 from colliderflow.models.mlpf import link_features, proximity_kernels, track_cluster_distance2
 from colliderflow.models.part import pair_features

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from colliderflow.data import ElementNormaliser, collate_events, fit_normalisation, synthetic_events
+from colliderflow.models.normalise import ElementNormaliser, fit_normalisation
+from colliderflow.train.data import collate_events, synthetic_events
 from colliderflow.models import MLPF, MLPFConfig, MLPFOutput, build_model, count_parameters
 from colliderflow.models.mlpf import (
     LINK_DR,

@@ -10,7 +10,8 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow.data import fit_normalisation, synthetic_events
+from colliderflow.models.normalise import fit_normalisation
+from colliderflow.train.data import synthetic_events
 from colliderflow.evaluate import predict as predict_mod
 from colliderflow.evaluate.predict import predict
 from colliderflow.io.parquet import row_list_type

@@ -16,7 +16,7 @@ import torch
 from colliderflow.evaluate import tagging_run
 from colliderflow.evaluate.predict_tagger import predict_tagger
 from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
-from colliderflow.jet_data import N_PARTICLE_FEATURES, JetDataset, collate_jets, synthetic_jet_table
+from colliderflow.train.jet_data import N_PARTICLE_FEATURES, JetDataset, collate_jets, synthetic_jet_table
 from colliderflow.models import build_model, load_trained
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.train import save_model, train

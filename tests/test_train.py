@@ -13,10 +13,11 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow import data
-from colliderflow import train as train_mod
-from colliderflow.data import EpochBatchSampler, synthetic_events
-from colliderflow.losses import LossConfig, focal_loss, mlpf_loss
+from colliderflow.train import data
+from colliderflow.train import loop as train_mod
+from colliderflow.train.data import synthetic_events
+from colliderflow.train.sampling import EpochBatchSampler
+from colliderflow.train.losses import LossConfig, focal_loss, mlpf_loss
 from colliderflow.models import MLPFOutput, load_trained
 from colliderflow.models.mlpf import regression_targets
 from colliderflow.train import train
@@ -205,9 +206,11 @@ def test_resume_continues_exactly(datasets: dict, tmp_path: Path, monkeypatch: p
     ws, wr = _weights(straight), _weights(resumed)
     assert all(torch.equal(ws[k], wr[k]) for k in ws)
     def strip(records: list[dict]) -> list[tuple]:
-        return [(r["step"], r["split"], r["loss"], r["lr"]) for r in records]
+        return [(r["step"], r["split"], r["loss"], r["lr"]) for r in records if r["split"] != "event"]
 
     assert strip(_metrics(resumed)) == strip(_metrics(straight))
+    events = [r for r in _metrics(resumed) if r["split"] == "event"]
+    assert [(r["event"], r["step"]) for r in events] == [("resumed", 10)]
 
 
 def test_checkpoint_and_model_contents(datasets: dict, tmp_path: Path) -> None:
@@ -242,15 +245,16 @@ def test_weighted_sampling_from_parquet(datasets: dict, tmp_path: Path, caplog: 
     path = tmp_path / "weights.parquet"
     pq.write_table(pa.table({"sample": [s for s, _ in rows], "event_id": [e for _, e in rows],
                              "weight": [1.0 if s == "qq" else 0.0 for s, _ in rows]}), path)
-    summary = _run(dirs, tmp_path / "run", weights=path, max_steps=4)
+    summary = _run(dirs, tmp_path / "run", weights=path, max_steps=4, checkpoint_every=2)
     assert summary["step"] == 4
+    (tmp_path / "run" / "checkpoints" / "ckpt_4.pt").unlink()  # as if it had stopped at step 2
     assert str(path) in json.loads((tmp_path / "run" / "provenance.json").read_text())["inputs"]
 
     # New weights for the same config: the unfinished-looking longer run must not resume on old inputs.
     pq.write_table(pa.table({"sample": [s for s, _ in rows], "event_id": [e for _, e in rows],
                              "weight": [1.0] * len(rows)}), path)
     with caplog.at_level(logging.WARNING, logger="colliderflow.train"):
-        _run(dirs, tmp_path / "run", weights=path, max_steps=6)
+        _run(dirs, tmp_path / "run", weights=path, max_steps=4, checkpoint_every=2)
     assert "input datasets or weights changed" in caplog.text
 
     pq.write_table(pa.table({"sample": ["qq"], "event_id": [0], "weight": [1.0]}), path)
@@ -285,8 +289,13 @@ def test_resume_only_continues_an_unfinished_run_of_the_same_config(
     caplog.set_level(logging.INFO, logger="colliderflow.train")
     out = tmp_path / "run"
     _run(list(datasets), out, max_steps=10)
-    _run(list(datasets), out, max_steps=12)  # longer training of the same config: continues
-    assert "resumed from" in caplog.text and "ckpt_10.pt at step 10" in caplog.text
+    # max_steps raised after the run finished: retrained from the start (the schedule depends on
+    # max_steps), giving exactly what a fresh run of the new config gives
+    _run(list(datasets), out, max_steps=12)
+    assert "another seed or train config" in caplog.text and "resumed from" not in caplog.text
+    _run(list(datasets), tmp_path / "fresh12", max_steps=12)
+    w, fresh = _weights(out), _weights(tmp_path / "fresh12")
+    assert all(torch.equal(w[k], fresh[k]) for k in w)
     caplog.clear()
 
     _run(list(datasets), out, max_steps=12)  # finished: redone from scratch (e.g. after a code change)

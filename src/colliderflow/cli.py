@@ -383,7 +383,7 @@ def _cmd_evaluate(args: argparse.Namespace) -> None:
 
 
 def _cmd_export(args: argparse.Namespace) -> None:
-    from colliderflow.export import export_onnx
+    from colliderflow.models.export import export_onnx
 
     export_onnx(args.model_dir, args.output)
 
@@ -569,8 +569,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.DEBUG if args.verbose else logging.INFO,
         format="%(asctime)s %(name)s %(levelname)s %(message)s",
     )
+    from colliderflow.train.preemption import PREEMPTED_EXIT_CODE, Preempted
+
     try:
         args.func(args)
+    except Preempted as exc:  # a checkpoint is written: exit so that the workflow manager retries
+        log.warning("%s", exc)
+        return PREEMPTED_EXIT_CODE
     except (ValueError, FileNotFoundError, OSError) as exc:
         # Bad input: one clear line naming the file and the problem, no traceback noise.
         log.error("%s", exc)

@@ -22,8 +22,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
-from colliderflow.data import Event, collate_events, open_splits
 from colliderflow.devices import check_precision, inference_autocast, resolve_device
+from colliderflow.train.data import Event, collate_events, open_splits
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.parquet import canonicalize_table, row_list_type
 from colliderflow.models.mlpf import decode_particles

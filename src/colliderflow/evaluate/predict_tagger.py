@@ -37,7 +37,7 @@ from torch import nn
 
 from colliderflow.devices import check_precision, inference_autocast, resolve_device
 from colliderflow.io.atomic import atomic_path
-from colliderflow.jet_data import JetDataset, collate_jets, jet_files
+from colliderflow.train.jet_data import JetDataset, collate_jets, jet_files
 from colliderflow.models.registry import MODEL_FILE, MODEL_INPUTS, MODEL_TASKS, load_trained
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
 from colliderflow.train import TrainConfig
@@ -200,7 +200,7 @@ def predict_tagger(
 ) -> dict[str, Any]:
     """Write `output` (Parquet, atomically): the tagger in `model_dir` applied to every jet of `inputs`.
 
-    inputs: JetClass-II Parquet files or directories of them (jet_data.jet_files), read one file at a
+    inputs: JetClass-II Parquet files or directories of them (colliderflow.io.dataset_files.jet_files), read one file at a
     time, in the order given. label_table: the names of the jet_label values ("jetclass2" or a list);
     None: the names recorded with the model, else JetClass-II's table. device, precision: where and how the
     model runs (colliderflow.devices). Returns {"jets", "jets_per_class", "jets_skipped", "files", "seconds",

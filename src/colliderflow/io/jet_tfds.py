@@ -8,7 +8,7 @@ A file that is not inside a split directory is an error naming it.
 A record is one jet. The reader (`open_jet_split`) returns every JetClass-II column under its own name
 (list columns as 1-d arrays of the column's dtype, per-jet columns as numpy scalars of that dtype), plus
 `sample` (the file stem) and `event_id` (the row in the file), the key sampling weights are joined on,
-the same as colliderflow.jet_data.JetDataset uses. Stems must therefore be unique over the inputs
+the same as colliderflow.train.jet_data.JetDataset uses. Stems must therefore be unique over the inputs
 (jetset's are). On disk a record holds a few blocks instead of 54 features (`BLOCKS`, also written to
 the dataset metadata): per particle collection (part, genpart, aux_genpart) one [n, k] float32 block of
 its float columns and one [n, k] int32 block of its integer and boolean columns, and one float32 and one

@@ -222,12 +222,13 @@ def build_tfds(parquet_files: list[Path], *, name: str, output_dir: Path) -> Pat
         "units": "GeV for energies and momenta, mm for lengths, ns for times, radians for angles",
     }
     prepare_array_record(_builder_class(), name=name, version=VERSION, description=f"dataset {name}",
-                         files_per_split=per_split, metadata=metadata, output_dir=output_dir)
+                         files_per_split=per_split, metadata=metadata, output_dir=output_dir, write_keys=True)
     return output_dir / BUILDER_NAME / name / VERSION
 
 
 def prepare_array_record(builder_cls: type, *, name: str, version: str, description: str,
-                         files_per_split: dict[str, list[Path]], metadata: dict[str, Any], output_dir: Path) -> None:
+                         files_per_split: dict[str, list[Path]], metadata: dict[str, Any], output_dir: Path,
+                         write_keys: bool = False) -> None:
     """Run a TFDS builder of this project (it takes `files_per_split` and `metadata`) into `output_dir`.
 
     One place for what every dataset here does alike: array_record files, built in a temporary directory
@@ -253,3 +254,7 @@ def prepare_array_record(builder_cls: type, *, name: str, version: str, descript
             ),
         )
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
+        if write_keys:  # the records' keys for training (io.tfds_keys), before the directory is published
+            from colliderflow.io.tfds_keys import write_split_keys
+
+            write_split_keys(Path(builder.data_dir))

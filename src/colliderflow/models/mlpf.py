@@ -51,7 +51,7 @@ import torch
 from torch import nn
 
 from colliderflow.config import dataclass_from_section
-from colliderflow.data import ElementNormaliser, element_type_index
+from colliderflow.models.normalise import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.models.precision import full_precision
 from colliderflow.schema import (

@@ -9,7 +9,7 @@
 The pairwise bias is what distinguishes ParT from a plain set transformer: the attention between two
 particles starts from physics (their relative kT, momentum sharing, angle and invariant mass), so the
 network need not rediscover them from the per-particle features. Four-momenta are (px, py, pz, E) in
-GeV, the layout of colliderflow.jet_data. No positional encoding: the logits are invariant under
+GeV, the layout of colliderflow.train.jet_data. No positional encoding: the logits are invariant under
 permutations of the real particles and under padding.
 
 Mixed precision: the pair features (rapidities, angles, kT, z, m² and their logs) are computed in float32
@@ -46,7 +46,7 @@ def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> Non
 class ParTConfig:
     """The `train.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
 
-    num_features: int = 17  # per-particle inputs, colliderflow.jet_data.PARTICLE_FEATURES
+    num_features: int = 17  # per-particle inputs, colliderflow.train.jet_data.PARTICLE_FEATURES
     num_classes: int = 10
     embedding_dim: int = 128
     embed_hidden: int = 512  # hidden width of the particle-embedding MLP

@@ -10,8 +10,8 @@ differs for jets:
   weaver's reweight_vars can read from the same files, so the weights this stage writes and the ones
   weaver would make from the config of `weaver_config` agree (absent keys take weaver's defaults on
   both sides).
-* Keys are (sample, event_id) = (file stem, row in the file), what colliderflow.jet_data.JetDataset keys
-  jets by and colliderflow.data.read_sampling_weights looks up. Stems must be unique over the inputs;
+* Keys are (sample, event_id) = (file stem, row in the file), what colliderflow.train.jet_data.JetDataset keys
+  jets by and colliderflow.train.sampling.read_sampling_weights looks up. Stems must be unique over the inputs;
   the assembled dataset's file names (colliderflow.jetset) are. Rows come out sorted by (stem, row).
 * Every row of every input gets a weight: the stage does not know which jets the trainer will hold out
   for validation, and a lookup table that covers more keys than needed is harmless.
@@ -35,9 +35,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.jet_data import jet_files
 from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import output_set
+from colliderflow.io.dataset_files import jet_files
 from colliderflow.jetschema import schema_differences
 from colliderflow.ntuplize.jet_labels import label_name
 from colliderflow.provenance import provenance_record, write_provenance

@@ -35,12 +35,16 @@ def example_inputs(model_name: str, model: nn.Module, *, batch: int, length: int
     n_real[0] = length
     mask = torch.arange(length)[None, :] < n_real[:, None]  # [B, N]
     if model_name == "mlpf":
-        from colliderflow.data import collate_events, synthetic_events
+        from colliderflow.synthetic import synthetic_events
 
         events = synthetic_events(batch, seed=seed, min_elements=1, max_elements=length)
         events[0] = synthetic_events(1, seed=seed + 1, min_elements=length, max_elements=length)[0]
-        b = collate_events(events)
-        return {"X": b.X, "mask": b.mask}
+        n_max = max(len(ev["X"]) for ev in events)
+        X = torch.zeros(batch, n_max, events[0]["X"].shape[1])  # [B, N, 17], zero padding
+        for i, ev in enumerate(events):
+            X[i, : len(ev["X"])] = torch.from_numpy(ev["X"])
+        n_real = torch.tensor([len(ev["X"]) for ev in events])
+        return {"X": X, "mask": torch.arange(n_max)[None, :] < n_real[:, None]}
     # Physical constituents: pT 1–100 GeV near one axis, massless.
     pt = torch.exp(torch.rand(batch, length, generator=gen) * 4.6)
     eta = torch.randn(batch, length, generator=gen) * 0.3

@@ -2,7 +2,7 @@
 
 torchrun sets RANK, WORLD_SIZE and LOCAL_RANK; without them (a plain `colliderflow train`) everything
 here is a no-op and training is single-process. Backend: NCCL between GPUs, gloo on CPU (what CI tests).
-Each rank trains on a disjoint slice of every global batch (data.EpochBatchSampler), DDP averages the
+Each rank trains on a disjoint slice of every global batch (sampling.EpochBatchSampler), DDP averages the
 gradients, and only rank 0 writes files.
 """
 
@@ -110,3 +110,12 @@ def mean_over_ranks(values: dict[str, float], info: DistInfo, device: torch.devi
     t = torch.tensor([float(values[k]) for k in keys], dtype=torch.float64, device=device)
     dist.all_reduce(t)  # sum over ranks
     return {k: float(v) / info.world_size for k, v in zip(keys, t.tolist(), strict=True)}
+
+
+def any_over_ranks(flag: bool, info: DistInfo, device: torch.device) -> bool:
+    """True on every rank when it is True on any (a signal may reach one rank first); no-op when single."""
+    if not info.enabled:
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)

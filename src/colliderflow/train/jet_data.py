@@ -1,0 +1,443 @@
+"""JetClass-II Parquet shards → padded constituent tensors and class labels, for the jet taggers.
+
+* `JetDataset` — one or more shards as a random-access sequence of jets (dicts), read row group by row
+  group on demand (features computed vectorised per row group, a bounded cache); a batched read
+  (`__getitems__`) returns the jets' constituents concatenated. Jets whose `jet_label` is not in the
+  label list are dropped (counted).
+* `collate_jets` — jets → a `JetBatch` padded to the batch's longest jet (up to max_particles).
+* `split_train_val` — a fixed, seed-independent train/validation split of the jets.
+* `synthetic_jet_table` — a table in the exact JetClass-II schema with a learnable rule, for tests and
+  benchmarks.
+
+A jet is {"features" (n, 17) float32, "p4" (n, 4) float32, "label" int (class index), "n_particles",
+"sample" (file stem), "event_id" (row in its file)}. (sample, event_id) is also what sampling weights are
+keyed by, so colliderflow.train.sampling.read_sampling_weights serves both tasks. Four-momenta are (px, py, pz, E)
+in GeV; constituents stay in the file's order (descending pT), so truncation keeps the hardest.
+"""
+
+from __future__ import annotations
+
+import logging
+import zlib
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import torch
+
+from colliderflow.io.dataset_files import jet_files  # noqa: F401  (re-exported)
+from colliderflow.synthetic import synthetic_jet_table  # noqa: F401  (re-exported)
+from colliderflow.train.sampling import SampleKeys
+
+log = logging.getLogger(__name__)
+
+Jet = dict[str, Any]
+
+# Per-particle inputs of ParT ("kin + pid + trk"), in this order. Centres and scales are the fixed
+# ones of the JetClass data configuration: a fixed transform needs no fitting and is the same for every
+# shard, so a model trained on one production reads another.
+PARTICLE_FEATURES: tuple[str, ...] = (
+    "log_pt", "log_energy", "log_pt_rel", "log_energy_rel", "delta_r", "deta", "dphi",
+    "charge", "is_charged_hadron", "is_neutral_hadron", "is_photon", "is_electron", "is_muon",
+    "tanh_d0", "d0_err", "tanh_dz", "dz_err",
+)
+N_PARTICLE_FEATURES = len(PARTICLE_FEATURES)
+PART_COLUMNS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "part_dphi", "part_d0val",
+                "part_d0err", "part_dzval", "part_dzerr", "part_charge", "part_isChargedHadron",
+                "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon")
+JET_COLUMNS = ("jet_pt", "jet_energy", "jet_label")
+TINY = 1e-8
+
+
+def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
+    """A list column → (flat values, counts per jet)."""
+    arr = column.combine_chunks()
+    counts = pc.list_value_length(arr).to_numpy(zero_copy_only=False).astype(np.int64)
+    return pc.list_flatten(arr).to_numpy(zero_copy_only=False), counts
+
+
+def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray) -> np.ndarray:
+    """[n_total, 17] float32 from flat constituent columns and each constituent's jet pT and energy."""
+    px, py = cols["part_px"], cols["part_py"]
+    pt = np.hypot(px, py)
+    energy = cols["part_energy"]
+    deta, dphi = cols["part_deta"], cols["part_dphi"]
+    columns = [
+        (np.log(np.maximum(pt, TINY)) - 1.7) * 0.7,
+        (np.log(np.maximum(energy, TINY)) - 2.0) * 0.7,
+        (np.log(np.maximum(pt / np.maximum(jet_pt, TINY), TINY)) + 4.7) * 0.7,
+        (np.log(np.maximum(energy / np.maximum(jet_energy, TINY), TINY)) + 4.7) * 0.7,
+        (np.hypot(deta, dphi) - 0.2) * 4.0,
+        deta, dphi,
+        cols["part_charge"],
+        cols["part_isChargedHadron"], cols["part_isNeutralHadron"], cols["part_isPhoton"],
+        cols["part_isElectron"], cols["part_isMuon"],
+        np.tanh(cols["part_d0val"]), np.clip(cols["part_d0err"], 0.0, 1.0),
+        np.tanh(cols["part_dzval"]), np.clip(cols["part_dzerr"], 0.0, 1.0),
+    ]
+    # Column by column into a column-major array (each value cast to float32 once, as a stack then
+    # astype would, without the [n, 17] float64 intermediate), then one transpose copy.
+    f = np.empty((len(pt), N_PARTICLE_FEATURES), np.float32, order="F")
+    for i, column in enumerate(columns):
+        f[:, i] = column
+    np.nan_to_num(f, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(f)
+
+
+def _class_index(jet_label: np.ndarray, labels: list[int]) -> np.ndarray:
+    """[n] position of each jet_label in `labels`, -1 when absent (a sorted search: no lookup table, which
+    a stray huge label would blow up, and no numba import for the training process)."""
+    order = np.argsort(labels)
+    values = np.asarray(labels, dtype=np.int64)[order]
+    pos = np.minimum(np.searchsorted(values, jet_label), len(values) - 1)
+    return np.where(values[pos] == jet_label, order[pos], -1)
+
+
+def _parquet(path: Path) -> pq.ParquetFile:
+    if not path.is_file():
+        raise ValueError(f"{path}: jet Parquet file does not exist")
+    try:
+        return pq.ParquetFile(path)
+    except (OSError, ValueError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
+
+
+def _read_column(path: Path, name: str) -> np.ndarray:
+    try:
+        return pq.read_table(path, columns=[name]).column(name).to_numpy()
+    except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
+
+
+def _read_labels(path: Path) -> np.ndarray:
+    _parquet(path)
+    return _read_column(path, "jet_label")
+
+
+@dataclass
+class RowGroup:
+    """One decoded Parquet row group: every jet's constituent features, in file order."""
+
+    features: np.ndarray  # [n_particles_total, 17] float32
+    p4: np.ndarray  # [n_particles_total, 4] float32
+    offsets: np.ndarray  # [n_rows + 1] int64, jet r's constituents are offsets[r]:offsets[r + 1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes
+
+
+def decode_row_group(table: pa.Table) -> RowGroup:
+    """Constituent columns of some jets → features and four-momenta, vectorised over all constituents."""
+    flat = {}
+    for name in PART_COLUMNS:
+        flat[name], n = _flat(table.column(name))
+        flat[name] = flat[name].astype(np.float32)
+    jet_of = np.repeat(np.arange(len(n)), n)  # [n_total] jet index of each constituent
+    f = particle_features(flat, table.column("jet_pt").to_numpy()[jet_of], table.column("jet_energy").to_numpy()[jet_of])
+    p4 = np.stack([flat["part_px"], flat["part_py"], flat["part_pz"], flat["part_energy"]], axis=1)
+    return RowGroup(f, p4, np.concatenate([[0], np.cumsum(n)]))
+
+
+@dataclass
+class RaggedJets:
+    """Some jets, by reference into the arrays that hold their constituents: what a batched read returns.
+
+    Jets come in segments (one per row group read); segment s holds `features`/`p4` arrays and, for each of
+    its jets, the first constituent row `starts` (its constituents are starts … starts + count). collate_jets
+    pads them with one gather-scatter per segment, so a constituent is copied once from the decoded row
+    group into the batch tensor.
+    """
+
+    segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (features [N, 17], p4 [N, 4], starts [b_s])
+    counts: np.ndarray  # [B] int64 constituents of each jet, segment by segment
+    labels: np.ndarray  # [B] int64 class index, segment by segment
+    position: np.ndarray  # [B] the batch row of each jet (the order it was asked for)
+
+    def __len__(self) -> int:
+        return len(self.counts)
+
+    @classmethod
+    def from_jets(cls, jets: list[Jet]) -> RaggedJets:
+        counts = np.array([len(j["p4"]) for j in jets], dtype=np.int64)
+        features = np.concatenate([j["features"] for j in jets]) if jets else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        p4 = np.concatenate([j["p4"] for j in jets]) if jets else np.zeros((0, 4), np.float32)
+        return cls([(features, p4, np.cumsum(counts) - counts)], counts,
+                   np.array([j["label"] for j in jets], dtype=np.int64), np.arange(len(jets)))
+
+    @property
+    def features(self) -> np.ndarray:
+        """[n_total, 17] the constituents' features, jet after jet in batch order (a copy)."""
+        parts, b = [], 0
+        for features, _, starts in self.segments:
+            n = self.counts[b : b + len(starts)]
+            parts.append(features[np.repeat(starts - np.cumsum(n) + n, n) + np.arange(int(n.sum()))])
+            b += len(starts)
+        stored = np.concatenate(parts) if parts else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        ends = np.cumsum(self.counts)
+        order = np.argsort(self.position, kind="stable")  # stored jets in batch order
+        n = self.counts[order]
+        return stored[np.repeat((ends - self.counts)[order] - np.cumsum(n) + n, n) + np.arange(int(n.sum()))]
+
+
+class JetDataset(Sequence[Jet]):
+    """The jets of some JetClass-II Parquet shards whose `jet_label` is in `labels`, in file order,
+    read row group by row group on demand.
+
+    labels: the jet_label values to train on; class index = position in this list; None: every label
+    present in the files, sorted (a run then records the list it found). Opening reads only the
+    `jet_label` column and the files' footers (the keys: file, row, class of every kept jet, 16 bytes a
+    jet); constituents are read and their features computed a row group at a time, when a jet is asked
+    for, and kept in a per-process cache of at most `cache_bytes` (least recently used goes first). A
+    training run asks for jets window by window (sampling.EpochBatchSampler, `block_ends`), so each row
+    group is decoded about once an epoch and memory does not grow with the dataset.
+    """
+
+    def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None,
+                 cache_bytes: int = 384 << 20) -> None:
+        if not paths:
+            raise ValueError("no jet Parquet file given")
+        self.paths = [Path(p) for p in paths]
+        # Row counts of every row group, per file (the footers only; the metadata objects are not kept).
+        self.rg_ends: list[np.ndarray] = []  # per file: end row of each row group
+        for p in self.paths:
+            meta = _parquet(p).metadata
+            self.rg_ends.append(np.cumsum([meta.row_group(g).num_rows for g in range(meta.num_row_groups)],
+                                          dtype=np.int64))
+        if labels is None:
+            found: set[int] = set()
+            for p in self.paths:
+                found |= set(np.unique(_read_column(p, "jet_label")).tolist())
+            labels = sorted(found - {-1})
+        if len(set(labels)) != len(labels) or not labels:
+            raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
+        self.labels = [int(x) for x in labels]
+        # Per kept jet: class (int16), file (int32), row in its file (int64), global row group (int32): 18
+        # bytes a jet, filled file by file into arrays sized from the footers (no per-file lists to join).
+        total = int(sum(int(e[-1]) if len(e) else 0 for e in self.rg_ends))
+        self.classes = np.empty(total, np.int16)  # [n_jets] class index
+        self.file_index = np.empty(total, np.int32)  # [n_jets] file of each jet
+        self.rows = np.empty(total, np.int64)  # [n_jets] row of each jet in its file
+        self.row_group = np.empty(total, np.int32)  # [n_jets] global row group (numbered over all files)
+        n = rg_base = 0
+        for k, (path, ends) in enumerate(zip(self.paths, self.rg_ends, strict=True)):
+            class_index = _class_index(_read_column(path, "jet_label").astype(np.int64), self.labels)
+            keep = class_index >= 0
+            if not keep.all():
+                log.info("%s: %d of %d jets have a label outside the label list and are skipped",
+                         path, int((~keep).sum()), len(keep))
+            kept_rows = np.flatnonzero(keep)
+            m = n + len(kept_rows)
+            self.classes[n:m] = class_index[keep]
+            self.file_index[n:m] = k
+            self.rows[n:m] = kept_rows
+            self.row_group[n:m] = rg_base + np.searchsorted(ends, kept_rows, side="right")
+            n, rg_base = m, rg_base + len(ends)
+        self.classes, self.file_index = self.classes[:n], self.file_index[:n]
+        self.rows, self.row_group = self.rows[:n], self.row_group[:n]
+        self.stems = [p.stem for p in self.paths]  # [n_files] what a jet's file is called in weights files
+        pa.default_memory_pool().release_unused()  # the label columns' buffers
+        self._rg_file = np.repeat(np.arange(len(self.paths)), [len(e) for e in self.rg_ends])
+        self._rg_local = np.concatenate([np.arange(len(e)) for e in self.rg_ends])
+        self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])
+        self.cache_bytes = cache_bytes
+        self._cache: OrderedDict[int, RowGroup] = OrderedDict()
+        self._n_particles: np.ndarray | None = None
+
+    # ---- keys and layout (no constituent is read)
+
+    def __len__(self) -> int:
+        return len(self.classes)
+
+    @property
+    def samples(self) -> pd.Categorical:
+        """[n_jets] the file stem of each jet, as codes into `stems` (no Python string per jet)."""
+        return pd.Categorical.from_codes(self.file_index, categories=pd.Index(self.stems, dtype=object))
+
+    @property
+    def n_particles(self) -> np.ndarray:
+        """[n_jets] constituents of each jet (the `jet_nparticles` column; read on first use)."""
+        if self._n_particles is None:
+            counts = [_read_column(p, "jet_nparticles").astype(np.int64) for p in self.paths]
+            self._n_particles = np.concatenate([counts[k][self.rows[self.file_index == k]]
+                                                for k in range(len(self.paths))])
+        return self._n_particles
+
+    def block_ends(self) -> np.ndarray:
+        """End offsets (in jet order) of the runs of jets that share a row group: the storage blocks."""
+        change = np.flatnonzero(np.diff(self.row_group)) + 1
+        return np.concatenate([change, [len(self)]]).astype(np.int64)
+
+    def keys(self) -> list[tuple[str, int]]:
+        """(sample, event_id) of every jet, what sampling weights are keyed by."""
+        stems = np.asarray(self.stems, dtype=object)[self.file_index]
+        return list(zip(stems.tolist(), self.rows.tolist(), strict=True))
+
+    def key_arrays(self) -> SampleKeys:
+        """`keys` as arrays, for joining with a weights file without a Python object per jet."""
+        return SampleKeys(self.samples, self.rows)
+
+    # ---- reading
+
+    def _row_group(self, g: int, *, keep: frozenset[int] = frozenset()) -> RowGroup:
+        """Row group g, decoded (from the cache when there). Least recently used groups are evicted beyond
+        cache_bytes, except those in `keep` (the rest of the batch being read): a batch that spans two
+        windows would otherwise evict the new window's groups it has just read."""
+        cached = self._cache.get(g)
+        if cached is not None:
+            self._cache.move_to_end(g)
+            return cached
+        path = self.paths[self._rg_file[g]]
+        try:
+            table = pq.ParquetFile(path).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
+        except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
+            raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
+        decoded = decode_row_group(table)
+        self._cache[g] = decoded
+        total = sum(r.nbytes for r in self._cache.values())
+        for old in [k for k in self._cache if k not in keep and k != g]:  # oldest first
+            if total <= self.cache_bytes:
+                break
+            total -= self._cache.pop(old).nbytes
+        return decoded
+
+    def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
+        index = int(index)
+        if not 0 <= index < len(self):
+            raise IndexError(f"jet index {index} out of range for {len(self)} jets")
+        g = int(self.row_group[index])
+        rg = self._row_group(g)
+        r = int(self.rows[index] - self._rg_first_row[g])
+        a, b = int(rg.offsets[r]), int(rg.offsets[r + 1])
+        return {"features": rg.features[a:b], "p4": rg.p4[a:b], "label": int(self.classes[index]),
+                "n_particles": b - a, "sample": self.stems[self.file_index[index]], "event_id": int(self.rows[index])}
+
+    def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
+        """Many jets in one call, vectorised per row group; returned in the order asked for."""
+        idx = np.asarray(indices, dtype=np.int64)
+        groups = self.row_group[idx]
+        by_group = np.argsort(groups, kind="stable")  # jets grouped by row group, in storage order
+        idx, groups = idx[by_group], groups[by_group]
+        bounds = np.flatnonzero(np.diff(groups)) + 1
+        segments, counts = [], []
+        needed = frozenset(np.unique(groups).tolist())
+        for sel in np.split(np.arange(len(idx)), bounds) if len(idx) else []:
+            g = int(groups[sel[0]])
+            rg = self._row_group(g, keep=needed)
+            r = self.rows[idx[sel]] - self._rg_first_row[g]
+            segments.append((rg.features, rg.p4, rg.offsets[r]))
+            counts.append(rg.offsets[r + 1] - rg.offsets[r])
+        counts_all = np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
+        return RaggedJets(segments, counts_all, self.classes[idx], by_group)
+
+    @property
+    def features(self) -> np.ndarray:
+        """[n_total, 17] every kept jet's constituent features (reads the whole set: for small files)."""
+        return self.__getitems__(np.arange(len(self))).features  # in order: jets are stored by row group
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
+        return state
+
+
+class JetSubset(Sequence[Jet]):
+    """Some jets of a JetDataset, by index; keeps `n_particles`, `keys` and blocks for bucketing and weights."""
+
+    def __init__(self, dataset: JetDataset, indices: np.ndarray) -> None:
+        self.dataset = dataset
+        self.indices = np.asarray(indices, dtype=np.int64)
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    @property
+    def n_particles(self) -> np.ndarray:
+        return self.dataset.n_particles[self.indices]
+
+    def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
+        return self.dataset[int(self.indices[int(index)])]
+
+    def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
+        return self.dataset.__getitems__(self.indices[np.asarray(indices, dtype=np.int64)])
+
+    def block_ends(self) -> np.ndarray:
+        change = np.flatnonzero(np.diff(self.dataset.row_group[self.indices])) + 1
+        return np.concatenate([change, [len(self)]]).astype(np.int64)
+
+    def keys(self) -> list[tuple[str, int]]:
+        keys = self.dataset.keys()
+        return [keys[i] for i in self.indices.tolist()]
+
+    def key_arrays(self) -> SampleKeys:
+        return SampleKeys(self.dataset.samples[self.indices], self.dataset.rows[self.indices])
+
+
+def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset, JetSubset]:
+    """A fixed split: jets whose (file, row) hash below val_fraction are validation.
+
+    Hashing (sample, row) rather than permuting with the training seed keeps the validation set the
+    same across seeds and when shards are added, so validation losses stay comparable.
+    """
+    if not 0.0 <= val_fraction < 1.0:
+        raise ValueError(f"train.val_fraction: expected a value in [0, 1), got {val_fraction!r}")
+    file_codes = np.array([zlib.crc32(s.encode()) for s in dataset.stems], dtype=np.uint64)
+    sample_code = file_codes[dataset.file_index]
+    h = (dataset.rows.astype(np.uint64) * np.uint64(2654435761) + sample_code) % np.uint64(2**32)
+    u = h.astype(np.float64) / 2**32
+    is_val = u < val_fraction
+    return JetSubset(dataset, np.nonzero(~is_val)[0]), JetSubset(dataset, np.nonzero(is_val)[0])
+
+
+@dataclass
+class JetBatch:
+    """Jets padded to the longest of the batch (capped at max_particles); padding rows are zero."""
+
+    features: torch.Tensor  # [B, N, 17] float32
+    p4: torch.Tensor  # [B, N, 4] float32, (px, py, pz, E)
+    mask: torch.Tensor  # [B, N] bool, True for real particles
+    label: torch.Tensor  # [B] int64 class index
+
+    def to(self, device: torch.device | str) -> JetBatch:
+        nb = torch.device(device).type == "cuda"
+        return JetBatch(*(t.to(device, non_blocking=nb) for t in (self.features, self.p4, self.mask, self.label)))
+
+    def __len__(self) -> int:
+        return self.label.shape[0]
+
+
+def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> JetBatch:
+    """Jets (a list of jet dicts, or a batched read) → one `JetBatch`, padded to min(longest jet,
+    max_particles) (at least one row). A batched read is padded in one vectorised scatter."""
+    if not isinstance(jets, RaggedJets):
+        jets = RaggedJets.from_jets(jets)
+    counts = jets.counts
+    kept = np.minimum(counts, max_particles)  # the hardest constituents: they come first in the file
+    n_max = max(1, int(kept.max()) if len(counts) else 1)
+    jet = np.repeat(jets.position, kept)  # [K] destination batch row of each kept constituent
+    slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)  # [K] its position in the jet
+    starts = np.concatenate([seg[2] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
+    src = np.repeat(starts, kept) + slot  # [K] its row in its segment's arrays
+    features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
+    p4 = np.zeros((len(counts), n_max, 4), np.float32)
+    mask = np.zeros((len(counts), n_max), bool)
+    dest = jet * n_max + slot  # [K] flat row of each kept constituent in the [B * N] padded arrays
+    mask.reshape(-1)[dest] = True
+    flat_features, flat_p4 = features.reshape(-1, N_PARTICLE_FEATURES), p4.reshape(-1, 4)
+    b = k = 0
+    for seg_features, seg_p4, seg_starts in jets.segments:  # one gather-scatter per row group
+        k_end = k + int(kept[b : b + len(seg_starts)].sum())
+        to, from_ = dest[k:k_end], src[k:k_end]
+        flat_features[to], flat_p4[to] = seg_features[from_], seg_p4[from_]
+        b, k = b + len(seg_starts), k_end
+    label = np.empty(len(counts), np.int64)
+    label[jets.position] = jets.labels
+    label = torch.from_numpy(label)
+    return JetBatch(torch.from_numpy(features), torch.from_numpy(p4), torch.from_numpy(mask), label)

@@ -1,0 +1,82 @@
+"""The batch sampler's streaming windows, weighted draws beyond torch.multinomial's 2^24 cap, exact resume."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from colliderflow.train.sampling import MULTINOMIAL_MAX, EpochBatchSampler, weighted_draws
+
+BLOCKS = np.arange(10, 101, 10)  # 10 blocks of 10 items
+
+
+def _batches(**kw: object) -> list[list[int]]:
+    return list(EpochBatchSampler(100, batch_size=4, seed=3, block_ends=BLOCKS, buffer_items=30, **kw))
+
+
+def test_windowed_epoch_is_a_permutation_read_window_by_window() -> None:
+    sampler = EpochBatchSampler(100, batch_size=4, seed=3, block_ends=BLOCKS, buffer_items=30)
+    windows, counts = sampler.windows(0)
+    assert [sum(e - a for a, e in w) for w in windows] == [30, 30, 30, 10] == counts.tolist()
+    order = sampler.epoch_order(0).numpy()
+    assert sorted(order.tolist()) == list(range(100))
+    # the stream visits a window's blocks only, then the next window's: blocks never interleave across windows
+    block = order // 10
+    window_of_block = {a // 10: i for i, w in enumerate(windows) for a, _ in w}
+    assert (np.diff([window_of_block[b] for b in block]) >= 0).all()
+    assert not np.array_equal(sampler.epoch_order(1).numpy(), order)  # each epoch reshuffles the blocks
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("bucket", [0, 3])
+def test_windowed_sampler_resumes_exactly(weighted: bool, bucket: int) -> None:
+    weights = torch.linspace(0.1, 2.0, 100, dtype=torch.float64) if weighted else None
+    lengths = np.random.default_rng(0).integers(1, 50, 100) if bucket else None
+    kw = {"weights": weights, "lengths": lengths, "bucket_batches": bucket}
+    full = _batches(num_steps=70, **kw)  # > 2 epochs
+    for start in (0, 7, 24, 25, 26, 51):
+        assert _batches(start_step=start, num_steps=70 - start, **kw) == full[start:], start
+
+
+def test_windowed_weighted_draws_follow_the_weights() -> None:
+    weights = torch.zeros(100, dtype=torch.float64)
+    weights[[3, 47, 95]] = torch.tensor([1.0, 2.0, 5.0], dtype=torch.float64)
+    drawn = np.array(_batches(weights=weights, num_steps=2000)).ravel()
+    assert set(drawn.tolist()) == {3, 47, 95}
+    frac = np.bincount(drawn, minlength=100)[[3, 47, 95]] / drawn.size
+    np.testing.assert_allclose(frac, [1 / 8, 2 / 8, 5 / 8], atol=0.01)
+
+
+def test_windowed_ddp_ranks_read_disjoint_windows() -> None:
+    kw = {"batch_size": 4, "seed": 3, "block_ends": BLOCKS, "buffer_items": 20, "num_steps": 10}
+    per_rank = [list(EpochBatchSampler(100, rank=r, world_size=2, **kw)) for r in (0, 1)]
+    blocks = [{i // 10 for b in batches[:10] for i in b} for batches in per_rank]
+    assert all(len(b) == 2 for batches in per_rank for b in batches)
+    assert not blocks[0] & blocks[1]  # disjoint shards within the epoch
+
+
+def test_inverse_cdf_beyond_the_multinomial_cap() -> None:
+    n = MULTINOMIAL_MAX + 10
+    weights = torch.zeros(n, dtype=torch.float64)
+    weights[-10:] = torch.arange(1, 11, dtype=torch.float64)
+    weights[5] = 10.0
+    draws = weighted_draws(weights, 65_000, torch.Generator().manual_seed(0))
+    counts = torch.bincount(draws, minlength=n)
+    assert set(torch.nonzero(counts).ravel().tolist()) == {5, *range(n - 10, n)}
+    np.testing.assert_allclose(counts[-10:].numpy() / draws.numel(), np.arange(1, 11) / 65, atol=0.01)
+
+
+def test_sampler_above_two_to_the_24_items_draws_and_resumes() -> None:
+    """A float32 weights array of 2^24 + 10 items (64 MB): the old WeightedRandomSampler raised here."""
+    n = MULTINOMIAL_MAX + 10
+    weights = np.zeros(n, np.float32)
+    weights[-10:] = 1.0
+    weights[123] = 1.0
+    with pytest.raises(RuntimeError, match="2\\^24"):
+        torch.multinomial(torch.from_numpy(weights).double(), 1, True)
+    kw = {"batch_size": 64, "seed": 9, "weights": torch.from_numpy(weights), "block_ends": np.arange(1 << 16, n + (1 << 16), 1 << 16)}
+    full = list(EpochBatchSampler(n, num_steps=6, **kw))
+    drawn = set(np.ravel(full).tolist())
+    assert drawn <= {123, *range(n - 10, n)} and len(drawn) > 5
+    assert list(EpochBatchSampler(n, start_step=4, num_steps=2, **kw)) == full[4:]
