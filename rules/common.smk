@@ -1,6 +1,14 @@
 # Workflow-level helpers: output paths, per-job seeds and the per-stage config sections.
 # Each rule's `params` carries only its own stage's section, so a changed key re-runs exactly the
 # jobs that read it (Snakemake's params rerun trigger) and nothing upstream.
+#
+# Cost at production scale: Snakemake calls every params/resources function once per job (tens of
+# thousands of jobs), and this file is parsed again by every cluster job. So what depends only on the
+# sample is computed once per sample (functools.cache) and handed to the rule as one value, and nothing
+# here imports more than the standard library and the light colliderflow modules (config, schema,
+# processes): no numpy, awkward, matplotlib or torch (tests/test_dag_scale.py checks it).
+import functools
+
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
 from colliderflow.generate.processes import PP_JET_RESONANCES
 from colliderflow.schema import SPLITS
@@ -71,17 +79,37 @@ def generate_seeds(wildcards):
     return [derive_seed(config["seed"], "generate", wildcards.sample, shard) for shard in job_shards(wildcards)]
 
 
-def split_seed(wildcards):
-    return derive_seed(config["seed"], "split", wildcards.sample)
-
-
 def sample_sqrt_s(sample):
     return config["samples"][sample].get("sqrt_s", config["generate"]["sqrt_s"])
 
 
-def generate_section(wildcards):
-    """The `generate` section as this sample sees it: its own sqrt_s, when it sets one, replaces the global."""
-    return canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(wildcards.sample)})
+@functools.cache
+def _generate_sample(sample):
+    """What a sample's generate jobs share, serialised once per sample: the process, the backend and
+    their options, the events per shard, and the `generate` section as this sample sees it (its own
+    sqrt_s, when it sets one, replaces the global)."""
+    own = config["samples"][sample]
+    return {
+        "process": own["process"],
+        "backend": own["backend"],
+        "backend_options": canonical_json(own.get(own["backend"], {})),
+        "process_options": canonical_json(own.get("options", {})),
+        "n_events": own["events_per_shard"],
+        "cfg": canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(sample)}),
+    }
+
+
+def generate_sample(wildcards):
+    return _generate_sample(wildcards.sample)
+
+
+@functools.cache
+def _split_seed(sample):
+    return derive_seed(config["seed"], "split", sample)
+
+
+def split_seed(wildcards):
+    return _split_seed(wildcards.sample)
 
 
 def validation_section(wildcards):
@@ -90,16 +118,21 @@ def validation_section(wildcards):
     return canonical_json({**config["ntuplize"].get("validation", {}), **own})
 
 
+@functools.cache
+def _jet_section(sample):
+    own = config["samples"][sample]
+    jets = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
+    truth = own.get("jet_truth", PP_JET_RESONANCES.get(own["process"], {}))
+    return canonical_json({**jets, **truth})
+
+
 def jet_section(wildcards):
     """The jet ntuplizer's parameters for a sample: `jets` less the dataset keys, plus the sample's truth.
 
     The resonances that label jets follow from the process (processes.PP_JET_RESONANCES) unless the
-    sample sets `jet_truth`.
+    sample sets `jet_truth`. Serialised once per sample, not once per job.
     """
-    sample = config["samples"][wildcards.sample]
-    own = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
-    truth = sample.get("jet_truth", PP_JET_RESONANCES.get(sample["process"], {}))
-    return canonical_json({**own, **truth})
+    return _jet_section(wildcards.sample)
 
 
 def _ntuples(sample):

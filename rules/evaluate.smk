@@ -1,7 +1,6 @@
 # evaluate: predictions on the test split, then metrics, figures and the headline summary; one pair of rules
 # for the particle-flow model, one for the taggers (their outputs differ, so the model wildcard tells them apart).
-from colliderflow.evaluate.plots import PF_PLOTS
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
+from colliderflow.evaluate.figures import PF_PLOTS, TAGGER_PLOTS  # names only: no plotting at parse time
 
 
 rule predict:
