@@ -139,11 +139,6 @@ def _ntuples(sample):
     return [f"{RESULTS}/ntuples/{sample}/{j}/{i}.parquet" for j in jobs(sample) for i in range(SHARDS_PER_JOB)]
 
 
-def sample_ntuple_records(wildcards):
-    """The ntuplize jobs' records of a sample: the DAG handles of its Parquet shards."""
-    return [f"{RESULTS}/ntuples/{wildcards.sample}/{j}/provenance.json" for j in jobs(wildcards.sample)]
-
-
 def sample_ntuples(wildcards):
     return _ntuples(wildcards.sample)
 
@@ -158,11 +153,6 @@ def all_validations(wildcards=None):
 
 def all_tfds(wildcards=None):
     return [f"{RESULTS}/tfds/{s}" for s in PF_SAMPLES]
-
-
-def all_jet_records(wildcards=None):
-    """The jet ntuplize jobs' records of every jet sample: the DAG handles of their Parquet shards."""
-    return [f"{RESULTS}/jets/{s}/{j}/provenance.json" for s in JET_SAMPLES for j in jobs(s)]
 
 
 def all_jet_shards(wildcards=None):

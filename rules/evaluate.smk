@@ -12,7 +12,7 @@ rule predict:
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -58,7 +58,7 @@ rule evaluate:
                 "sqrt_s": config["generate"]["sqrt_s"],
             }
         ),
-        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:
@@ -83,7 +83,7 @@ rule predict_tagger:
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -121,7 +121,7 @@ rule evaluate_tagger:
         },
     params:
         cfg=lambda wc: canonical_json(config["evaluate"].get("tagging", {})),
-        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:

@@ -1,18 +1,21 @@
 # ntuplize: ROOT shards → Parquet shards (one each). Particle-flow samples: per sample a validation gate,
 # then a TFDS (array_record) dataset. Jet samples: JetClass-II rows per shard, then one dataset of all jet
 # samples, shuffled and split into train/val/test files.
+#
+# Every file a job reads is a declared input, and every path it writes is derived from its outputs: with
+# inputs and outputs on remote storage (--default-storage-provider xrootd), a job sees only the local
+# copies of what it declares. Dataset directories (TFDS, the jet splits) are local(): the XRootD storage
+# plugin copies files, not directories; they stay on the (shared) filesystem beside .snakemake/.
 
 
 rule ntuplize:
-    # The generate job's record stands for its ROOT files (written by the same job; a missing file
-    # re-runs that job); the files themselves are a parameter. This keeps 10k-shard DAGs small.
     input:
-        f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
+        roots=per_shard("sim", ".root"),
+        record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("ntuples", ".parquet"),
         provenance=f"{RESULTS}/ntuples/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=lambda wc: [f.format(sample=wc.sample, job=wc.job) for f in per_shard("sim", ".root")],
         shards=job_shards,
         seed=split_seed,
         cfg=section("ntuplize", without=("validation",)),
@@ -27,14 +30,14 @@ rule ntuplize:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow ntuplize {params.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
-        " --seed {params.seed} --params {params.cfg:q} --generation-record {input} --provenance {output.provenance}"
+        "colliderflow ntuplize {input.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
+        " --seed {params.seed} --params {params.cfg:q} --generation-record {input.record} --provenance {output.provenance}"
         " > {log} 2>&1"
 
 
 rule validate_ntuples:
     input:
-        sample_ntuple_records,
+        sample_ntuples,
     output:
         summary=f"{RESULTS}/ntuples/{{sample}}/validation.json",
         plot=report(
@@ -44,7 +47,6 @@ rule validate_ntuples:
             subcategory="{sample}",
         ),
     params:
-        shards=sample_ntuples,
         cfg=validation_section,
     log:
         f"{LOGS}/validate/{{sample}}.log",
@@ -57,20 +59,17 @@ rule validate_ntuples:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow validate {params.shards} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
+        "colliderflow validate {input} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
         " > {log} 2>&1"
 
 
 rule tfds:
-    # Depends on the sample's validation summary, which depends on every shard: a changed or missing
-    # shard re-runs validation and then this. The shard list itself is a parameter, which keeps the
-    # DAG small at production scale (tens of thousands of shards).
+    # After the sample's validation gate: only validated shards become a dataset.
     input:
-        f"{RESULTS}/ntuples/{{sample}}/validation.json",
-    output:
-        directory(f"{RESULTS}/tfds/{{sample}}"),
-    params:
+        validation=f"{RESULTS}/ntuples/{{sample}}/validation.json",
         shards=sample_ntuples,
+    output:
+        local(directory(f"{RESULTS}/tfds/{{sample}}")),
     log:
         f"{LOGS}/tfds/{{sample}}.log",
     benchmark:
@@ -82,17 +81,17 @@ rule tfds:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow tfds {params.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"
+        "colliderflow tfds {input.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"
 
 
 rule ntuplize_jets:
     input:
-        f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
+        roots=per_shard("sim", ".root"),
+        record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("jets", ".parquet"),
         provenance=f"{RESULTS}/jets/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=lambda wc: [f.format(sample=wc.sample, job=wc.job) for f in per_shard("sim", ".root")],
         shards=job_shards,
         cfg=jet_section,
     log:
@@ -106,21 +105,20 @@ rule ntuplize_jets:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow ntuplize-jets {params.roots} -o {output.parquet} --params {params.cfg:q} --sample {wildcards.sample}"
-        " --shard {params.shards} --generation-record {input} --provenance {output.provenance} > {log} 2>&1"
+        "colliderflow ntuplize-jets {input.roots} -o {output.parquet} --params {params.cfg:q} --sample {wildcards.sample}"
+        " --shard {params.shards} --generation-record {input.record} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule jet_dataset:
-    # The jet ntuplize jobs' records stand for their shards (as in rule ntuplize); the shard list is a param.
+    # The split directories and their provenance stay together on the local filesystem (see above).
     input:
-        all_jet_records,
+        all_jet_shards,
     output:
-        train=directory(f"{JETSET}/train"),
-        val=directory(f"{JETSET}/val"),
-        test=directory(f"{JETSET}/test"),
-        provenance=f"{JETSET}/provenance.json",
+        train=local(directory(f"{JETSET}/train")),
+        val=local(directory(f"{JETSET}/val")),
+        test=local(directory(f"{JETSET}/test")),
+        provenance=local(f"{JETSET}/provenance.json"),
     params:
-        shards=all_jet_shards,
         cfg=lambda wc: canonical_json({k: config["jets"][k] for k in ("split_fractions", "jets_per_file")}),
         seed=derive_seed(config["seed"], "jet_dataset"),
         outdir=lambda wc, output: os.path.dirname(output.provenance),
@@ -135,7 +133,7 @@ rule jet_dataset:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow jet-dataset {params.shards} -o {params.outdir} --params {params.cfg:q} --seed {params.seed}"
+        "colliderflow jet-dataset {input} -o {params.outdir} --params {params.cfg:q} --seed {params.seed}"
         " --provenance {output.provenance} > {log} 2>&1"
 
 
@@ -146,7 +144,7 @@ rule jet_tfds:
         val=f"{JETSET}/val",
         test=f"{JETSET}/test",
     output:
-        directory(f"{RESULTS}/tfds_jets"),
+        local(directory(f"{RESULTS}/tfds_jets")),
     log:
         f"{LOGS}/tfds_jets.log",
     benchmark:

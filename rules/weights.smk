@@ -3,10 +3,10 @@
 
 
 rule weights:
-    # Like tfds: the validation summaries stand for their samples' shards (see rules/ntuplize.smk),
-    # so weights are computed only on data that passed validation.
+    # After every sample's validation gate: weights only for data that passed validation.
     input:
-        all_validations,
+        validations=all_validations,
+        shards=all_ntuples,
     output:
         weights=f"{RESULTS}/weights/pf.parquet",
         histograms=f"{RESULTS}/weights/pf_histograms.json",
@@ -17,7 +17,6 @@ rule weights:
         ),
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
-        shards=all_ntuples,
         cfg=weights_section("weights"),
     log:
         f"{LOGS}/weights/pf.log",
@@ -30,7 +29,7 @@ rule weights:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow weights {params.shards} --params {params.cfg:q} -o {output.weights}"
+        "colliderflow weights {input.shards} --params {params.cfg:q} -o {output.weights}"
         " --histograms {output.histograms} --plot {output.plot} --provenance {output.provenance} > {log} 2>&1"
 
 
