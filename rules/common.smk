@@ -152,7 +152,8 @@ def all_validations(wildcards=None):
 
 
 def all_tfds(wildcards=None):
-    return [f"{RESULTS}/tfds/{s}" for s in PF_SAMPLES]
+    # local(): dataset directories stay on the filesystem even with remote storage (see rules/ntuplize.smk)
+    return [local(f"{RESULTS}/tfds/{s}") for s in PF_SAMPLES]
 
 
 def all_jet_shards(wildcards=None):
@@ -181,7 +182,7 @@ def final_outputs():
         outputs += [f"{RESULTS}/eval/{MODEL}/summary.json", f"{RESULTS}/weights/pf_histograms.json"]
     if JET_SAMPLES:
         outputs += [f"{RESULTS}/eval/{m}/summary.json" for m in TAGGERS]
-        outputs += [f"{JETSET}/weaver_data_config.yaml", f"{RESULTS}/tfds_jets"]
+        outputs += [f"{JETSET}/weaver_data_config.yaml", local(f"{RESULTS}/tfds_jets")]
     return outputs
 
 
@@ -189,4 +190,4 @@ def train_inputs(wildcards):
     """What a model trains on: TFDS datasets for the PF model, the jet dataset's splits for a tagger."""
     if wildcards.model == MODEL:
         return {"data": all_tfds(), "weights": f"{RESULTS}/weights/pf.parquet"}
-    return {"data": f"{JETSET}/train", "val": f"{JETSET}/val", "weights": f"{RESULTS}/weights/jets.parquet"}
+    return {"data": local(f"{JETSET}/train"), "val": local(f"{JETSET}/val"), "weights": f"{RESULTS}/weights/jets.parquet"}

@@ -79,7 +79,7 @@ rule predict_tagger:
         model="|".join(TAGGERS) or "^$",
     input:
         model=f"{RESULTS}/models/{{model}}/model.pt",
-        test=f"{JETSET}/test",
+        test=local(f"{JETSET}/test"),
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:

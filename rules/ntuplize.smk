@@ -140,9 +140,9 @@ rule jet_dataset:
 rule jet_tfds:
     # The same jets as TFDS (array_record) shards, readable without TensorFlow (colliderflow.io.jet_tfds).
     input:
-        train=f"{JETSET}/train",
-        val=f"{JETSET}/val",
-        test=f"{JETSET}/test",
+        train=local(f"{JETSET}/train"),
+        val=local(f"{JETSET}/val"),
+        test=local(f"{JETSET}/test"),
     output:
         local(directory(f"{RESULTS}/tfds_jets")),
     log:

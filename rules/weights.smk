@@ -35,7 +35,7 @@ rule weights:
 
 rule jet_weights:
     input:
-        f"{JETSET}/train",
+        local(f"{JETSET}/train"),
     output:
         weights=f"{RESULTS}/weights/jets.parquet",
         histograms=f"{RESULTS}/weights/jets_histograms.json",
@@ -65,7 +65,7 @@ rule jet_weights:
 rule weaver_config:
     # weaver reads the jet files with this data config unchanged; its weights block is `jet_weights`.
     input:
-        f"{JETSET}/train",
+        local(f"{JETSET}/train"),
     output:
         f"{JETSET}/weaver_data_config.yaml",
     params:
