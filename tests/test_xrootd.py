@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
@@ -26,13 +27,19 @@ SERVER = os.environ.get("XROOTD_CI_URL", "root://localhost:1094")
 
 
 def _why_no_server() -> str | None:
+    url = SERVER.split("://", 1)[-1]
+    host, _, port = url.partition(":")
+    try:  # a plain connect first: the XRootD client retries a refused connection for minutes
+        socket.create_connection((host, int(port or 1094)), timeout=5).close()
+    except OSError as exc:
+        return f"no XRootD server at {SERVER} ({exc}); ci/setup_xrootd.sh starts one"
     try:
         from XRootD import client
     except ImportError as exc:
         return f"no XRootD Python bindings ({exc}); pip install xrootd"
-    status, _ = client.FileSystem(SERVER).stat("/")
+    status, _ = client.FileSystem(SERVER).stat("/", timeout=30)
     if not status.ok:
-        return f"no XRootD server at {SERVER} ({status.message.strip()}); ci/setup_xrootd.sh starts one"
+        return f"{SERVER} does not answer as an XRootD server ({status.message.strip()}); ci/setup_xrootd.sh starts one"
     return None
 
 
