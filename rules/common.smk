@@ -139,6 +139,11 @@ def _ntuples(sample):
     return [f"{RESULTS}/ntuples/{sample}/{j}/{i}.parquet" for j in jobs(sample) for i in range(SHARDS_PER_JOB)]
 
 
+def sample_ntuple_records(wildcards):
+    """The ntuplize jobs' records of a sample: the DAG handles of its Parquet shards."""
+    return [f"{RESULTS}/ntuples/{wildcards.sample}/{j}/provenance.json" for j in jobs(wildcards.sample)]
+
+
 def sample_ntuples(wildcards):
     return _ntuples(wildcards.sample)
 
@@ -156,6 +161,11 @@ def all_tfds(wildcards=None):
     return [local(f"{RESULTS}/tfds/{s}") for s in PF_SAMPLES]
 
 
+def all_jet_records(wildcards=None):
+    """The jet ntuplize jobs' records of every jet sample: the DAG handles of their Parquet shards."""
+    return [f"{RESULTS}/jets/{s}/{j}/provenance.json" for s in JET_SAMPLES for j in jobs(s)]
+
+
 def all_jet_shards(wildcards=None):
     return [f"{RESULTS}/jets/{s}/{j}/{i}.parquet" for s in JET_SAMPLES for j in jobs(s) for i in range(SHARDS_PER_JOB)]
 
@@ -165,6 +175,34 @@ def all_generation_records(wildcards=None):
 
 
 JETSET = f"{RESULTS}/jetset"
+
+
+# On a filesystem a job's record (provenance.json, written with its shards; a missing shard re-runs the
+# job) stands for its shards in the DAG, and the shard paths are a parameter: a production DAG then holds
+# tens of thousands fewer files (benchmarks/bench_dryrun.py). On remote storage (--default-storage-provider,
+# e.g. XRootD) a job sees only local copies of its declared inputs, so there every shard it reads is an input.
+ON_STORAGE = workflow.storage_settings.default_storage_provider is not None
+
+
+def shard_inputs(files, records=None):
+    """A rule's shard inputs: the files themselves on remote storage, else `records` (their jobs' records)."""
+    return files if ON_STORAGE else (records or [])
+
+
+def shard_paths(paths, name=None):
+    """A params function for the shard files a job reads: the local copies of its inputs (`input.<name>`)
+    on remote storage, else `paths(wildcards)`."""
+
+    def get(wildcards, input):
+        if ON_STORAGE:
+            return list(getattr(input, name) if name else input)
+        return paths(wildcards)
+
+    return get
+
+
+def job_roots(wildcards):
+    return [f.format(sample=wildcards.sample, job=wildcards.job) for f in per_shard("sim", ".root")]
 
 
 def train_section(model):

@@ -2,20 +2,22 @@
 # then a TFDS (array_record) dataset. Jet samples: JetClass-II rows per shard, then one dataset of all jet
 # samples, shuffled and split into train/val/test files.
 #
-# Every file a job reads is a declared input, and every path it writes is derived from its outputs: with
-# inputs and outputs on remote storage (--default-storage-provider xrootd), a job sees only the local
-# copies of what it declares. Dataset directories (TFDS, the jet splits) are local(): the XRootD storage
-# plugin copies files, not directories; they stay on the (shared) filesystem beside .snakemake/.
+# Shards in the DAG: the jobs' records stand for their shards on a filesystem, the shards themselves are
+# inputs on remote storage (shard_inputs/shard_paths in common.smk). Every path a job writes is derived
+# from its outputs, so that on remote storage it writes the local copies that are uploaded. Dataset
+# directories (TFDS, the jet splits) are local(): the XRootD storage plugin copies files, not
+# directories; they stay on the (shared) filesystem beside .snakemake/.
 
 
 rule ntuplize:
     input:
-        roots=per_shard("sim", ".root"),
+        roots=shard_inputs(per_shard("sim", ".root")),
         record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("ntuples", ".parquet"),
         provenance=f"{RESULTS}/ntuples/{{sample}}/{{job}}/provenance.json",
     params:
+        roots=shard_paths(job_roots, "roots"),
         shards=job_shards,
         seed=split_seed,
         cfg=section("ntuplize", without=("validation",)),
@@ -30,14 +32,14 @@ rule ntuplize:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow ntuplize {input.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
+        "colliderflow ntuplize {params.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
         " --seed {params.seed} --params {params.cfg:q} --generation-record {input.record} --provenance {output.provenance}"
         " > {log} 2>&1"
 
 
 rule validate_ntuples:
     input:
-        sample_ntuples,
+        shard_inputs(sample_ntuples, sample_ntuple_records),
     output:
         summary=f"{RESULTS}/ntuples/{{sample}}/validation.json",
         plot=report(
@@ -47,6 +49,7 @@ rule validate_ntuples:
             subcategory="{sample}",
         ),
     params:
+        shards=shard_paths(sample_ntuples),
         cfg=validation_section,
     log:
         f"{LOGS}/validate/{{sample}}.log",
@@ -59,7 +62,7 @@ rule validate_ntuples:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow validate {input} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
+        "colliderflow validate {params.shards} --params {params.cfg:q} --summary {output.summary} --plot {output.plot}"
         " > {log} 2>&1"
 
 
@@ -67,9 +70,11 @@ rule tfds:
     # After the sample's validation gate: only validated shards become a dataset.
     input:
         validation=f"{RESULTS}/ntuples/{{sample}}/validation.json",
-        shards=sample_ntuples,
+        shards=shard_inputs(sample_ntuples),
     output:
         local(directory(f"{RESULTS}/tfds/{{sample}}")),
+    params:
+        shards=shard_paths(sample_ntuples, "shards"),
     log:
         f"{LOGS}/tfds/{{sample}}.log",
     benchmark:
@@ -81,17 +86,18 @@ rule tfds:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow tfds {input.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"
+        "colliderflow tfds {params.shards} --name {wildcards.sample} -o {output} > {log} 2>&1"
 
 
 rule ntuplize_jets:
     input:
-        roots=per_shard("sim", ".root"),
+        roots=shard_inputs(per_shard("sim", ".root")),
         record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("jets", ".parquet"),
         provenance=f"{RESULTS}/jets/{{sample}}/{{job}}/provenance.json",
     params:
+        roots=shard_paths(job_roots, "roots"),
         shards=job_shards,
         cfg=jet_section,
     log:
@@ -105,20 +111,21 @@ rule ntuplize_jets:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow ntuplize-jets {input.roots} -o {output.parquet} --params {params.cfg:q} --sample {wildcards.sample}"
+        "colliderflow ntuplize-jets {params.roots} -o {output.parquet} --params {params.cfg:q} --sample {wildcards.sample}"
         " --shard {params.shards} --generation-record {input.record} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule jet_dataset:
     # The split directories and their provenance stay together on the local filesystem (see above).
     input:
-        all_jet_shards,
+        shard_inputs(all_jet_shards, all_jet_records),
     output:
         train=local(directory(f"{JETSET}/train")),
         val=local(directory(f"{JETSET}/val")),
         test=local(directory(f"{JETSET}/test")),
         provenance=local(f"{JETSET}/provenance.json"),
     params:
+        shards=shard_paths(all_jet_shards),
         cfg=lambda wc: canonical_json({k: config["jets"][k] for k in ("split_fractions", "jets_per_file")}),
         seed=derive_seed(config["seed"], "jet_dataset"),
         outdir=lambda wc, output: os.path.dirname(output.provenance),
@@ -133,7 +140,7 @@ rule jet_dataset:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow jet-dataset {input} -o {params.outdir} --params {params.cfg:q} --seed {params.seed}"
+        "colliderflow jet-dataset {params.shards} -o {params.outdir} --params {params.cfg:q} --seed {params.seed}"
         " --provenance {output.provenance} > {log} 2>&1"
 
 

@@ -6,7 +6,7 @@ rule weights:
     # After every sample's validation gate: weights only for data that passed validation.
     input:
         validations=all_validations,
-        shards=all_ntuples,
+        shards=shard_inputs(all_ntuples),
     output:
         weights=f"{RESULTS}/weights/pf.parquet",
         histograms=f"{RESULTS}/weights/pf_histograms.json",
@@ -17,6 +17,7 @@ rule weights:
         ),
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
+        shards=shard_paths(all_ntuples, "shards"),
         cfg=weights_section("weights"),
     log:
         f"{LOGS}/weights/pf.log",
@@ -29,7 +30,7 @@ rule weights:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "colliderflow weights {input.shards} --params {params.cfg:q} -o {output.weights}"
+        "colliderflow weights {params.shards} --params {params.cfg:q} -o {output.weights}"
         " --histograms {output.histograms} --plot {output.plot} --provenance {output.provenance} > {log} 2>&1"
 
 
