@@ -1,6 +1,12 @@
 # Workflow-level helpers: output paths, per-job seeds and the per-stage config sections.
 # Each rule's `params` carries only its own stage's section, so a changed key re-runs exactly the
 # jobs that read it (Snakemake's params rerun trigger) and nothing upstream.
+#
+# Cost at production scale: Snakemake calls every params/resources function once per job (tens of
+# thousands of jobs), and this file is parsed again by every cluster job. So what depends only on the
+# sample is computed once per sample (functools.cache) and handed to the rule as one value, and nothing
+# here imports more than the standard library and the light colliderflow modules (config, schema,
+# processes): no numpy, awkward, matplotlib or torch (tests/test_dag_scale.py checks it).
 import functools
 
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
@@ -85,10 +91,6 @@ def generate_seeds(wildcards):
     return [derive_seed(config["seed"], "generate", wildcards.sample, shard) for shard in job_shards(wildcards)]
 
 
-def split_seed(wildcards):
-    return derive_seed(config["seed"], "split", wildcards.sample)
-
-
 def sample_sqrt_s(sample):
     return config["samples"][sample].get("sqrt_s", config["generate"]["sqrt_s"])
 
@@ -139,9 +141,33 @@ def pileup_seed(wildcards):
     return seed
 
 
-def generate_section(wildcards):
-    """The `generate` section as this sample sees it: its own sqrt_s, when it sets one, replaces the global."""
-    return canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(wildcards.sample)})
+@functools.cache
+def _generate_sample(sample):
+    """What a sample's generate jobs share, serialised once per sample: the process, the backend and
+    their options, the events per shard, and the `generate` section as this sample sees it (its own
+    sqrt_s, when it sets one, replaces the global)."""
+    own = config["samples"][sample]
+    return {
+        "process": own["process"],
+        "backend": own["backend"],
+        "backend_options": canonical_json(own.get(own["backend"], {})),
+        "process_options": canonical_json(own.get("options", {})),
+        "n_events": own["events_per_shard"],
+        "cfg": canonical_json({**config["generate"], "sqrt_s": sample_sqrt_s(sample)}),
+    }
+
+
+def generate_sample(wildcards):
+    return _generate_sample(wildcards.sample)
+
+
+@functools.cache
+def _split_seed(sample):
+    return derive_seed(config["seed"], "split", sample)
+
+
+def split_seed(wildcards):
+    return _split_seed(wildcards.sample)
 
 
 def validation_section(wildcards):
@@ -150,16 +176,21 @@ def validation_section(wildcards):
     return canonical_json({**config["ntuplize"].get("validation", {}), **own})
 
 
+@functools.cache
+def _jet_section(sample):
+    own = config["samples"][sample]
+    jets = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
+    truth = own.get("jet_truth", PP_JET_RESONANCES.get(own["process"], {}))
+    return canonical_json({**jets, **truth})
+
+
 def jet_section(wildcards):
     """The jet ntuplizer's parameters for a sample: `jets` less the dataset keys, plus the sample's truth.
 
     The resonances that label jets follow from the process (processes.PP_JET_RESONANCES) unless the
-    sample sets `jet_truth`.
+    sample sets `jet_truth`. Serialised once per sample, not once per job.
     """
-    sample = config["samples"][wildcards.sample]
-    own = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
-    truth = sample.get("jet_truth", PP_JET_RESONANCES.get(sample["process"], {}))
-    return canonical_json({**own, **truth})
+    return _jet_section(wildcards.sample)
 
 
 def _ntuples(sample):
@@ -184,7 +215,8 @@ def all_validations(wildcards=None):
 
 
 def all_tfds(wildcards=None):
-    return [f"{RESULTS}/tfds/{s}" for s in PF_SAMPLES]
+    # local(): dataset directories stay on the filesystem even with remote storage (see rules/ntuplize.smk)
+    return [local(f"{RESULTS}/tfds/{s}") for s in PF_SAMPLES]
 
 
 def all_jet_records(wildcards=None):
@@ -203,6 +235,34 @@ def all_generation_records(wildcards=None):
 JETSET = f"{RESULTS}/jetset"
 
 
+# On a filesystem a job's record (provenance.json, written with its shards; a missing shard re-runs the
+# job) stands for its shards in the DAG, and the shard paths are a parameter: a production DAG then holds
+# tens of thousands fewer files (benchmarks/bench_dryrun.py). On remote storage (--default-storage-provider,
+# e.g. XRootD) a job sees only local copies of its declared inputs, so there every shard it reads is an input.
+ON_STORAGE = workflow.storage_settings.default_storage_provider is not None
+
+
+def shard_inputs(files, records=None):
+    """A rule's shard inputs: the files themselves on remote storage, else `records` (their jobs' records)."""
+    return files if ON_STORAGE else (records or [])
+
+
+def shard_paths(paths, name=None):
+    """A params function for the shard files a job reads: the local copies of its inputs (`input.<name>`)
+    on remote storage, else `paths(wildcards)`."""
+
+    def get(wildcards, input):
+        if ON_STORAGE:
+            return list(getattr(input, name) if name else input)
+        return paths(wildcards)
+
+    return get
+
+
+def job_roots(wildcards):
+    return [f.format(sample=wildcards.sample, job=wildcards.job) for f in per_shard("sim", ".root")]
+
+
 def train_section(model):
     """The training parameters of one model: `train` for the PF model; for a tagger, `tagger` with its
     model named and without the other taggers' architectures (so tuning one retrains only that one)."""
@@ -218,7 +278,7 @@ def final_outputs():
         outputs += [f"{RESULTS}/eval/{MODEL}/summary.json", f"{RESULTS}/weights/pf_histograms.json"]
     if JET_SAMPLES:
         outputs += [f"{RESULTS}/eval/{m}/summary.json" for m in TAGGERS]
-        outputs += [f"{JETSET}/weaver_data_config.yaml", f"{RESULTS}/tfds_jets"]
+        outputs += [f"{JETSET}/weaver_data_config.yaml", local(f"{RESULTS}/tfds_jets")]
     return outputs
 
 
@@ -226,7 +286,7 @@ def train_inputs(wildcards):
     """What a model trains on: TFDS datasets for the PF model, the jet dataset's splits for a tagger."""
     if wildcards.model == MODEL:
         return {"data": all_tfds(), "weights": f"{RESULTS}/weights/pf.parquet"}
-    return {"data": f"{JETSET}/train", "val": f"{JETSET}/val", "weights": f"{RESULTS}/weights/jets.parquet"}
+    return {"data": local(f"{JETSET}/train"), "val": local(f"{JETSET}/val"), "weights": f"{RESULTS}/weights/jets.parquet"}
 
 
 def train_device(model):

@@ -1,8 +1,6 @@
 # evaluate: predictions on the test split, then metrics, figures and the headline summary; one pair of rules
 # for the particle-flow model, one for the taggers (their outputs differ, so the model wildcard tells them apart).
-# Predictions run on the `predict` section's device; a GPU is requested unless it is cpu.
-from colliderflow.evaluate.plots import PF_PLOTS
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
+from colliderflow.evaluate.figures import PF_PLOTS, TAGGER_PLOTS  # names only: no plotting at parse time
 
 
 rule predict:
@@ -14,7 +12,7 @@ rule predict:
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
         device=PREDICT["device"],
         precision=PREDICT["precision"],
     log:
@@ -63,7 +61,7 @@ rule evaluate:
                 "sqrt_s": config["generate"]["sqrt_s"],
             }
         ),
-        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:
@@ -84,11 +82,11 @@ rule predict_tagger:
         model="|".join(TAGGERS) or "^$",
     input:
         model=f"{RESULTS}/models/{{model}}/model.pt",
-        test=f"{JETSET}/test",
+        test=local(f"{JETSET}/test"),
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
         device=PREDICT["device"],
         precision=PREDICT["precision"],
     log:
@@ -130,7 +128,7 @@ rule evaluate_tagger:
         },
     params:
         cfg=lambda wc: canonical_json(config["evaluate"].get("tagging", {})),
-        plots_dir=lambda wc: f"{RESULTS}/eval/{wc.model}/plots",
+        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:

@@ -44,14 +44,11 @@ rule generate:
         # The job's record (one entry per shard) is its handle for the rules downstream.
         provenance=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     params:
-        process=lambda wc: sample_config(wc)["process"],
-        backend=lambda wc: sample_config(wc)["backend"],
-        backend_options=lambda wc: canonical_json(sample_config(wc).get(sample_config(wc)["backend"], {})),
-        process_options=lambda wc: canonical_json(sample_config(wc).get("options", {})),
-        n_events=lambda wc: sample_config(wc)["events_per_shard"],
+        # One value for what the whole sample shares (process, backend, options, events, `generate`
+        # section): computed once per sample, and any change in it re-runs that sample's jobs.
+        sample_cfg=generate_sample,
         shards=job_shards,
         seeds=generate_seeds,
-        cfg=generate_section,
         pileup=lambda wc, input: f"--pileup-file {input.pileup[0]}" if input.pileup else "",
     log:
         f"{LOGS}/generate/{{sample}}/{{job}}.log",
@@ -68,10 +65,11 @@ rule generate:
     container:
         lambda wc: sample_config(wc).get("container")
     shell:
-        "colliderflow generate --sample {wildcards.sample} --process {params.process} --backend {params.backend}"
-        " --backend-options {params.backend_options:q} --process-options {params.process_options:q}"
-        " --shard {params.shards} --n-events {params.n_events}"
-        " --seed {params.seeds} --params {params.cfg:q} {params.pileup}"
+        "colliderflow generate --sample {wildcards.sample} --process {params.sample_cfg[process]}"
+        " --backend {params.sample_cfg[backend]} --backend-options {params.sample_cfg[backend_options]:q}"
+        " --process-options {params.sample_cfg[process_options]:q}"
+        " --shard {params.shards} --n-events {params.sample_cfg[n_events]}"
+        " --seed {params.seeds} --params {params.sample_cfg[cfg]:q} {params.pileup}"
         " -o {output.root} --provenance {output.provenance} > {log} 2>&1"
 
 

@@ -1,18 +1,23 @@
 # ntuplize: ROOT shards → Parquet shards (one each). Particle-flow samples: per sample a validation gate,
 # then a TFDS (array_record) dataset. Jet samples: JetClass-II rows per shard, then one dataset of all jet
 # samples, shuffled and split into train/val/test files.
+#
+# Shards in the DAG: the jobs' records stand for their shards on a filesystem, the shards themselves are
+# inputs on remote storage (shard_inputs/shard_paths in common.smk). Every path a job writes is derived
+# from its outputs, so that on remote storage it writes the local copies that are uploaded. Dataset
+# directories (TFDS, the jet splits) are local(): the XRootD storage plugin copies files, not
+# directories; they stay on the (shared) filesystem beside .snakemake/.
 
 
 rule ntuplize:
-    # The generate job's record stands for its ROOT files (written by the same job; a missing file
-    # re-runs that job); the files themselves are a parameter. This keeps 10k-shard DAGs small.
     input:
-        f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
+        roots=shard_inputs(per_shard("sim", ".root")),
+        record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("ntuples", ".parquet"),
         provenance=f"{RESULTS}/ntuples/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=lambda wc: [f.format(sample=wc.sample, job=wc.job) for f in per_shard("sim", ".root")],
+        roots=shard_paths(job_roots, "roots"),
         shards=job_shards,
         seed=split_seed,
         cfg=section("ntuplize", without=("validation",)),
@@ -28,13 +33,13 @@ rule ntuplize:
         "../envs/colliderflow.yaml"
     shell:
         "colliderflow ntuplize {params.roots} -o {output.parquet} --sample {wildcards.sample} --shard {params.shards}"
-        " --seed {params.seed} --params {params.cfg:q} --generation-record {input} --provenance {output.provenance}"
+        " --seed {params.seed} --params {params.cfg:q} --generation-record {input.record} --provenance {output.provenance}"
         " > {log} 2>&1"
 
 
 rule validate_ntuples:
     input:
-        sample_ntuple_records,
+        shard_inputs(sample_ntuples, sample_ntuple_records),
     output:
         summary=f"{RESULTS}/ntuples/{{sample}}/validation.json",
         plot=report(
@@ -44,7 +49,7 @@ rule validate_ntuples:
             subcategory="{sample}",
         ),
     params:
-        shards=sample_ntuples,
+        shards=shard_paths(sample_ntuples),
         cfg=validation_section,
     log:
         f"{LOGS}/validate/{{sample}}.log",
@@ -62,15 +67,14 @@ rule validate_ntuples:
 
 
 rule tfds:
-    # Depends on the sample's validation summary, which depends on every shard: a changed or missing
-    # shard re-runs validation and then this. The shard list itself is a parameter, which keeps the
-    # DAG small at production scale (tens of thousands of shards).
+    # After the sample's validation gate: only validated shards become a dataset.
     input:
-        f"{RESULTS}/ntuples/{{sample}}/validation.json",
+        validation=f"{RESULTS}/ntuples/{{sample}}/validation.json",
+        shards=shard_inputs(sample_ntuples),
     output:
-        directory(f"{RESULTS}/tfds/{{sample}}"),
+        local(directory(f"{RESULTS}/tfds/{{sample}}")),
     params:
-        shards=sample_ntuples,
+        shards=shard_paths(sample_ntuples, "shards"),
     log:
         f"{LOGS}/tfds/{{sample}}.log",
     benchmark:
@@ -87,12 +91,13 @@ rule tfds:
 
 rule ntuplize_jets:
     input:
-        f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
+        roots=shard_inputs(per_shard("sim", ".root")),
+        record=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     output:
         parquet=per_shard("jets", ".parquet"),
         provenance=f"{RESULTS}/jets/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=lambda wc: [f.format(sample=wc.sample, job=wc.job) for f in per_shard("sim", ".root")],
+        roots=shard_paths(job_roots, "roots"),
         shards=job_shards,
         cfg=jet_section,
     log:
@@ -107,20 +112,20 @@ rule ntuplize_jets:
         "../envs/colliderflow.yaml"
     shell:
         "colliderflow ntuplize-jets {params.roots} -o {output.parquet} --params {params.cfg:q} --sample {wildcards.sample}"
-        " --shard {params.shards} --generation-record {input} --provenance {output.provenance} > {log} 2>&1"
+        " --shard {params.shards} --generation-record {input.record} --provenance {output.provenance} > {log} 2>&1"
 
 
 rule jet_dataset:
-    # The jet ntuplize jobs' records stand for their shards (as in rule ntuplize); the shard list is a param.
+    # The split directories and their provenance stay together on the local filesystem (see above).
     input:
-        all_jet_records,
+        shard_inputs(all_jet_shards, all_jet_records),
     output:
-        train=directory(f"{JETSET}/train"),
-        val=directory(f"{JETSET}/val"),
-        test=directory(f"{JETSET}/test"),
-        provenance=f"{JETSET}/provenance.json",
+        train=local(directory(f"{JETSET}/train")),
+        val=local(directory(f"{JETSET}/val")),
+        test=local(directory(f"{JETSET}/test")),
+        provenance=local(f"{JETSET}/provenance.json"),
     params:
-        shards=all_jet_shards,
+        shards=shard_paths(all_jet_shards),
         cfg=lambda wc: canonical_json({k: config["jets"][k] for k in ("split_fractions", "jets_per_file")}),
         seed=derive_seed(config["seed"], "jet_dataset"),
         outdir=lambda wc, output: os.path.dirname(output.provenance),
@@ -142,11 +147,11 @@ rule jet_dataset:
 rule jet_tfds:
     # The same jets as TFDS (array_record) shards, readable without TensorFlow (colliderflow.io.jet_tfds).
     input:
-        train=f"{JETSET}/train",
-        val=f"{JETSET}/val",
-        test=f"{JETSET}/test",
+        train=local(f"{JETSET}/train"),
+        val=local(f"{JETSET}/val"),
+        test=local(f"{JETSET}/test"),
     output:
-        directory(f"{RESULTS}/tfds_jets"),
+        local(directory(f"{RESULTS}/tfds_jets")),
     log:
         f"{LOGS}/tfds_jets.log",
     benchmark:

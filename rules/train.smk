@@ -15,7 +15,7 @@ rule train:
     params:
         seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
         cfg=lambda wc: train_section(wc.model),
-        outdir=lambda wc: f"{RESULTS}/models/{wc.model}",
+        outdir=lambda wc, output: os.path.dirname(output.model),  # the local copy's directory on remote storage
         # Taggers validate on the jet dataset's own val split; the PF model on the TFDS val splits.
         val=lambda wc, input: f"--val-data {input.val}" if "val" in input.keys() else "",
         # One process per GPU (DDP, NCCL) when the job holds several; a plain process otherwise.

@@ -3,10 +3,10 @@
 
 
 rule weights:
-    # Like tfds: the validation summaries stand for their samples' shards (see rules/ntuplize.smk),
-    # so weights are computed only on data that passed validation.
+    # After every sample's validation gate: weights only for data that passed validation.
     input:
-        all_validations,
+        validations=all_validations,
+        shards=shard_inputs(all_ntuples),
     output:
         weights=f"{RESULTS}/weights/pf.parquet",
         histograms=f"{RESULTS}/weights/pf_histograms.json",
@@ -17,7 +17,7 @@ rule weights:
         ),
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
-        shards=all_ntuples,
+        shards=shard_paths(all_ntuples, "shards"),
         cfg=weights_section("weights"),
     log:
         f"{LOGS}/weights/pf.log",
@@ -36,7 +36,7 @@ rule weights:
 
 rule jet_weights:
     input:
-        f"{JETSET}/train",
+        local(f"{JETSET}/train"),
     output:
         weights=f"{RESULTS}/weights/jets.parquet",
         histograms=f"{RESULTS}/weights/jets_histograms.json",
@@ -66,7 +66,7 @@ rule jet_weights:
 rule weaver_config:
     # weaver reads the jet files with this data config unchanged; its weights block is `jet_weights`.
     input:
-        f"{JETSET}/train",
+        local(f"{JETSET}/train"),
     output:
         f"{JETSET}/weaver_data_config.yaml",
     params:

@@ -35,6 +35,8 @@ LOCAL_OVERRIDES = ("--slurm-init-seconds-before-status-checks", "1", "--slurm-ke
 SBATCH_WRAPPER_DIR = ROOT / "ci" / "bin"
 # On the profile's gpu partition; each asks for a GPU where its device is not cpu.
 GPU_RULES = ("train", "predict", "predict_tagger")
+# The many small jobs that profiles/slurm submits as job arrays (slurm-array-jobs).
+ARRAY_RULES = ("generate", "ntuplize", "ntuplize_jets")
 # Generous limits for a run that takes minutes; they only stop a hung scheduler from hanging CI.
 FULL_RUN_TIMEOUT = 1800
 RERUN_TIMEOUT = 900
@@ -156,6 +158,14 @@ class Submission:
         return self.options["--comment"]
 
     @property
+    def tasks(self) -> int:
+        """The jobs this call submitted: the tasks of `--array=A-B`, or 1."""
+        if "--array" not in self.options:
+            return 1
+        first, _, last = self.options["--array"].partition("-")
+        return int(last or first) - int(first) + 1
+
+    @property
     def run_uuid(self) -> str:
         return self.options["--job-name"]
 
@@ -221,6 +231,8 @@ class SlurmWatcher:
                 if len(fields) != len(self.FIELDS):
                     continue
                 row = dict(zip(self.FIELDS, fields))
+                if "[" in row["id"]:
+                    continue  # the array's not-yet-started tasks (`12_[3-6]`): each shows up by itself once it starts
                 self.rows[row["id"]] = row
                 if row["state"] not in self.RUNNING_STATES and row["id"] not in self.records:
                     show = subprocess.run(
@@ -335,13 +347,16 @@ def assert_requests(run: Run, requests: dict[str, Request]):
 
 def assert_recorded_by_slurm(run: Run, requests: dict[str, Request]):
     """SLURM ran every submission to COMPLETED with what was asked for."""
-    by_comment = {row["comment"]: row for row in run.slurm_jobs}
-    submitted = Counter(s.comment for s in run.submissions)
-    assert Counter(row["comment"] for row in run.slurm_jobs) == submitted, (
-        f"SLURM jobs of this run {sorted(by_comment)} != submissions {sorted(submitted)}"
+    submitted = Counter()
+    for s in run.submissions:
+        submitted[s.comment] += s.tasks  # an array's tasks share its comment
+    recorded = Counter(row["comment"] for row in run.slurm_jobs)
+    assert recorded == submitted, (
+        f"SLURM jobs of this run {sorted(recorded.items())} != submissions {sorted(submitted.items())}"
         f" (squeue/scontrol errors while watching: {run.watch_errors or 'none'})"
     )
-    for comment, row in by_comment.items():
+    for row in run.slurm_jobs:
+        comment = row["comment"]
         want = requests[rule_of(comment, requests)]
         assert row["state"] == "COMPLETED", row
         assert row["partition"] == want.partition, row
@@ -395,13 +410,38 @@ def test_full_run_succeeds_and_builds_the_final_outputs(full_run):
 def test_every_job_went_through_sbatch_once(full_run, plan):
     jobs, requests, input_only = plan
     expected = {rule: n for rule, n in jobs.items() if rule not in input_only}
-    submitted = Counter(rule_of(s.comment, requests) for s in full_run.submissions)
+    submitted = Counter()
+    for s in full_run.submissions:
+        submitted[rule_of(s.comment, requests)] += s.tasks
     assert dict(submitted) == expected, (
-        f"sbatch calls per rule {dict(submitted)} != planned jobs {expected} (a retried job is submitted twice)"
+        f"jobs submitted per rule {dict(submitted)} != planned jobs {expected} (a retried job is submitted twice)"
     )
-    assert len(full_run.submissions) == sum(expected.values())
     assert len({s.comment for s in full_run.submissions}) == len(full_run.submissions), "a job was submitted twice"
     assert len({s.run_uuid for s in full_run.submissions}) == 1
+
+
+def test_many_small_jobs_went_as_arrays(full_run, plan):
+    """generate's jobs are all ready at the start: one sbatch with one array task each. The ntuplizers'
+    jobs become ready as generation tasks finish, so they go as arrays of those that are ready together
+    (a lone ready job as a plain submission). Every other rule: one plain sbatch a job."""
+    jobs, requests, _ = plan
+    by_rule: dict[str, list[Submission]] = {}
+    for s in full_run.submissions:
+        by_rule.setdefault(rule_of(s.comment, requests), []).append(s)
+    generate = by_rule["generate"]
+    assert len(generate) == 1 and generate[0].options.get("--array") == f"1-{jobs['generate']}", [
+        g.options for g in generate
+    ]
+    for rule in ("ntuplize", "ntuplize_jets"):
+        assert sum(s.tasks for s in by_rule[rule]) == jobs[rule]
+        assert all(("--array" in s.options) == (s.tasks > 1) for s in by_rule[rule])
+    for rule, subs in by_rule.items():
+        if rule not in ARRAY_RULES:
+            assert all("--array" not in s.options for s in subs), rule
+    array_jobs = sum(jobs[r] for r in ARRAY_RULES)
+    array_calls = sum(len(by_rule[r]) for r in ARRAY_RULES)
+    print(f"array rules: {array_jobs} jobs in {array_calls} sbatch calls")
+    assert array_calls < array_jobs
 
 
 def test_sbatch_requests_what_the_profile_and_rules_declare(full_run, plan):

@@ -1,6 +1,6 @@
 """The evaluation figures, drawn from the outputs of `colliderflow.evaluate.metrics` (no physics here).
 
-Each figure has a fixed file name, listed in PF_PLOTS; the workflow declares exactly these as report
+Each figure has a fixed file name, listed in PF_PLOTS (colliderflow.evaluate.figures); the workflow declares exactly these as report
 outputs, each with a caption in workflow/report/<name>.rst. Every figure is written as PNG (for the
 report) and PDF (for slides) side by side. Per-sample figures put one sample per panel and keep the
 colour for the algorithm, so that tt̄, qq̄ and WW read the same way. Bins with fewer than MIN_ENTRIES
@@ -21,21 +21,11 @@ from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
 from colliderflow.evaluate import style, summary_table
+from colliderflow.evaluate.figures import PF_PLOTS
 from colliderflow.evaluate.metrics import MIN_ENTRIES  # one threshold: a bin hidden here is null in the summary
 from colliderflow.io.atomic import atomic_path
 from colliderflow.schema import CLASS_NAMES
 
-PF_PLOTS: tuple[str, ...] = (
-    "jet_response",
-    "jet_resolution",
-    "jet_response_eta",
-    "met_response",
-    "confusion_matrix",
-    "class_efficiency",
-    "particle_response",
-    "loss_curves",
-    "summary_table",
-)
 
 # Algorithms that reconstruct particles (the target is the reference of element-wise metrics, not a contender).
 _RECO_ALGOS = ("baseline", "mlpf")

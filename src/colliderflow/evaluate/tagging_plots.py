@@ -1,6 +1,6 @@
 """The jet-tagging figures, drawn from the outputs of `colliderflow.evaluate.tagging` (no physics here).
 
-Each figure has a fixed file name, listed in TAGGER_PLOTS, with a caption in
+Each figure has a fixed file name, listed in TAGGER_PLOTS (colliderflow.evaluate.figures), with a caption in
 workflow/report/tagging_<name>.rst, and is written as PNG and PDF. ROC curves are drawn the way
 tagging papers draw them — background rejection 1/ε_B on a log scale against signal efficiency ε_S —
 because the interesting region (rejections of 10 to 10⁴) is invisible on a linear ε_B axis. The learnt
@@ -22,10 +22,9 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter
 
 from colliderflow.evaluate import style
+from colliderflow.evaluate.figures import TAGGER_PLOTS
 from colliderflow.evaluate.plots import plot_loss_curves, save_figure
 from colliderflow.evaluate.tagging import Roc
-
-TAGGER_PLOTS: tuple[str, ...] = ("roc_one_vs_rest", "roc_vs_qcd", "rejection_bars", "mass_sculpting", "loss_curves")
 
 TAGGER = style.AlgoStyle(label="Tagger", color=style.ALGO_STYLE["mlpf"].color, marker="^", linestyle="-")
 CUT_BASELINE = style.AlgoStyle(
