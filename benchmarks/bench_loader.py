@@ -118,11 +118,6 @@ def write_events(root: Path, n: int) -> tuple[Path, Path]:
         write_parquet_atomic(table, path)
         shards.append(path)
         print(f"  wrote {start + len(events)} events", file=sys.stderr, flush=True)
-    # TFDS spills a split larger than its 1 GB shuffle buffer to disk through tf.io.gfile, i.e. it needs
-    # TensorFlow for a production-size dataset; here the buffer is raised so the build stays in memory.
-    from tensorflow_datasets.core import shuffle
-
-    shuffle.MAX_MEM_BUFFER_SIZE = max(shuffle.MAX_MEM_BUFFER_SIZE, 64 << 30)
     build_tfds(shards, name="bench", output_dir=tfds)
     w = np.random.default_rng(0).uniform(0.2, 2.0, n)
     pq.write_table(pa.table({"sample": ["ttbar"] * n, "event_id": np.arange(n, dtype=np.int64), "weight": w}), weights)

@@ -210,3 +210,45 @@ def test_build_and_read_do_not_import_tensorflow(shards, tmp_path: Path) -> None
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "TF_MODULES []" in done.stdout
+
+
+def _files(root: Path) -> dict[str, bytes]:
+    return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def test_spilled_build_writes_the_same_files_without_tensorflow(shards, dataset: Path, tmp_path: Path) -> None:
+    """A split over the in-memory limit (here: every split, limit 1 byte) is spilled to TFDS's 1000 hash
+    buckets through plain files — TFDS alone would call tf.io.gfile, i.e. need TensorFlow — and the
+    dataset's files are byte for byte those of the in-memory build made in this (another) process."""
+    paths, _ = shards
+    script = textwrap.dedent(
+        f"""
+        import sys
+        from pathlib import Path
+        from colliderflow.io import tfds_build
+        from colliderflow.io.tfds_writer import build_tfds
+        tfds_build.SPILL_ABOVE_BYTES = 1
+        from tensorflow_datasets.core import shuffle
+        spilled = []
+        real = tfds_build._bucket_class
+        def counting(module):
+            cls = real(module)
+            class Counting(cls):
+                def add(self, key, data):
+                    spilled.append(len(data))
+                    super().add(key, data)
+            return Counting
+        tfds_build._bucket_class = counting
+        build_tfds([Path(p) for p in {[str(p) for p in paths]!r}], name="toy", output_dir=Path({str(tmp_path / "pf")!r}))
+        assert shuffle.MAX_MEM_BUFFER_SIZE == 1000 << 20 and shuffle._Bucket.__module__ != tfds_build.__name__
+        from tensorflow_datasets.core.example_serializer import ExampleSerializer
+        assert ExampleSerializer.serialize_example is not tfds_build._serialize_deterministic
+        print("SPILLED", len(spilled))
+        print("TF_MODULES", sorted(m for m in sys.modules if m == "tensorflow" or m.startswith("tensorflow.")))
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300, check=False)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "SPILLED 75" in done.stdout  # all 75 events went through the bucket files
+    assert "TF_MODULES []" in done.stdout
+    assert _files(tmp_path / "pf") == _files(dataset)

@@ -15,6 +15,9 @@ Decisions a reader of the files should know:
   built from different sample lists never disagree about what an index means.
 * A split with no events is left out of the TFDS split list (TFDS refuses to write an empty split);
   the metadata lists it under ``empty_splits`` and the reader reports it as empty.
+* A split larger than TFDS's in-memory shuffle limit is spilled to local files (colliderflow.io.tfds_build;
+  TFDS alone would need TensorFlow there); the files are the same as an in-memory build's. Records are
+  serialized with sorted feature maps, so a rebuild in another process gives the same bytes.
 * The directory is built in a temporary sibling and renamed at the end: ``output_dir`` is complete or
   absent. The same (sample, event_id) twice in the inputs is an error, naming both files.
 """
@@ -232,9 +235,12 @@ def prepare_array_record(builder_cls: type, *, name: str, version: str, descript
     """Run a TFDS builder of this project (it takes `files_per_split` and `metadata`) into `output_dir`.
 
     One place for what every dataset here does alike: array_record files, built in a temporary directory
-    that replaces `output_dir` only when complete, and no download cache left behind.
+    that replaces `output_dir` only when complete, no download cache left behind, and splits of any size
+    without TensorFlow, same bytes in every process (io.tfds_build).
     """
     import tensorflow_datasets as tfds
+
+    from colliderflow.io.tfds_build import tfds_build
 
     tfds.disable_progress_bar()
     check_array_record_usable()
@@ -247,12 +253,13 @@ def prepare_array_record(builder_cls: type, *, name: str, version: str, descript
             config=tfds.core.BuilderConfig(name=name, version=version, description=description),
             file_format="array_record",
         )
-        builder.download_and_prepare(
-            download_dir=tmp / "downloads",
-            download_config=tfds.download.DownloadConfig(
-                download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
-            ),
-        )
+        with tfds_build():  # spills to plain files, not tf.io.gfile; records serialized deterministically
+            builder.download_and_prepare(
+                download_dir=tmp / "downloads",
+                download_config=tfds.download.DownloadConfig(
+                    download_mode=tfds.download.GenerateMode.REUSE_DATASET_IF_EXISTS,
+                ),
+            )
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
         if write_keys:  # the records' keys for training (io.tfds_keys), before the directory is published
             from colliderflow.io.tfds_keys import write_split_keys
