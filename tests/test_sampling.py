@@ -80,3 +80,52 @@ def test_sampler_above_two_to_the_24_items_draws_and_resumes() -> None:
     drawn = set(np.ravel(full).tolist())
     assert drawn <= {123, *range(n - 10, n)} and len(drawn) > 5
     assert list(EpochBatchSampler(n, start_step=4, num_steps=2, **kw)) == full[4:]
+
+
+def _weights_file(path, samples, ids, weights) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.table({"sample": samples, "event_id": np.asarray(ids, np.int64), "weight": weights}), path,
+                   row_group_size=7)
+
+
+def test_weights_join_dense_streamed_and_sparse_agree(tmp_path) -> None:
+    """Keys with dense ids (streamed through a table) and with sparse ids (file read whole) each get the
+    weight of their own (sample, event_id) row, wherever the row is in the file; extra rows are ignored."""
+    import pandas as pd
+
+    from colliderflow.train.sampling import SampleKeys, read_sampling_weights
+
+    rng = np.random.default_rng(3)
+    samples = np.array(["a"] * 40 + ["b"] * 30, dtype=object)
+    ids = np.concatenate([np.arange(40), np.arange(30)])
+    order = rng.permutation(70)
+    w = rng.uniform(0.1, 2.0, 70)
+    _weights_file(tmp_path / "dense.parquet", samples[order].tolist(), ids[order], w[order])
+    pick = rng.permutation(70)[:50]
+    keys = SampleKeys(pd.Categorical(samples[pick]), ids[pick].astype(np.int32))
+    np.testing.assert_array_equal(read_sampling_weights(tmp_path / "dense.parquet", keys).numpy(), w[pick])
+
+    sparse_ids = ids * 1_000_003  # far too sparse for a table
+    _weights_file(tmp_path / "sparse.parquet", samples[order].tolist(), sparse_ids[order], w[order])
+    keys = SampleKeys(samples[pick], sparse_ids[pick])
+    np.testing.assert_array_equal(read_sampling_weights(tmp_path / "sparse.parquet", keys).numpy(), w[pick])
+
+
+@pytest.mark.parametrize("ids", ["dense", "sparse"])
+def test_weights_join_errors(tmp_path, ids) -> None:
+    from colliderflow.train.sampling import SampleKeys, read_sampling_weights
+
+    scale = 1 if ids == "dense" else 1_000_003
+    keys = SampleKeys(np.array(["a"] * 5, dtype=object), np.arange(5) * scale)
+    path = tmp_path / "w.parquet"
+    _weights_file(path, ["a"] * 4, np.arange(4) * scale, np.ones(4))
+    with pytest.raises(ValueError, match=f"{path}: no weight for 1 of 5 training events, e.g. \\('a', {4 * scale}\\)"):
+        read_sampling_weights(path, keys)
+    _weights_file(path, ["a"] * 6, np.array([0, 1, 2, 3, 4, 2]) * scale, np.ones(6))
+    with pytest.raises(ValueError, match="duplicate"):
+        read_sampling_weights(path, keys)
+    _weights_file(path, ["a"] * 6, np.array([0, 1, 2, 3, 4, -1]) * scale, np.ones(6))
+    with pytest.raises(ValueError, match="negative event_id"):
+        read_sampling_weights(path, keys)

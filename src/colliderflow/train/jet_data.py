@@ -219,15 +219,16 @@ class JetDataset(Sequence[Jet]):
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
         self.labels = [int(x) for x in labels]
-        # Per kept jet: class (int16), file (int32), row in its file (int64), global row group (int32): 18
-        # bytes a jet, filled file by file into arrays sized from the footers (no per-file lists to join).
+        # Per kept jet only its class (int16) and its row in its file (int32 below 2^31 rows a file): 6 bytes
+        # a jet, filled file by file into arrays sized from the footers. Jets are in (file, row) order, so
+        # a jet's file and row group are found from where each file and row group starts (`_file_start`,
+        # `_group_start`, one entry per file / row group), not stored per jet.
         total = int(sum(int(e[-1]) if len(e) else 0 for e in self.rg_ends))
         self.classes = np.empty(total, np.int16)  # [n_jets] class index
-        self.file_index = np.empty(total, np.int32)  # [n_jets] file of each jet
-        self.rows = np.empty(total, np.int64)  # [n_jets] row of each jet in its file
-        self.row_group = np.empty(total, np.int32)  # [n_jets] global row group (numbered over all files)
-        n = rg_base = 0
-        for k, (path, ends) in enumerate(zip(self.paths, self.rg_ends, strict=True)):
+        self.rows = np.empty(total, np.int32 if total < 2**31 else np.int64)  # [n_jets] row of each jet in its file
+        file_start, group_counts = [0], []
+        n = 0
+        for path, ends in zip(self.paths, self.rg_ends, strict=True):
             class_index = _class_index(_read_column(path, "jet_label").astype(np.int64), self.labels)
             keep = class_index >= 0
             if not keep.all():
@@ -236,12 +237,14 @@ class JetDataset(Sequence[Jet]):
             kept_rows = np.flatnonzero(keep)
             m = n + len(kept_rows)
             self.classes[n:m] = class_index[keep]
-            self.file_index[n:m] = k
             self.rows[n:m] = kept_rows
-            self.row_group[n:m] = rg_base + np.searchsorted(ends, kept_rows, side="right")
-            n, rg_base = m, rg_base + len(ends)
-        self.classes, self.file_index = self.classes[:n], self.file_index[:n]
-        self.rows, self.row_group = self.rows[:n], self.row_group[:n]
+            group_counts.append(np.bincount(np.searchsorted(ends, kept_rows, side="right"), minlength=len(ends)))
+            file_start.append(m)
+            n = m
+        self.classes, self.rows = self.classes[:n], self.rows[:n]
+        self._file_start = np.asarray(file_start, np.int64)  # [n_files + 1] first jet of each file
+        self._group_start = np.concatenate([[0], np.cumsum(np.concatenate([np.zeros(0, np.int64), *group_counts]))]
+                                           ).astype(np.int64)  # [n_row_groups + 1] first jet of each global row group
         self.stems = [p.stem for p in self.paths]  # [n_files] what a jet's file is called in weights files
         pa.default_memory_pool().release_unused()  # the label columns' buffers
         self._rg_file = np.repeat(np.arange(len(self.paths)), [len(e) for e in self.rg_ends])
@@ -256,6 +259,25 @@ class JetDataset(Sequence[Jet]):
     def __len__(self) -> int:
         return len(self.classes)
 
+    def file_of(self, index: np.ndarray) -> np.ndarray:
+        """File (position in `paths`) of each jet index."""
+        return np.searchsorted(self._file_start, index, side="right") - 1
+
+    def group_of(self, index: np.ndarray) -> np.ndarray:
+        """Global row group (numbered over all files) of each jet index."""
+        return np.searchsorted(self._group_start, index, side="right") - 1
+
+    @property
+    def file_index(self) -> np.ndarray:
+        """[n_jets] file of each jet (built on demand: 1–2 bytes a jet)."""
+        codes = np.arange(len(self.paths), dtype=np.min_scalar_type(max(len(self.paths) - 1, 0)))
+        return np.repeat(codes, np.diff(self._file_start))
+
+    @property
+    def row_group(self) -> np.ndarray:
+        """[n_jets] global row group of each jet (built on demand)."""
+        return np.repeat(np.arange(len(self._group_start) - 1, dtype=np.int32), np.diff(self._group_start))
+
     @property
     def samples(self) -> pd.Categorical:
         """[n_jets] the file stem of each jet, as codes into `stems` (no Python string per jet)."""
@@ -266,14 +288,16 @@ class JetDataset(Sequence[Jet]):
         """[n_jets] constituents of each jet (the `jet_nparticles` column; read on first use)."""
         if self._n_particles is None:
             counts = [_read_column(p, "jet_nparticles").astype(np.int64) for p in self.paths]
-            self._n_particles = np.concatenate([counts[k][self.rows[self.file_index == k]]
-                                                for k in range(len(self.paths))])
+            self._n_particles = np.concatenate(
+                [np.zeros(0, np.int64)] + [counts[k][self.rows[a:b]] for k, (a, b)
+                                           in enumerate(zip(self._file_start[:-1], self._file_start[1:], strict=True))])
         return self._n_particles
 
     def block_ends(self) -> np.ndarray:
         """End offsets (in jet order) of the runs of jets that share a row group: the storage blocks."""
-        change = np.flatnonzero(np.diff(self.row_group)) + 1
-        return np.concatenate([change, [len(self)]]).astype(np.int64)
+        if not len(self):
+            return np.array([0], np.int64)
+        return self._group_start[1:][np.diff(self._group_start) > 0].astype(np.int64)
 
     def keys(self) -> list[tuple[str, int]]:
         """(sample, event_id) of every jet, what sampling weights are keyed by."""
@@ -312,17 +336,17 @@ class JetDataset(Sequence[Jet]):
         index = int(index)
         if not 0 <= index < len(self):
             raise IndexError(f"jet index {index} out of range for {len(self)} jets")
-        g = int(self.row_group[index])
+        g = int(self.group_of(index))
         rg = self._row_group(g)
         r = int(self.rows[index] - self._rg_first_row[g])
         a, b = int(rg.offsets[r]), int(rg.offsets[r + 1])
         return {"features": rg.features[a:b], "p4": rg.p4[a:b], "label": int(self.classes[index]),
-                "n_particles": b - a, "sample": self.stems[self.file_index[index]], "event_id": int(self.rows[index])}
+                "n_particles": b - a, "sample": self.stems[int(self.file_of(index))], "event_id": int(self.rows[index])}
 
     def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
         """Many jets in one call, vectorised per row group; returned in the order asked for."""
         idx = np.asarray(indices, dtype=np.int64)
-        groups = self.row_group[idx]
+        groups = self.group_of(idx)
         by_group = np.argsort(groups, kind="stable")  # jets grouped by row group, in storage order
         idx, groups = idx[by_group], groups[by_group]
         bounds = np.flatnonzero(np.diff(groups)) + 1
@@ -369,7 +393,7 @@ class JetSubset(Sequence[Jet]):
         return self.dataset.__getitems__(self.indices[np.asarray(indices, dtype=np.int64)])
 
     def block_ends(self) -> np.ndarray:
-        change = np.flatnonzero(np.diff(self.dataset.row_group[self.indices])) + 1
+        change = np.flatnonzero(np.diff(self.dataset.group_of(self.indices))) + 1
         return np.concatenate([change, [len(self)]]).astype(np.int64)
 
     def keys(self) -> list[tuple[str, int]]:

@@ -47,7 +47,7 @@ class SampleKeys(NamedTuple):
     """
 
     samples: Any  # [n] str (object array, or anything pandas can factorize)
-    event_ids: np.ndarray  # [n] int64
+    event_ids: np.ndarray  # [n] integer (int64, or int32 where that holds every id: jets' rows)
 
     @classmethod
     def from_pairs(cls, pairs: Sequence[tuple[str, int]]) -> SampleKeys:
@@ -59,10 +59,13 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
     """Per-item weights [len(keys)] float64 from a Parquet file with columns sample, event_id, weight.
 
     Every training item must have a weight: a missing one means the weights were computed for other
-    data, which would silently bias the sampling, so it is an error naming the file. The join works on
-    integer codes (the file's sample column dictionary-encoded by Arrow, the keys' samples as codes) and a
-    table indexed by event_id per sample (`_lookup`): no Python object and no string per row, so ten million
-    jets cost a few hundred MB for a moment rather than gigabytes.
+    data, which would silently bias the sampling, so it is an error naming the file, and so is a training
+    item the file has twice. The join works on integer codes (the file's sample column
+    dictionary-encoded by Arrow, the keys' samples as codes), no Python object and no string per row.
+    When each sample's event ids are dense (jets: the row in the file; PF: event numbers) the keys go into
+    a table indexed by (sample base + event_id) and the file is streamed through it batch by batch: about
+    13 bytes per item at the peak (table, weights, found flags), whatever the size of the file. Sparse
+    ids fall back to reading the file whole and a sorted search per sample (`_lookup`).
     """
     import pandas as pd
     import pyarrow as pa
@@ -71,31 +74,97 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
     wanted = keys if isinstance(keys, SampleKeys) else SampleKeys.from_pairs(keys)
     if not path.is_file():
         raise ValueError(f"{path}: sampling-weights file does not exist")
-    try:
-        file_codes, file_samples, file_ids, values = _read_weights(path)
-    except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
-        raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
-    if file_ids.size and file_ids.min() < 0:
-        raise ValueError(f"{path}: negative event_id")
-
     if isinstance(wanted.samples, pd.Categorical):  # a code per item already: no hashing of strings
         key_codes, key_samples = wanted.samples.codes, list(wanted.samples.categories)
     else:
         key_codes, key_samples = pd.factorize(wanted.samples)
-    known = pd.Index(file_samples).get_indexer([_as_str(s) for s in key_samples]).astype(np.int32)
-    key_file = known[key_codes] if known.size else np.full(len(key_codes), -1, np.int32)  # [n] file code
-    key_file[np.asarray(key_codes) < 0] = -1
-    event_ids = np.asarray(wanted.event_ids, np.int64)
-    rows = _lookup(file_codes, file_ids, len(file_samples), key_file, event_ids, path)
-    missing = np.flatnonzero(rows < 0)
-    if missing.size:
-        first = (_as_str(np.asarray(wanted.samples[missing[0]])), int(event_ids[missing[0]]))
-        raise ValueError(f"{path}: no weight for {missing.size} of {rows.size} training events, e.g. {first}")
-    weights = torch.from_numpy(values[rows])
+    event_ids = np.asarray(wanted.event_ids)
+    try:
+        values = _stream_join(path, np.asarray(key_codes), [_as_str(s) for s in key_samples], event_ids)
+        if values is None:  # sparse event ids: read the file whole
+            values = _join_whole(path, np.asarray(key_codes), key_samples, event_ids)
+    except (KeyError, OSError, pa.ArrowInvalid) as exc:
+        raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
+    weights = torch.from_numpy(values)
     if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
         raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
     pa.default_memory_pool().release_unused()
     return weights
+
+
+def _missing_error(path: Path, missing: np.ndarray, n: int, samples: list[str], codes: np.ndarray,
+                   ids: np.ndarray) -> ValueError:
+    code = int(codes[missing[0]])
+    first = (samples[code] if code >= 0 else "?", int(ids[missing[0]]))
+    return ValueError(f"{path}: no weight for {missing.size} of {n} training events, e.g. {first}")
+
+
+def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_ids: np.ndarray) -> np.ndarray | None:
+    """The weight of each key, streaming the file through a dense (sample, event_id) → item table; None
+    when the keys' event ids are too sparse for such a table (or repeat)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    n = len(key_codes)
+    max_id = np.full(len(key_samples), -1, np.int64)
+    for a in range(0, n, _CHUNK):
+        codes, ids = key_codes[a : a + _CHUNK], key_ids[a : a + _CHUNK]
+        known = codes >= 0
+        np.maximum.at(max_id, codes[known], ids[known])
+    size = int((max_id + 1).sum())
+    if size > 4 * n + 1024 or (n and int(key_ids.min()) < 0):
+        return None
+    base = np.concatenate([[0], np.cumsum(max_id + 1)]).astype(np.int64)
+    table = np.full(size, -1, np.int32 if n < 2**31 else np.int64)  # slot of (sample, id) → item
+    for a in range(0, n, _CHUNK):
+        codes, ids = key_codes[a : a + _CHUNK], key_ids[a : a + _CHUNK]
+        known = codes >= 0
+        table[base[codes[known]] + ids[known]] = np.arange(a, min(a + _CHUNK, n))[known]
+    if int((table >= 0).sum()) != int((key_codes >= 0).sum()):  # a key twice: not a dense 1:1 table
+        return None
+    values, found = np.zeros(n, np.float64), np.zeros(n, np.bool_)
+    code_of = {name: code for code, name in enumerate(key_samples)}
+    pf = pq.ParquetFile(path)
+    for batch in pf.iter_batches(batch_size=1 << 16, columns=["sample", "event_id", "weight"], use_threads=False):
+        sample = batch.column(0)
+        encoded = sample if pa.types.is_dictionary(sample.type) else pc.dictionary_encode(sample)
+        local = np.array([code_of.get(_as_str(v), -1) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
+        codes = local[encoded.indices.to_numpy(zero_copy_only=False)] if local.size else np.zeros(0, np.int64)
+        ids = batch.column(1).to_numpy(zero_copy_only=False).astype(np.int64, copy=False)
+        if ids.size and ids.min() < 0:
+            raise ValueError(f"{path}: negative event_id")
+        ok = codes >= 0
+        ok[ok] &= ids[ok] <= max_id[codes[ok]]
+        items = table[base[codes[ok]] + ids[ok]]
+        hit = items >= 0
+        items = items[hit]
+        if found[items].any() or np.unique(items).size != items.size:
+            raise ValueError(f"{path}: duplicate (sample, event_id) rows")
+        values[items] = batch.column(2).to_numpy(zero_copy_only=False)[ok][hit]
+        found[items] = True
+    del table
+    missing = np.flatnonzero(~found)
+    if missing.size:
+        raise _missing_error(path, missing, n, key_samples, key_codes, key_ids)
+    return values
+
+
+def _join_whole(path: Path, key_codes: np.ndarray, key_samples: list[Any], event_ids: np.ndarray) -> np.ndarray:
+    """The weight of each key, the file read whole (any event ids)."""
+    import pandas as pd
+
+    file_codes, file_samples, file_ids, values = _read_weights(path)
+    if file_ids.size and file_ids.min() < 0:
+        raise ValueError(f"{path}: negative event_id")
+    known = pd.Index(file_samples).get_indexer([_as_str(s) for s in key_samples]).astype(np.int32)
+    key_file = known[key_codes] if known.size else np.full(len(key_codes), -1, np.int32)  # [n] file code
+    key_file[key_codes < 0] = -1
+    rows = _lookup(file_codes, file_ids, len(file_samples), key_file, event_ids.astype(np.int64), path)
+    missing = np.flatnonzero(rows < 0)
+    if missing.size:
+        raise _missing_error(path, missing, rows.size, [_as_str(s) for s in key_samples], key_codes, event_ids)
+    return values[rows]
 
 
 def _read_weights(path: Path) -> tuple[np.ndarray, list[str], np.ndarray, np.ndarray]:
