@@ -77,3 +77,16 @@ def test_pf_keys_file_matches_the_records(tmp_path: Path) -> None:
     want = event_keys(train)  # by decoding every record
     assert list(zip(np.asarray(samples).tolist(), ids.tolist(), strict=True)) == want
     assert lengths.tolist() == [len(train[i]["X"]) for i in range(len(train))]
+
+
+def test_training_and_prediction_do_not_import_numba() -> None:
+    """numba (~70 MB resident) is for the ntuplizer's label matching; the training and prediction
+    processes need only the label table, which lives in colliderflow.jetclass2."""
+    import subprocess
+    import sys
+
+    script = ("import sys, colliderflow.train.loop, colliderflow.train.tasks, colliderflow.train.jet_data, "
+              "colliderflow.evaluate.predict_tagger; print(sorted(m for m in sys.modules if m.startswith('numba')))")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.strip().splitlines()[-1] == "[]"

@@ -39,7 +39,7 @@ from colliderflow.devices import check_precision, inference_autocast, resolve_de
 from colliderflow.io.atomic import atomic_path
 from colliderflow.train.jet_data import JetDataset, collate_jets, jet_files
 from colliderflow.models.registry import MODEL_FILE, MODEL_INPUTS, MODEL_TASKS, load_trained
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.train import TrainConfig
 
 log = logging.getLogger(__name__)
