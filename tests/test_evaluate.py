@@ -107,6 +107,9 @@ def _write_log(path: Path) -> Path:
         )
         if step % 100 == 0:
             lines.append({"step": step, "split": "val", "loss": 3 * np.exp(-step / 100) + 0.7, "loss_cls": 1.1})
+        if step == 150:  # what training writes when it is pre-empted and when the retry resumes
+            lines.append({"step": step, "split": "event", "event": "preempted", "signal": 15, "checkpoint": "c.pt"})
+            lines.append({"step": step, "split": "event", "event": "resumed", "checkpoint": "c.pt"})
     path.write_text("\n".join(json.dumps(x) for x in lines) + '\n{"step": 30')  # truncated last line
     return path
 
@@ -301,7 +304,7 @@ def test_missing_column_is_named(tmp_path: Path) -> None:
 
 def test_training_log_is_read_tolerantly(tmp_path: Path) -> None:
     log = read_training_log(_write_log(tmp_path / "metrics.jsonl"))
-    assert log is not None and set(log) == {"train", "val"}
+    assert log is not None and set(log) == {"train", "val"}  # the "event" lines are not a split
     assert log["train"]["step"].tolist() == list(range(0, 300, 10))
     assert log["val"]["step"].tolist() == [0, 100, 200]
     assert np.isnan(log["val"]["loss_reg"]).all()  # key absent in val lines

@@ -239,6 +239,8 @@ def _training_log(path: Path) -> Path:
         for s in range(0, 200, 10)
     ]
     lines += [{"step": s, "split": "val", "loss": 2.2 / (1 + s / 50), "samples_per_s": 3000.0} for s in (0, 100)]
+    lines += [{"step": 120, "split": "event", "event": "preempted", "signal": 15, "checkpoint": "c.pt"},
+              {"step": 120, "split": "event", "event": "resumed", "checkpoint": "c.pt"}]  # after a retry
     path.write_text("\n".join(json.dumps(x) for x in lines) + "\n")
     return path
 
@@ -346,7 +348,7 @@ def test_loss_curves_show_loss_learning_rate_and_throughput(tmp_path: Path) -> N
     fig = plot_loss_curves({"training_log": read_training_log(_training_log(tmp_path / "m.jsonl"))})
     loss_ax, lr_ax, rate_ax = fig.axes
     assert rate_ax.get_ylabel().startswith("Throughput") and "samples/s" in rate_ax.get_ylabel()
-    # Throughput: one line per split; training values as logged.
+    # Throughput: one line per split (train, val: the resume's "event" lines are none); training values as logged.
     assert len(rate_ax.get_lines()) == 2
     assert rate_ax.get_lines()[0].get_ydata()[0] == 900.0
     assert len(loss_ax.get_lines()) == 2 and len(lr_ax.get_lines()) == 1

@@ -109,7 +109,9 @@ def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | N
     """metrics.jsonl → split → column → array; None when there is no log.
 
     Tolerant by design: a log of a run that was interrupted may end in a half-written line, and older
-    runs may lack some keys; such lines are skipped and missing keys become NaN.
+    runs may lack some keys; such lines are skipped and missing keys become NaN. Lines with split
+    "event" (training's notes of a resume, a pre-emption, a corrupt checkpoint: no loss, no rate) are not
+    metrics and are left out, so no figure or summary shows them as a split.
     """
     if path is None:
         return None
@@ -129,6 +131,8 @@ def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | N
             continue
         if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
             skipped += 1
+            continue
+        if record.get("split") == "event":
             continue
         rows.setdefault(str(record.get("split", "train")), []).append(record)
     if skipped:
