@@ -2,7 +2,9 @@
 # tagger of tagger.models on the jet dataset; all sampled with the weights stage's weights.
 # Checkpoints live beside the model. A retried attempt (a killed or pre-empted job) resumes from the
 # newest unfinished checkpoint written with the same train config; anything else starts over. On SIGUSR1 or
-# SIGTERM training checkpoints and exits with 75, so that the retry (profiles: retries) resumes.
+# SIGTERM training checkpoints and exits with 75, so that the retry (profiles: retries) resumes. The shell
+# `exec`s the launcher: SLURM signals every process of the job step, and a bash waiting for training would
+# die at once, failing the job before the checkpoint is written (tests/test_slurm_preemption.py).
 
 
 rule train:
@@ -38,5 +40,5 @@ rule train:
     conda:
         "../envs/colliderflow.yaml"
     shell:
-        "{params.launcher} train --data {input.data} {params.val} --weights {input.weights} --params {params.cfg:q}"
+        "exec {params.launcher} train --data {input.data} {params.val} --weights {input.weights} --params {params.cfg:q}"
         " --seed {params.seed} -o {params.outdir} > {log} 2>&1"
