@@ -285,11 +285,11 @@ class JetDataset(Sequence[Jet]):
 
     @property
     def n_particles(self) -> np.ndarray:
-        """[n_jets] constituents of each jet (the `jet_nparticles` column; read on first use)."""
+        """[n_jets] int32 constituents of each jet (the `jet_nparticles` column; read on first use)."""
         if self._n_particles is None:
-            counts = [_read_column(p, "jet_nparticles").astype(np.int64) for p in self.paths]
+            counts = [_read_column(p, "jet_nparticles").astype(np.int32) for p in self.paths]
             self._n_particles = np.concatenate(
-                [np.zeros(0, np.int64)] + [counts[k][self.rows[a:b]] for k, (a, b)
+                [np.zeros(0, np.int32)] + [counts[k][self.rows[a:b]] for k, (a, b)
                                            in enumerate(zip(self._file_start[:-1], self._file_start[1:], strict=True))])
         return self._n_particles
 
@@ -377,7 +377,7 @@ class JetSubset(Sequence[Jet]):
 
     def __init__(self, dataset: JetDataset, indices: np.ndarray) -> None:
         self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int64)
+        self.indices = np.asarray(indices, dtype=np.int32 if len(dataset) < 2**31 else np.int64)
 
     def __len__(self) -> int:
         return len(self.indices)

@@ -293,7 +293,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
         self.start_step = start_step
         self.num_steps = num_steps
-        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths), dtype=torch.int64)
+        # int32: lengths are particle counts; 4 bytes an item rather than 8 (the order of a stable sort is the same)
+        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths, dtype=np.int32))
         self.bucket_batches = bucket_batches
         self.rank, self.world_size = rank, world_size
         self.buffer_items = buffer_items
