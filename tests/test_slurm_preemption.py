@@ -39,7 +39,7 @@ pytestmark = [
 
 TIMEOUT = 1800  # the whole run: the ci samples up to the PF model, through SLURM
 # Long enough that the job is still training when the test has seen its first logged step.
-TRAIN = {"max_steps": 3000, "checkpoint_every": 500, "eval_every": 500, "log_every": 50}
+TRAIN = {"max_steps": 1500, "checkpoint_every": 500, "eval_every": 500, "log_every": 25}
 
 
 def _train_jobs() -> list[tuple[str, str]]:
