@@ -82,14 +82,14 @@ def test_the_shipped_configs_pass():
 
 def test_a_check_is_the_stages_own():
     """The dry run's check and the stage's CLI boundary share one function: the same line either way."""
-    from colliderflow.weights.files import check_params
+    from colliderflow.params import EventWeightsParams, stage_params
 
     config = _ci_config()
     config["weights"]["vars"] = {"n_elements": [0, 100, 60, 300], "genmet": [0, 10, 400]}
     with pytest.raises(ConfigError) as from_config:
         check_config(config)
     with pytest.raises(ConfigError) as from_stage:
-        check_params(config["weights"])
+        stage_params(EventWeightsParams, config["weights"], where="weights")  # as colliderflow.weights.files
     assert str(from_config.value) == str(from_stage.value)
 
 

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from colliderflow.params import stage_params
 from colliderflow.train import data
 from colliderflow.train import loop as train_mod
 from colliderflow.train.data import synthetic_events
@@ -120,13 +121,13 @@ def test_loss_weights_scale_the_terms() -> None:
     torch.testing.assert_close(weighted["loss"], 2.0 * terms["loss_cls"] + 0.5 * terms["loss_reg"])
     torch.testing.assert_close(weighted["loss_cls"], terms["loss_cls"])  # reported unweighted
     with pytest.raises(ValueError, match="train.loss.reg_weight"):
-        LossConfig.from_dict({"reg_weight": -1.0})
+        stage_params(LossConfig, {"reg_weight": -1.0}, where="train.loss")
 
 
 def test_loss_config_rejects_unknown_choices() -> None:
     with pytest.raises(ValueError, match="train.loss.classification"):
-        LossConfig.from_dict({"classification": "hinge"})
-    assert LossConfig.from_dict({"regression": "mse"}).regression == "mse"
+        stage_params(LossConfig, {"classification": "hinge"}, where="train.loss")
+    assert stage_params(LossConfig, {"regression": "mse"}, where="train.loss").regression == "mse"
 
 
 # ---- sampling --------------------------------------------------------------------------------------

@@ -195,6 +195,17 @@ JET_SCALAR_COLUMNS: Final = tuple(
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EventWeightsParams(WeightsParams):
+    """The `weights` section as the event-level weights stage reads it: vars and class_column must be
+    per-event columns of the ntuples (vars numeric)."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        self.check_columns(EVENT_SCALAR_COLUMNS, where, what="a per-event column of the ntuples",
+                           numeric=EVENT_NUMERIC_COLUMNS)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class JetWeightsParams(WeightsParams):
     """The `jet_weights` section: classes are JetClass-II label names, vars per-jet JetClass-II columns."""
 
@@ -208,6 +219,43 @@ class JetWeightsParams(WeightsParams):
         for name in self.vars:
             _one_of(name, JET_SCALAR_COLUMNS, f"{where}.vars", "a per-jet JetClass-II column")
         check_labels(list(self.class_weights), f"{where}.class_weights")
+
+
+DEFAULT_JET_LENGTH: Final = 128  # particles per jet, tagger.max_particles' default (the schema's too)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeaverConfigParams(JetWeightsParams):
+    """The weaver-config stage: `jet_weights` plus the tagger's `labels` and `length` (tagger.max_particles).
+
+    `label_table` is "jetclass2" (the workflow's) or the list of names the jets were labelled with; the
+    JetClass-II name checks apply to the first only. Errors name `tagger.labels` and `tagger.max_particles`,
+    the keys the workflow fills `labels` and `length` from.
+    """
+
+    labels: Sequence[str] | None = None
+    label_table: str | Sequence[str] = "jetclass2"
+    length: int = DEFAULT_JET_LENGTH
+    data_fraction: float = 1.0
+    selection: str | None = None
+
+    def check(self, where: str) -> None:
+        if self.label_table == "jetclass2":
+            super().check(where)
+        else:
+            WeightsParams.check(self, where)
+            for name in self.vars:
+                _one_of(name, JET_SCALAR_COLUMNS, f"{where}.vars", "a per-jet JetClass-II column")
+        if self.labels is not None and self.label_table == "jetclass2":
+            labels = check_labels(self.labels, "tagger.labels")
+            for name in self.class_weights:
+                if label_name(name) not in labels:
+                    raise ConfigError(f"{where}.class_weights: {name!r} is not one of tagger.labels"
+                                      f" ({', '.join(self.labels)}): reweighted classes must be among the labels")
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
+            raise ConfigError(f"tagger.max_particles: expected a positive integer, got {self.length!r}")
+        if not 0.0 < _number(self.data_fraction, f"{where}.data_fraction") <= 1.0:
+            raise ConfigError(f"{where}.data_fraction: expected a fraction in (0, 1], got {self.data_fraction!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -277,10 +325,8 @@ def check_config(config: Mapping[str, Any]) -> None:
     jet_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "jets")
 
     stage_params(SplitFractions, config["ntuplize"]["split_fractions"], where="ntuplize.split_fractions")
-    weights = stage_params(WeightsParams, config["weights"], where="weights")
+    weights = stage_params(EventWeightsParams if pf_samples else WeightsParams, config["weights"], where="weights")
     if pf_samples:
-        weights.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
-                              numeric=EVENT_NUMERIC_COLUMNS)
         if weights.class_column == "sample":
             weights.check_classes(pf_samples, "weights", what="a particle-flow sample of `samples`")
     evaluate = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
@@ -290,13 +336,14 @@ def check_config(config: Mapping[str, Any]) -> None:
     if jet_samples:
         jets = config["jets"]
         stage_params(JetDatasetParams, {k: jets[k] for k in ("split_fractions", "jets_per_file")}, where="jets")
-        jet_weights = stage_params(JetWeightsParams, config["jet_weights"], where="jet_weights")
-        labels = check_labels(config["tagger"]["labels"], "tagger.labels")
-        for name in jet_weights.class_weights:
-            if label_name(name) not in labels:
-                raise ConfigError(f"jet_weights.class_weights: {name!r} is not one of tagger.labels"
-                                  f" ({', '.join(config['tagger']['labels'])})")
-        tagging.check_classes(labels, "evaluate.tagging")
+        stage_params(WeaverConfigParams, weaver_section(config), where="jet_weights")
+        tagging.check_classes(config["tagger"]["labels"], "evaluate.tagging")
+
+
+def weaver_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The weaver-config stage's params: `jet_weights` with the tagger's labels and particles per jet."""
+    tagger = config["tagger"]
+    return {**config["jet_weights"], "labels": tagger["labels"], "length": tagger.get("max_particles", DEFAULT_JET_LENGTH)}
 
 
 def schema_error_line(error: BaseException) -> str:
