@@ -343,7 +343,8 @@ def check_config(config: Mapping[str, Any]) -> None:
 def weaver_section(config: Mapping[str, Any]) -> dict[str, Any]:
     """The weaver-config stage's params: `jet_weights` with the tagger's labels and particles per jet."""
     tagger = config["tagger"]
-    return {**config["jet_weights"], "labels": tagger["labels"], "length": tagger.get("max_particles", DEFAULT_JET_LENGTH)}
+    length = tagger.get("max_particles", DEFAULT_JET_LENGTH)
+    return {**config["jet_weights"], "labels": tagger["labels"], "length": length}
 
 
 def schema_error_line(error: BaseException) -> str:

@@ -22,7 +22,7 @@ import pyarrow as pa
 from colliderflow.config import canonical_json
 from colliderflow.io.parquet import row_list_type, write_parquet_atomic
 from colliderflow.io.sim_reader import read_events
-from colliderflow.kinematics import Momenta, cluster_cartesian, missing_et_cartesian
+from colliderflow.kinematics import EVENT_JETS, Momenta, cluster_cartesian, missing_et_cartesian
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
 from colliderflow.ntuplize.elements import (
     ElementLayout,
@@ -52,7 +52,7 @@ _PARAM_KEYS = {"split_fractions", "jets", "baseline", "bfield_tesla", "validatio
 # Used for a key the params leave out, e.g. a run by hand with --params '{}' (the default run's values).
 DEFAULT_PARAMS: dict[str, Any] = {
     "split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
-    "jets": {"algorithm": "ee_genkt", "radius": 0.4, "p": -1.0, "min_pt": 5.0},
+    "jets": dict(EVENT_JETS),
 }
 
 

@@ -12,7 +12,7 @@ from typing import Any, Final
 
 from colliderflow.models.registry import MODEL_TASKS, MODELS, config_section
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
-from colliderflow.params import ConfigError, stage_params
+from colliderflow.params import DEFAULT_JET_LENGTH, ConfigError, stage_params
 
 
 # Keys of one training section only: the particle-flow model is configured in `train`, a tagger in `tagger`
@@ -52,7 +52,7 @@ class TrainConfig:
     # position; None: every label present
     labels: list[int | str] | None = None
     val_fraction: float = 0.1  # jets held out when no val split is given (a fixed hash split, jet_data.split_train_val)
-    max_particles: int = 128  # constituents kept per jet (the hardest)
+    max_particles: int = DEFAULT_JET_LENGTH  # constituents kept per jet (the hardest)
     bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (sampling.EpochBatchSampler)
 
     def check(self, where: str) -> None:
@@ -80,7 +80,8 @@ class TrainConfig:
         if not isinstance(config.num_workers, int) or isinstance(config.num_workers, bool) or config.num_workers < 0:
             raise ValueError(f"{where}.num_workers: expected a non-negative integer, got {config.num_workers!r}")
         if not isinstance(config.shuffle_buffer, int) or not 1 <= config.shuffle_buffer <= 2**24:
-            raise ValueError(f"{where}.shuffle_buffer: expected an integer in 1 … 2^24, got {config.shuffle_buffer!r}")
+            raise ValueError(f"{where}.shuffle_buffer: expected an integer in 1 … 2^24, "
+                             f"got {config.shuffle_buffer!r}")
         if not isinstance(config.max_particles, int) or config.max_particles < 1:
             raise ValueError(f"{where}.max_particles: expected a positive integer, got {config.max_particles!r}")
         if not 0.0 <= config.val_fraction < 1.0:
