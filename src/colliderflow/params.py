@@ -329,8 +329,7 @@ def check_config(config: Mapping[str, Any]) -> None:
     if pf_samples:
         if weights.class_column == "sample":
             weights.check_classes(pf_samples, "weights", what="a particle-flow sample of `samples`")
-    evaluate = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
-    stage_params(EvaluateParams, evaluate, where="evaluate")
+    stage_params(EvaluateParams, evaluate_section(config), where="evaluate")
     tagging = stage_params(TaggingParams, config["evaluate"].get("tagging"), where="evaluate.tagging")
 
     if jet_samples:
@@ -338,6 +337,13 @@ def check_config(config: Mapping[str, Any]) -> None:
         stage_params(JetDatasetParams, {k: jets[k] for k in ("split_fractions", "jets_per_file")}, where="jets")
         stage_params(WeaverConfigParams, weaver_section(config), where="jet_weights")
         tagging.check_classes(config["tagger"]["labels"], "evaluate.tagging")
+
+
+def evaluate_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The PF evaluate stage's params: `evaluate` less `tagging`, with the ntuplizer's jet definition (jets
+    from predicted particles are built exactly as the gen jets were) and the global sqrt_s."""
+    own = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
+    return {**own, "jets": config["ntuplize"]["jets"], "sqrt_s": config["generate"]["sqrt_s"]}
 
 
 def weaver_section(config: Mapping[str, Any]) -> dict[str, Any]:
