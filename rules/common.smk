@@ -301,7 +301,7 @@ def gpus_for(device):
 
 
 # --------------------------------------------------------------------------------------------------
-# Each rule's params, one helper a rule (`params: **<rule>_params()`): the values a rule's shell line
+# Params, one helper per workflow step (`params: **<name>_params()`): the values its shell line
 # reads, built here so that the rules stay declarations. A value that depends only on the config is
 # computed once here; one that depends on the sample is cached per sample above. The config sections
 # are those the stage's dataclass in colliderflow.params checks (the dry run ran the same checks).
