@@ -142,6 +142,31 @@ def test_the_params_dataclasses_and_the_schema_agree():
     assert keys(TaggingParams) == set(props["evaluate"]["properties"]["tagging"]["properties"])
 
 
+def test_the_event_stages_params_and_the_schema_agree():
+    """generate, ntuplize (with its jets and baseline) and the validation thresholds."""
+    import dataclasses
+
+    from colliderflow.kinematics import EVENT_JETS
+    from colliderflow.ntuplize.baseline import BaselineParams
+    from colliderflow.ntuplize.validate import ValidationParams
+    from colliderflow.params import EVENT_JET_KEYS, GenerateParams, NtuplizeParams
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert keys(GenerateParams) == set(props["generate"]["properties"])
+    ntuplize = props["ntuplize"]["properties"]
+    assert keys(NtuplizeParams) == set(ntuplize)
+    assert set(EVENT_JET_KEYS) == set(ntuplize["jets"]["properties"]) == set(ntuplize["jets"]["required"])
+    assert set(EVENT_JETS) == set(EVENT_JET_KEYS)
+    assert EVENT_JETS["algorithm"] in ntuplize["jets"]["properties"]["algorithm"]["enum"]
+    assert keys(BaselineParams) == set(ntuplize["baseline"]["properties"])
+    assert keys(ValidationParams) == set(schema["$defs"]["validation_thresholds"]["properties"])
+
+
 def test_the_training_dataclasses_and_the_schema_agree():
     """`train` and `tagger` (less `models`, plus the `model` the rule names) are one TrainConfig: it knows
     exactly their keys, and the keys of only one of them are the ones train_params refuses in the other."""

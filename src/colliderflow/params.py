@@ -122,6 +122,52 @@ class SplitFractions:
         return {s: float(getattr(self, s)) for s in SPLITS}
 
 
+EVENT_JET_KEYS: Final = ("algorithm", "radius", "p", "min_pt")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerateParams:
+    """The `generate` section as one sample's generate jobs see it (its own sqrt_s, when it sets one)."""
+
+    sqrt_s: float
+    detector: str
+
+    def check(self, where: str) -> None:
+        sqrt_s = _number(self.sqrt_s, f"{where}.sqrt_s")
+        if not math.isfinite(sqrt_s) or sqrt_s <= 0:
+            raise ConfigError(f"{where}.sqrt_s: must be a positive number of GeV, got {self.sqrt_s!r}")
+        if not isinstance(self.detector, str) or not self.detector:
+            raise ConfigError(f"{where}.detector: must be a detector name, got {self.detector!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NtuplizeParams:
+    """The `ntuplize` section; absent keys take the stage's defaults (colliderflow.ntuplize.events), the
+    jet definition kinematics.EVENT_JETS. `validation` belongs to the validate stage (ntuplize.validate)."""
+
+    split_fractions: Mapping[str, float] | None = None
+    jets: Mapping[str, Any] | None = None
+    baseline: Mapping[str, float] | None = None
+    bfield_tesla: float | None = None
+    validation: Mapping[str, Any] | None = None
+
+    def check(self, where: str) -> None:
+        if self.split_fractions is not None:
+            stage_params(SplitFractions, self.split_fractions, where=f"{where}.split_fractions")
+        if self.jets is not None:
+            if not isinstance(self.jets, Mapping) or set(self.jets) != set(EVENT_JET_KEYS):
+                raise ConfigError(f"{where}.jets: must have exactly the keys {', '.join(EVENT_JET_KEYS)}, "
+                                  f"got {self.jets!r}")
+            if not isinstance(self.jets["algorithm"], str):
+                raise ConfigError(f"{where}.jets.algorithm: expected a name, got {self.jets['algorithm']!r}")
+            for key in EVENT_JET_KEYS[1:]:
+                _number(self.jets[key], f"{where}.jets.{key}")
+        if self.baseline is not None and not isinstance(self.baseline, Mapping):
+            raise ConfigError(f"{where}.baseline: expected a mapping, got {self.baseline!r}")
+        if self.bfield_tesla is not None and not _number(self.bfield_tesla, f"{where}.bfield_tesla") > 0:
+            raise ConfigError(f"{where}.bfield_tesla: must be a positive number of tesla, got {self.bfield_tesla!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class JetDatasetParams:
     """The jet-dataset stage: `jets.split_fractions` and `jets.jets_per_file`."""
@@ -324,7 +370,10 @@ def check_config(config: Mapping[str, Any]) -> None:
     pf_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "pf")
     jet_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "jets")
 
-    stage_params(SplitFractions, config["ntuplize"]["split_fractions"], where="ntuplize.split_fractions")
+    for name in sorted(samples):
+        sqrt_s = samples[name].get("sqrt_s", config["generate"]["sqrt_s"])
+        stage_params(GenerateParams, {**config["generate"], "sqrt_s": sqrt_s}, where="generate")
+    stage_params(NtuplizeParams, config["ntuplize"], where="ntuplize")
     weights = stage_params(EventWeightsParams if pf_samples else WeightsParams, config["weights"], where="weights")
     if pf_samples:
         if weights.class_column == "sample":
