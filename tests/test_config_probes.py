@@ -167,6 +167,19 @@ def test_the_event_stages_params_and_the_schema_agree():
     assert keys(ValidationParams) == set(schema["$defs"]["validation_thresholds"]["properties"])
 
 
+def test_the_jet_ntuplizer_section_and_the_schema_agree():
+    """`jets` less the dataset's keys, plus a sample's `jet_truth`; `label_table` is for runs by hand."""
+    import dataclasses
+
+    from colliderflow.ntuplize.jets import JetSection
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    truth = props["samples"]["additionalProperties"]["properties"]["jet_truth"]["properties"]
+    fields = {f.name for f in dataclasses.fields(JetSection)}
+    assert fields == set(props["jets"]["properties"]) - {"split_fractions", "jets_per_file"} | set(truth) | {
+        "label_table"}
+
+
 def test_the_training_dataclasses_and_the_schema_agree():
     """`train` and `tagger` (less `models`, plus the `model` the rule names) are one TrainConfig: it knows
     exactly their keys, and the keys of only one of them are the ones train_params refuses in the other."""

@@ -335,7 +335,7 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
     stage_params(NtuplizeParams, params, where="ntuplize")  # the dry run ran the same check
     fractions = split_fractions(params)
     jets = jet_params(params)
-    baseline = BaselineParams.from_dict(params.get("baseline"), what="ntuplize params: baseline")
+    baseline = stage_params(BaselineParams, params.get("baseline"), where="ntuplize.baseline")
     # None: each file's curvatures are read with its source's field (4 T CLIC-like, 3.8 T Delphes default).
     bfield_param = params.get("bfield_tesla")
     bfield_param = None if bfield_param is None else float(bfield_param)
