@@ -43,7 +43,7 @@ def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> Non
 
 @dataclass(frozen=True)
 class ParTConfig:
-    """The `train.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
+    """The `tagger.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
 
     num_features: int = 17  # per-particle inputs, colliderflow.train.jet_data.PARTICLE_FEATURES
     num_classes: int = 10

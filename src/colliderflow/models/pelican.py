@@ -39,7 +39,7 @@ N_AGGREGATES = 5  # single sums r, c and trace-like d (per particle), double sum
 
 @dataclass(frozen=True)
 class PELICANConfig:
-    """The `train.pelican` section."""
+    """The `tagger.pelican` section."""
 
     num_classes: int = 10
     embed_channels: int = 8  # learnable powers of the log dot product
