@@ -36,6 +36,7 @@ from colliderflow.models.normalise import fit_normalisation
 from colliderflow.train.data import collate_events, synthetic_events
 from colliderflow.train.sampling import EpochBatchSampler
 from colliderflow.train.losses import LossConfig, mlpf_loss
+from colliderflow.params import stage_params
 from colliderflow.models import build_model, count_parameters
 from colliderflow.models.mlpf import fit_regression_standardisation
 from colliderflow.train import make_optimizer, train
@@ -63,7 +64,7 @@ def bench(params: dict[str, Any], events: list[dict], *, steps: int, repeats: in
     model.normaliser.set_statistics(fit_normalisation(events))
     model.set_regression_standardisation(*fit_regression_standardisation(events))
     optimizer = make_optimizer(model, lr=params["lr"], weight_decay=params["weight_decay"])
-    loss_cfg = LossConfig.from_dict(params.get("loss"))
+    loss_cfg = stage_params(LossConfig, params.get("loss"), where="train.loss")
 
     def step(batch: data.Batch) -> None:
         losses = mlpf_loss(model(batch.X, batch.mask), batch.X, batch.ytarget, batch.mask, loss_cfg,

@@ -18,6 +18,7 @@ from colliderflow.generate.backends.delphes_cards import (
 )
 from colliderflow.generate.backends.delphes_install import DELPHES_EXECUTABLE, find_tool, resolve_card
 from colliderflow.generate.processes import PP_JET_RESONANCES
+from colliderflow.params import evaluate_section, weaver_section
 from colliderflow.schema import SPLITS
 
 RESULTS = f"results/{config['run']}"
@@ -297,3 +298,120 @@ def train_device(model):
 def gpus_for(device):
     """GPUs a job asks the cluster for (the `gpu` resource): one unless its device is cpu."""
     return 1 if uses_gpu(device) else 0
+
+
+# --------------------------------------------------------------------------------------------------
+# Params, one helper per workflow step (`params: **<name>_params()`): the values its shell line
+# reads, built here so that the rules stay declarations. A value that depends only on the config is
+# computed once here; one that depends on the sample is cached per sample above. The config sections
+# are those the stage's dataclass in colliderflow.params checks (the dry run ran the same checks).
+# --------------------------------------------------------------------------------------------------
+def _output_dir(name):
+    """The directory of output `name` (on remote storage, the local copy's)."""
+    return lambda wildcards, output: os.path.dirname(getattr(output, name))
+
+
+def _input_dir(name):
+    return lambda wildcards, input: os.path.dirname(getattr(input, name))
+
+
+def delphes_pileup_params():
+    return {"seed": pileup_seed}
+
+
+def _pileup_option(wildcards, input):
+    return f"--pileup-file {input.pileup[0]}" if input.pileup else ""
+
+
+def generate_params():
+    # One value for what the whole sample shares (process, backend, options, events, `generate` section):
+    # computed once per sample, and any change in it re-runs that sample's jobs.
+    return {"sample_cfg": generate_sample, "shards": job_shards, "seeds": generate_seeds, "pileup": _pileup_option}
+
+
+def ntuplize_params():
+    return {
+        "roots": shard_paths(job_roots, "roots"),
+        "shards": job_shards,
+        "seed": split_seed,
+        "cfg": section("ntuplize", without=("validation",)),
+    }
+
+
+def validate_params():
+    return {"shards": shard_paths(sample_ntuples), "cfg": validation_section}
+
+
+def tfds_params():
+    return {"shards": shard_paths(sample_ntuples, "shards")}
+
+
+def ntuplize_jets_params():
+    return {"roots": shard_paths(job_roots, "roots"), "shards": job_shards, "cfg": jet_section}
+
+
+def jet_dataset_params():
+    """The dataset keys of `jets` (the rest configures the jet ntuplizer), the split seed, the output folder."""
+    cfg = canonical_json({k: config["jets"][k] for k in ("split_fractions", "jets_per_file")}) if JET_SAMPLES else None
+    return {
+        "shards": shard_paths(all_jet_shards),
+        "cfg": cfg,
+        "seed": derive_seed(config["seed"], "jet_dataset"),
+        "outdir": _output_dir("provenance"),
+    }
+
+
+def weights_params():
+    return {"shards": shard_paths(all_ntuples, "shards"), "cfg": weights_section("weights")}
+
+
+def jet_weights_params():
+    return {"cfg": weights_section("jet_weights") if JET_SAMPLES else None}
+
+
+def weaver_config_params():
+    """`jet_weights` plus the tagger's labels and particles per jet (colliderflow.params.weaver_section)."""
+    return {"cfg": canonical_json(ordered_pairs(weaver_section(config), "class_weights")) if JET_SAMPLES else None}
+
+
+def _train_seed(wildcards):
+    return derive_seed(config["seed"], "train", wildcards.model)
+
+
+def _train_cfg(wildcards):
+    return train_section(wildcards.model)
+
+
+def _val_option(wildcards, input):
+    # Taggers validate on the jet dataset's own val split; the PF model on the TFDS val splits.
+    return f"--val-data {input.val}" if "val" in input.keys() else ""
+
+
+def _launcher(wildcards, resources):
+    # One process per GPU (DDP, NCCL) when the job holds several; a plain process otherwise.
+    gpus = int(resources.get("gpu", 0))
+    return f"torchrun --standalone --nnodes=1 --nproc_per_node={gpus} -m colliderflow" if gpus > 1 else "colliderflow"
+
+
+def train_params():
+    return {"seed": _train_seed, "cfg": _train_cfg, "outdir": _output_dir("model"), "val": _val_option,
+            "launcher": _launcher}
+
+
+def train_threads(wildcards):
+    return (config["train"] if wildcards.model == MODEL else config["tagger"]).get("threads", 2)
+
+
+def predict_params():
+    """For predict and predict_tagger: the model's folder and where the predictions run (`predict`)."""
+    return {"model_dir": _input_dir("model"), "device": PREDICT["device"], "precision": PREDICT["precision"]}
+
+
+def evaluate_params():
+    """`evaluate` less its tagging part, with the jet definition of the ntuplizer (jets from predicted
+    particles are built exactly as the gen jets were) and sqrt_s (colliderflow.params.evaluate_section)."""
+    return {"cfg": canonical_json(evaluate_section(config)), "plots_dir": _output_dir("loss_curves")}
+
+
+def evaluate_tagger_params():
+    return {"cfg": canonical_json(config["evaluate"].get("tagging", {})), "plots_dir": _output_dir("loss_curves")}

@@ -12,9 +12,7 @@ rule predict:
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
-        device=PREDICT["device"],
-        precision=PREDICT["precision"],
+        **predict_params(),
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -53,15 +51,7 @@ rule evaluate:
             for name in PF_PLOTS
         },
     params:
-        # Jets from predicted particles are built exactly as the ntuplizer built the gen jets.
-        cfg=canonical_json(
-            {
-                **{k: v for k, v in config["evaluate"].items() if k != "tagging"},
-                "jets": config["ntuplize"]["jets"],
-                "sqrt_s": config["generate"]["sqrt_s"],
-            }
-        ),
-        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
+        **evaluate_params(),
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:
@@ -86,9 +76,7 @@ rule predict_tagger:
     output:
         f"{RESULTS}/eval/{{model}}/predictions.parquet",
     params:
-        model_dir=lambda wc, input: os.path.dirname(input.model),  # the local copy's directory on remote storage
-        device=PREDICT["device"],
-        precision=PREDICT["precision"],
+        **predict_params(),
     log:
         f"{LOGS}/predict/{{model}}.log",
     benchmark:
@@ -127,8 +115,7 @@ rule evaluate_tagger:
             for name in TAGGER_PLOTS
         },
     params:
-        cfg=lambda wc: canonical_json(config["evaluate"].get("tagging", {})),
-        plots_dir=lambda wc, output: os.path.dirname(output.loss_curves),  # where the declared figures go
+        **evaluate_tagger_params(),
     log:
         f"{LOGS}/evaluate/{{model}}.log",
     benchmark:

@@ -20,7 +20,7 @@ rule delphes_pileup:
         pileup=f"{RESULTS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.pileup",
         provenance=f"{RESULTS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.json",
     params:
-        seed=pileup_seed,
+        **delphes_pileup_params(),
     log:
         f"{LOGS}/pileup/minbias_{{sqrts}}GeV_{{nevents}}ev_seed{{pseed}}.log",
     benchmark:
@@ -44,12 +44,7 @@ rule generate:
         # The job's record (one entry per shard) is its handle for the rules downstream.
         provenance=f"{RESULTS}/sim/{{sample}}/{{job}}/provenance.json",
     params:
-        # One value for what the whole sample shares (process, backend, options, events, `generate`
-        # section): computed once per sample, and any change in it re-runs that sample's jobs.
-        sample_cfg=generate_sample,
-        shards=job_shards,
-        seeds=generate_seeds,
-        pileup=lambda wc, input: f"--pileup-file {input.pileup[0]}" if input.pileup else "",
+        **generate_params(),
     log:
         f"{LOGS}/generate/{{sample}}/{{job}}.log",
     benchmark:

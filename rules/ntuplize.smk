@@ -17,10 +17,7 @@ rule ntuplize:
         parquet=per_shard("ntuples", ".parquet"),
         provenance=f"{RESULTS}/ntuples/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=shard_paths(job_roots, "roots"),
-        shards=job_shards,
-        seed=split_seed,
-        cfg=section("ntuplize", without=("validation",)),
+        **ntuplize_params(),
     log:
         f"{LOGS}/ntuplize/{{sample}}/{{job}}.log",
     benchmark:
@@ -49,8 +46,7 @@ rule validate_ntuples:
             subcategory="{sample}",
         ),
     params:
-        shards=shard_paths(sample_ntuples),
-        cfg=validation_section,
+        **validate_params(),
     log:
         f"{LOGS}/validate/{{sample}}.log",
     benchmark:
@@ -74,7 +70,7 @@ rule tfds:
     output:
         local(directory(f"{RESULTS}/tfds/{{sample}}")),
     params:
-        shards=shard_paths(sample_ntuples, "shards"),
+        **tfds_params(),
     log:
         f"{LOGS}/tfds/{{sample}}.log",
     benchmark:
@@ -97,9 +93,7 @@ rule ntuplize_jets:
         parquet=per_shard("jets", ".parquet"),
         provenance=f"{RESULTS}/jets/{{sample}}/{{job}}/provenance.json",
     params:
-        roots=shard_paths(job_roots, "roots"),
-        shards=job_shards,
-        cfg=jet_section,
+        **ntuplize_jets_params(),
     log:
         f"{LOGS}/ntuplize_jets/{{sample}}/{{job}}.log",
     benchmark:
@@ -125,10 +119,7 @@ rule jet_dataset:
         test=local(directory(f"{JETSET}/test")),
         provenance=local(f"{JETSET}/provenance.json"),
     params:
-        shards=shard_paths(all_jet_shards),
-        cfg=lambda wc: canonical_json({k: config["jets"][k] for k in ("split_fractions", "jets_per_file")}),
-        seed=derive_seed(config["seed"], "jet_dataset"),
-        outdir=lambda wc, output: os.path.dirname(output.provenance),
+        **jet_dataset_params(),
     log:
         f"{LOGS}/jet_dataset.log",
     benchmark:

@@ -15,22 +15,12 @@ rule train:
         metrics=f"{RESULTS}/models/{{model}}/metrics.jsonl",
         provenance=f"{RESULTS}/models/{{model}}/provenance.json",
     params:
-        seed=lambda wc: derive_seed(config["seed"], "train", wc.model),
-        cfg=lambda wc: train_section(wc.model),
-        outdir=lambda wc, output: os.path.dirname(output.model),  # the local copy's directory on remote storage
-        # Taggers validate on the jet dataset's own val split; the PF model on the TFDS val splits.
-        val=lambda wc, input: f"--val-data {input.val}" if "val" in input.keys() else "",
-        # One process per GPU (DDP, NCCL) when the job holds several; a plain process otherwise.
-        launcher=lambda wc, resources: (
-            f"torchrun --standalone --nnodes=1 --nproc_per_node={resources.gpu} -m colliderflow"
-            if int(resources.get("gpu", 0)) > 1
-            else "colliderflow"
-        ),
+        **train_params(),
     log:
         f"{LOGS}/train/{{model}}.log",
     benchmark:
         f"{BENCH}/train/{{model}}.tsv"
-    threads: lambda wc: (config["train"] if wc.model == MODEL else config["tagger"]).get("threads", 2)
+    threads: train_threads
     resources:
         mem_mb=lambda wc, attempt: 8000 + 4000 * (attempt - 1),
         runtime=lambda wc, attempt: 120 * attempt,

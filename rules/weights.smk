@@ -17,8 +17,7 @@ rule weights:
         ),
         provenance=f"{RESULTS}/weights/pf.provenance.json",
     params:
-        shards=shard_paths(all_ntuples, "shards"),
-        cfg=weights_section("weights"),
+        **weights_params(),
     log:
         f"{LOGS}/weights/pf.log",
     benchmark:
@@ -47,7 +46,7 @@ rule jet_weights:
         ),
         provenance=f"{RESULTS}/weights/jets.provenance.json",
     params:
-        cfg=lambda wc: weights_section("jet_weights"),
+        **jet_weights_params(),
     log:
         f"{LOGS}/weights/jets.log",
     benchmark:
@@ -70,9 +69,7 @@ rule weaver_config:
     output:
         f"{JETSET}/weaver_data_config.yaml",
     params:
-        cfg=lambda wc: weights_section(
-            "jet_weights", labels=config["tagger"]["labels"], length=config["tagger"].get("max_particles", 128)
-        ),
+        **weaver_config_params(),
     log:
         f"{LOGS}/weights/weaver_config.log",
     benchmark:

@@ -130,10 +130,10 @@ def test_weaver_config_names_only_jetclass2_variables(tmp_path: Path) -> None:
     ("change", "message"),
     [
         ({"vars": {"part_px": [0, 1], "jet_pt": [0, 1]}}, "not a per-jet JetClass-II column"),
-        ({"vars": {"jet_pt": [0, 1]}}, "exactly two"),
-        ({"class_weights": {"X_tt": 1.0}}, "not in the label table"),
+        ({"vars": {"jet_pt": [0, 1]}}, "exactly 2"),
+        ({"class_weights": {"X_tt": 1.0}}, "not in the JetClass-II label table"),
         ({"method": "flatter"}, "method"),
-        ({"labels": ["X_bb"]}, "not among the labels"),
+        ({"labels": ["X_bb"]}, "must be among the labels"),
     ],
 )
 def test_weaver_config_rejects_bad_params(tmp_path: Path, change: dict, message: str) -> None:

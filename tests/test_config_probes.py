@@ -82,14 +82,14 @@ def test_the_shipped_configs_pass():
 
 def test_a_check_is_the_stages_own():
     """The dry run's check and the stage's CLI boundary share one function: the same line either way."""
-    from colliderflow.weights.files import check_params
+    from colliderflow.params import EventWeightsParams, stage_params
 
     config = _ci_config()
     config["weights"]["vars"] = {"n_elements": [0, 100, 60, 300], "genmet": [0, 10, 400]}
     with pytest.raises(ConfigError) as from_config:
         check_config(config)
     with pytest.raises(ConfigError) as from_stage:
-        check_params(config["weights"])
+        stage_params(EventWeightsParams, config["weights"], where="weights")  # as colliderflow.weights.files
     assert str(from_config.value) == str(from_stage.value)
 
 
@@ -140,3 +140,106 @@ def test_the_params_dataclasses_and_the_schema_agree():
     evaluate = set(props["evaluate"]["properties"]) - {"tagging"}
     assert keys(EvaluateParams) == evaluate | {"jets", "sqrt_s"}  # the two the evaluate rule adds
     assert keys(TaggingParams) == set(props["evaluate"]["properties"]["tagging"]["properties"])
+
+
+def test_the_event_stages_params_and_the_schema_agree():
+    """generate, ntuplize (with its jets and baseline) and the validation thresholds."""
+    import dataclasses
+
+    from colliderflow.kinematics import EVENT_JETS
+    from colliderflow.ntuplize.baseline import BaselineParams
+    from colliderflow.ntuplize.validate import ValidationParams
+    from colliderflow.params import EVENT_JET_KEYS, GenerateParams, NtuplizeParams
+
+    schema = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())
+    props = schema["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    assert keys(GenerateParams) == set(props["generate"]["properties"])
+    ntuplize = props["ntuplize"]["properties"]
+    assert keys(NtuplizeParams) == set(ntuplize)
+    assert set(EVENT_JET_KEYS) == set(ntuplize["jets"]["properties"]) == set(ntuplize["jets"]["required"])
+    assert set(EVENT_JETS) == set(EVENT_JET_KEYS)
+    assert EVENT_JETS["algorithm"] in ntuplize["jets"]["properties"]["algorithm"]["enum"]
+    assert keys(BaselineParams) == set(ntuplize["baseline"]["properties"])
+    assert keys(ValidationParams) == set(schema["$defs"]["validation_thresholds"]["properties"])
+
+
+def test_the_jet_ntuplizer_section_and_the_schema_agree():
+    """`jets` less the dataset's keys, plus a sample's `jet_truth`; `label_table` is for runs by hand."""
+    import dataclasses
+
+    from colliderflow.ntuplize.jets import JetSection
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    truth = props["samples"]["additionalProperties"]["properties"]["jet_truth"]["properties"]
+    fields = {f.name for f in dataclasses.fields(JetSection)}
+    assert fields == set(props["jets"]["properties"]) - {"split_fractions", "jets_per_file"} | set(truth) | {
+        "label_table"}
+
+
+def test_the_training_dataclasses_and_the_schema_agree():
+    """`train` and `tagger` (less `models`, plus the `model` the rule names) are one TrainConfig: it knows
+    exactly their keys, and the keys of only one of them are the ones train_params refuses in the other."""
+    import dataclasses
+
+    from colliderflow.models import MLPFConfig, ParTConfig, PELICANConfig
+    from colliderflow.train.config import PF_ONLY_KEYS, TAGGER_ONLY_KEYS, TrainConfig
+    from colliderflow.train.losses import LossConfig
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    train = set(props["train"]["properties"])
+    tagger = set(props["tagger"]["properties"]) - {"models"} | {"model"}
+    assert keys(TrainConfig) == train | tagger
+    assert train - tagger == PF_ONLY_KEYS
+    assert tagger - train == TAGGER_ONLY_KEYS
+    assert keys(LossConfig) == set(props["train"]["properties"]["loss"]["properties"])
+    # The models' sections; the sizes that follow from the data (classes, input features) are not config keys.
+    assert keys(MLPFConfig) == set(props["train"]["properties"]["mlpf"]["properties"])
+    assert keys(ParTConfig) == set(props["tagger"]["properties"]["part"]["properties"]) | {"num_features", "num_classes"}
+    assert keys(PELICANConfig) == set(props["tagger"]["properties"]["pelican"]["properties"]) | {"num_classes"}
+
+
+def test_the_weaver_config_params_and_the_schema_agree():
+    import dataclasses
+
+    from colliderflow.params import WeaverConfigParams, weaver_section
+
+    props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
+    fields = {f.name for f in dataclasses.fields(WeaverConfigParams)}
+    # jet_weights, plus what weaver_section adds from `tagger`, plus the stage's own options for a run by hand
+    assert fields == set(props["jet_weights"]["properties"]) | {"class_column", "labels", "length", "label_table",
+                                                                 "data_fraction", "selection"}
+    assert set(weaver_section(_ci_config())) <= fields
+
+
+@pytest.mark.parametrize(("params", "line"), [
+    ({"model": "mlpf", "bucket_batches": 2}, "train: unknown keys ['bucket_batches'] for model 'mlpf'"),
+    ({"model": "mlpf", "task": "tagging"}, "train: unknown keys ['task']"),
+    ({"model": "part", "task": "pf"}, "tagger: unknown keys ['task']"),
+    ({"model": "part", "loss": {}}, "tagger: unknown keys ['loss'] for model 'part'"),
+    ({"model": "part", "labels": ["X_bb", "QCD_lite"]}, "tagger.labels: 'QCD_lite' is not a JetClass-II label name"),
+    ({"model": "pelican", "batch_size": 0}, "tagger.batch_size: expected a positive integer, got 0"),
+    ({"model": "mlpf", "batch_size": 0}, "train.batch_size: expected a positive integer, got 0"),
+])
+def test_training_params_take_only_their_sections_keys_and_name_it(params, line):
+    """The schema rejects `task` everywhere and `bucket_batches` in `train`; so does the train stage, and a
+    tagger's mistakes are named under `tagger`, where the user wrote them."""
+    from colliderflow.train.config import train_params
+
+    with pytest.raises(ValueError) as info:
+        train_params(params)
+    assert str(info.value).startswith(line), str(info.value)
+
+
+def test_a_tagger_model_section_is_named_under_tagger():
+    from colliderflow.models import build_model
+
+    with pytest.raises(ValueError, match=r"^tagger\.part: unknown keys \['depth'\]"):
+        build_model({"model": "part", "part": {"depth": 3}})

@@ -156,11 +156,11 @@ def test_no_provenance_file_unless_asked(tmp_path: Path) -> None:
         ({"n_events": 0}, "n_events must be >= 1"),
         ({"shard": -1}, "shard must be >= 0"),
         ({"seed": 10**10}, "outside Pythia's range"),
-        ({"params": {"sqrt_s": 380.0}}, "generate params lack detector"),
-        ({"params": {**PARAMS, "pileup": 3}}, "unknown key\\(s\\) pileup"),
+        ({"params": {"sqrt_s": 380.0}}, "generate: missing key\\(s\\) detector"),
+        ({"params": {**PARAMS, "pileup": 3}}, "generate: unknown keys \\['pileup'\\]"),
         ({"params": {**PARAMS, "detector": "ild"}}, "unknown detector 'ild'"),
-        ({"params": {**PARAMS, "sqrt_s": "380"}}, "sqrt_s must be a positive number"),
-        ({"params": {**PARAMS, "sqrt_s": -1.0}}, "sqrt_s must be a positive number"),
+        ({"params": {**PARAMS, "sqrt_s": "380"}}, "generate.sqrt_s: expected a number, got '380'"),
+        ({"params": {**PARAMS, "sqrt_s": -1.0}}, "generate.sqrt_s: must be a positive number"),
     ],
 )
 def test_bad_input_raises_a_clear_error_and_writes_nothing(tmp_path: Path, overrides: dict, message: str) -> None:

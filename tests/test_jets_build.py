@@ -11,7 +11,7 @@ import pytest
 
 from colliderflow.jetschema import JETCLASS2_SCHEMA
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
-from colliderflow.ntuplize.jets import JetParams, jet_table_from_constituents, jets_from_particles
+from colliderflow.ntuplize.jets import JetParams, jet_params_from_section, jet_table_from_constituents, jets_from_particles
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 EXAMPLE = DATA / "jetclass2" / "JetClassII_example.parquet"
@@ -194,10 +194,12 @@ def test_builds_are_deterministic_and_parameters_are_checked() -> None:
     first = jets_from_particles(reco, gen, vertex=vertex, params=PARAMS)
     second = jets_from_particles(reco, gen, vertex=vertex, params=PARAMS)
     assert first.equals(second)
-    with pytest.raises(ValueError, match="min_ptt"):
-        JetParams.from_mapping({"min_ptt": 100})
-    with pytest.raises(ValueError, match="label"):
-        JetParams.from_mapping({"label_table": ["X_bb", "X_zz"]})
+    with pytest.raises(ValueError, match=r"^jets: unknown keys \['min_ptt'\]"):
+        jet_params_from_section({"min_ptt": 100})
+    with pytest.raises(ValueError, match="^jets: .*label"):
+        jet_params_from_section({"label_table": ["X_bb", "X_zz"]})
+    built = jet_params_from_section({"radius": 0.4})
+    assert built.labels.radius == built.substructure.r0 == built.genjet_match_dr == 0.4
     with pytest.raises(ValueError, match="missing fields"):
         jets_from_particles(reco[["px", "py", "pz"]], params=PARAMS)
     broken = ak.with_field(reco, ak.where(ak.local_index(reco.px) == 2, np.nan, reco.px), "px")

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from colliderflow.params import stage_params
 from colliderflow.models.normalise import ElementNormaliser, fit_normalisation
 from colliderflow.train.data import collate_events, synthetic_events
 from colliderflow.models import MLPF, MLPFConfig, MLPFOutput, build_model, count_parameters
@@ -165,8 +166,8 @@ def test_decode_normalises_direction_and_scales_momentum() -> None:
 
 
 def test_config_round_trip() -> None:
-    cfg = MLPFConfig.from_dict(SMALL)
-    assert MLPFConfig.from_dict(cfg.to_dict()) == cfg
+    cfg = stage_params(MLPFConfig, SMALL, where="train.mlpf")
+    assert stage_params(MLPFConfig, cfg.to_dict(), where="train.mlpf") == cfg
 
 
 # ---- track–cluster geometry ------------------------------------------------------------------------

@@ -27,6 +27,7 @@ from sim_fixture import BFIELD, EventBuilder, calo_position, events_to_arrays, w
 
 from colliderflow.io.parquet import read_event_parquet
 from colliderflow.io.sim_reader import read_sim
+from colliderflow.params import stage_params
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates, extrapolate_to_calo
 from colliderflow.ntuplize.elements import (
     CLU,
@@ -355,8 +356,11 @@ def test_baseline_track_outside_link_window_stays_unlinked(sim: ak.Array) -> Non
 
 
 def test_baseline_params_reject_unknown_keys() -> None:
-    with pytest.raises(ValueError, match="link_window"):
-        BaselineParams.from_dict({"link_window": 0.1})
+    with pytest.raises(ValueError, match=r"ntuplize.baseline: unknown keys \['link_window'\]"):
+        stage_params(BaselineParams, {"link_window": 0.1}, where="ntuplize.baseline")
+    with pytest.raises(ValueError, match=r"ntuplize.baseline.link_dr: expected a number, got '0.1'"):
+        stage_params(BaselineParams, {"link_dr": "0.1"}, where="ntuplize.baseline")
+    assert stage_params(BaselineParams, {"link_dr": 1}, where="ntuplize.baseline").link_dr == 1.0
 
 
 def test_helix_extrapolation_matches_an_independent_propagation() -> None:

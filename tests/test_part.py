@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from colliderflow.params import stage_params
 from colliderflow.models import ParT, ParTConfig, build_model, count_parameters
 from colliderflow.models.part import pair_features
 
@@ -87,7 +88,7 @@ def test_jet_without_particles_gives_finite_logits_and_gradients() -> None:
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match="train.part: unknown keys"):
-        ParTConfig.from_dict({"depth": 3})
+    with pytest.raises(ValueError, match="tagger.part: unknown keys"):
+        stage_params(ParTConfig, {"depth": 3}, where="tagger.part")
     with pytest.raises(ValueError, match="not divisible"):
-        ParTConfig.from_dict({"embedding_dim": 10, "num_heads": 4})
+        stage_params(ParTConfig, {"embedding_dim": 10, "num_heads": 4}, where="tagger.part")

@@ -7,6 +7,7 @@ import math
 import pytest
 import torch
 
+from colliderflow.params import stage_params
 from colliderflow.models import PELICAN, PELICANConfig, build_model
 from colliderflow.models.pelican import minkowski_dots
 
@@ -106,7 +107,7 @@ def test_float32_is_close_to_float64(model: PELICAN) -> None:
 
 
 def test_config_errors_name_the_key() -> None:
-    with pytest.raises(ValueError, match="train.pelican: unknown keys"):
-        PELICANConfig.from_dict({"width": 3})
+    with pytest.raises(ValueError, match="tagger.pelican: unknown keys"):
+        stage_params(PELICANConfig, {"width": 3}, where="tagger.pelican")
     with pytest.raises(ValueError, match="hidden_channels"):
-        PELICANConfig.from_dict({"hidden_channels": 0})
+        stage_params(PELICANConfig, {"hidden_channels": 0}, where="tagger.pelican")

@@ -13,6 +13,7 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
+from colliderflow.params import stage_params
 from colliderflow.train import data
 from colliderflow.train import loop as train_mod
 from colliderflow.train.data import synthetic_events
@@ -120,13 +121,13 @@ def test_loss_weights_scale_the_terms() -> None:
     torch.testing.assert_close(weighted["loss"], 2.0 * terms["loss_cls"] + 0.5 * terms["loss_reg"])
     torch.testing.assert_close(weighted["loss_cls"], terms["loss_cls"])  # reported unweighted
     with pytest.raises(ValueError, match="train.loss.reg_weight"):
-        LossConfig.from_dict({"reg_weight": -1.0})
+        stage_params(LossConfig, {"reg_weight": -1.0}, where="train.loss")
 
 
 def test_loss_config_rejects_unknown_choices() -> None:
     with pytest.raises(ValueError, match="train.loss.classification"):
-        LossConfig.from_dict({"classification": "hinge"})
-    assert LossConfig.from_dict({"regression": "mse"}).regression == "mse"
+        stage_params(LossConfig, {"classification": "hinge"}, where="train.loss")
+    assert stage_params(LossConfig, {"regression": "mse"}, where="train.loss").regression == "mse"
 
 
 # ---- sampling --------------------------------------------------------------------------------------
@@ -239,14 +240,34 @@ def test_checkpoint_and_model_contents(datasets: dict, tmp_path: Path) -> None:
     assert prov["inputs"] == sorted(str(d) for d in datasets) and prov["config"] == PARAMS
 
 
-def test_weighted_sampling_from_parquet(datasets: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+def test_weighted_sampling_from_parquet(datasets: dict, tmp_path: Path, caplog: pytest.LogCaptureFixture,
+                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    # What training draws, and the task whose items the drawn indices are.
+    drawn: list[int] = []
+    tasks: list = []
+
+    class RecordingSampler(EpochBatchSampler):
+        def __iter__(self):
+            for batch in super().__iter__():
+                drawn.extend(int(i) for i in batch)
+                yield batch
+
+    make_task = train_mod.make_task
+    monkeypatch.setattr(train_mod, "EpochBatchSampler", RecordingSampler)
+    monkeypatch.setattr(train_mod, "make_task", lambda *a, **k: tasks.append(make_task(*a, **k)) or tasks[-1])
+
     dirs = list(datasets)
     rows = [(ev["sample"], int(ev["event_id"])) for d in dirs for ev in datasets[d]["train"]]
+    assert {s for s, _ in rows} - {"qq"}, "the test needs events of another sample than qq"
     path = tmp_path / "weights.parquet"
     pq.write_table(pa.table({"sample": [s for s, _ in rows], "event_id": [e for _, e in rows],
                              "weight": [1.0 if s == "qq" else 0.0 for s, _ in rows]}), path)
     summary = _run(dirs, tmp_path / "run", weights=path, max_steps=4, checkpoint_every=2)
     assert summary["step"] == 4
+    # Weight 0 is never drawn: every event of the 4 steps' batches is a qq event.
+    samples = np.asarray(tasks[0].sample_keys().samples, dtype=object)
+    assert len(drawn) == 4 * PARAMS["batch_size"]
+    assert {str(samples[i]) for i in drawn} == {"qq"}
     (tmp_path / "run" / "checkpoints" / "ckpt_4.pt").unlink()  # as if it had stopped at step 2
     assert str(path) in json.loads((tmp_path / "run" / "provenance.json").read_text())["inputs"]
 

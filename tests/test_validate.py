@@ -13,6 +13,7 @@ from sim_fixture import random_events, write_sim
 from colliderflow.io.parquet import read_event_parquet, write_parquet_atomic
 from colliderflow.ntuplize.events import ntuplize_files
 from colliderflow.ntuplize.validate import ValidationParams, validate_dataset
+from colliderflow.params import stage_params
 
 PARAMS = {
     "split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
@@ -125,9 +126,11 @@ def test_unreadable_shard_is_named(tmp_path: Path) -> None:
 
 
 def test_unknown_threshold_key() -> None:
-    with pytest.raises(ValueError, match="max_nans"):
-        ValidationParams.from_dict({"max_nans": 0})
-    assert ValidationParams.from_dict({"min_events": "5"}).min_events == 5
+    with pytest.raises(ValueError, match=r"ntuplize.validation: unknown keys \['max_nans'\]"):
+        stage_params(ValidationParams, {"max_nans": 0}, where="ntuplize.validation")
+    with pytest.raises(ValueError, match=r"ntuplize.validation.min_events: must be a whole number, got '5'"):
+        stage_params(ValidationParams, {"min_events": "5"}, where="ntuplize.validation")
+    assert stage_params(ValidationParams, {"min_events": 5}, where="ntuplize.validation").min_events == 5
 
 
 def test_thresholds_may_come_inside_the_ntuplize_section(shards: list[Path], tmp_path: Path) -> None:

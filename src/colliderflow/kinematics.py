@@ -13,8 +13,9 @@ import contextlib
 import math
 import os
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Final
 
 import awkward as ak
@@ -24,6 +25,11 @@ import numpy as np
 from colliderflow.schema import PF
 
 _ALGORITHMS = ("ee_genkt", "antikt")
+# The project's event-jet definition, written once: the ntuplizer's gen and target jets (ntuplize.jets in
+# the shipped configs), the evaluation's jets from predicted particles, and the defaults below.
+EVENT_JETS: Final[Mapping[str, Any]] = MappingProxyType(
+    {"algorithm": "ee_genkt", "radius": 0.4, "p": -1.0, "min_pt": 5.0}
+)
 
 
 def particles_from_block(block: ak.Array) -> ak.Array:
@@ -133,7 +139,8 @@ class Momenta:
 
 
 def cluster_jets(
-    particles: ak.Array, *, algorithm: str = "ee_genkt", radius: float = 0.4, p: float = -1.0, min_pt: float = 5.0
+    particles: ak.Array, *, algorithm: str = EVENT_JETS["algorithm"], radius: float = EVENT_JETS["radius"],
+    p: float = EVENT_JETS["p"], min_pt: float = EVENT_JETS["min_pt"]
 ) -> ak.Array:
     """Cluster each event's particles; returns jets as records (pt, eta, phi, energy).
 
@@ -155,15 +162,16 @@ def _check_algorithm(algorithm: str) -> None:
         raise ValueError(f"jet algorithm {algorithm!r} is not one of {_ALGORITHMS}")
 
 
-def cluster(particles: Momenta, *, algorithm: str = "ee_genkt", radius: float = 0.4, p: float = -1.0,
-            min_pt: float = 5.0) -> Momenta:
+def cluster(particles: Momenta, *, algorithm: str = EVENT_JETS["algorithm"], radius: float = EVENT_JETS["radius"],
+            p: float = EVENT_JETS["p"], min_pt: float = EVENT_JETS["min_pt"]) -> Momenta:
     """Jets of each event's particles, as float32 `Momenta`: the same jets as `cluster_jets`."""
     return cluster_cartesian(*particles.cartesian(), particles.counts, algorithm=algorithm, radius=radius, p=p,
                              min_pt=min_pt)
 
 
 def cluster_cartesian(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndarray, counts: np.ndarray, *,
-                      algorithm: str = "ee_genkt", radius: float = 0.4, p: float = -1.0, min_pt: float = 5.0
+                      algorithm: str = EVENT_JETS["algorithm"], radius: float = EVENT_JETS["radius"],
+    p: float = EVENT_JETS["p"], min_pt: float = EVENT_JETS["min_pt"]
                       ) -> Momenta:
     """Jets of flat float64 four-momenta (`Momenta.cartesian`), event i owning the next counts[i].
 

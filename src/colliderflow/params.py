@@ -122,6 +122,52 @@ class SplitFractions:
         return {s: float(getattr(self, s)) for s in SPLITS}
 
 
+EVENT_JET_KEYS: Final = ("algorithm", "radius", "p", "min_pt")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class GenerateParams:
+    """The `generate` section as one sample's generate jobs see it (its own sqrt_s, when it sets one)."""
+
+    sqrt_s: float
+    detector: str
+
+    def check(self, where: str) -> None:
+        sqrt_s = _number(self.sqrt_s, f"{where}.sqrt_s")
+        if not math.isfinite(sqrt_s) or sqrt_s <= 0:
+            raise ConfigError(f"{where}.sqrt_s: must be a positive number of GeV, got {self.sqrt_s!r}")
+        if not isinstance(self.detector, str) or not self.detector:
+            raise ConfigError(f"{where}.detector: must be a detector name, got {self.detector!r}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class NtuplizeParams:
+    """The `ntuplize` section; absent keys take the stage's defaults (colliderflow.ntuplize.events), the
+    jet definition kinematics.EVENT_JETS. `validation` belongs to the validate stage (ntuplize.validate)."""
+
+    split_fractions: Mapping[str, float] | None = None
+    jets: Mapping[str, Any] | None = None
+    baseline: Mapping[str, float] | None = None
+    bfield_tesla: float | None = None
+    validation: Mapping[str, Any] | None = None
+
+    def check(self, where: str) -> None:
+        if self.split_fractions is not None:
+            stage_params(SplitFractions, self.split_fractions, where=f"{where}.split_fractions")
+        if self.jets is not None:
+            if not isinstance(self.jets, Mapping) or set(self.jets) != set(EVENT_JET_KEYS):
+                raise ConfigError(f"{where}.jets: must have exactly the keys {', '.join(EVENT_JET_KEYS)}, "
+                                  f"got {self.jets!r}")
+            if not isinstance(self.jets["algorithm"], str):
+                raise ConfigError(f"{where}.jets.algorithm: expected a name, got {self.jets['algorithm']!r}")
+            for key in EVENT_JET_KEYS[1:]:
+                _number(self.jets[key], f"{where}.jets.{key}")
+        if self.baseline is not None and not isinstance(self.baseline, Mapping):
+            raise ConfigError(f"{where}.baseline: expected a mapping, got {self.baseline!r}")
+        if self.bfield_tesla is not None and not _number(self.bfield_tesla, f"{where}.bfield_tesla") > 0:
+            raise ConfigError(f"{where}.bfield_tesla: must be a positive number of tesla, got {self.bfield_tesla!r}")
+
+
 @dataclasses.dataclass(frozen=True)
 class JetDatasetParams:
     """The jet-dataset stage: `jets.split_fractions` and `jets.jets_per_file`."""
@@ -195,6 +241,17 @@ JET_SCALAR_COLUMNS: Final = tuple(
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class EventWeightsParams(WeightsParams):
+    """The `weights` section as the event-level weights stage reads it: vars and class_column must be
+    per-event columns of the ntuples (vars numeric)."""
+
+    def check(self, where: str) -> None:
+        super().check(where)
+        self.check_columns(EVENT_SCALAR_COLUMNS, where, what="a per-event column of the ntuples",
+                           numeric=EVENT_NUMERIC_COLUMNS)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class JetWeightsParams(WeightsParams):
     """The `jet_weights` section: classes are JetClass-II label names, vars per-jet JetClass-II columns."""
 
@@ -208,6 +265,43 @@ class JetWeightsParams(WeightsParams):
         for name in self.vars:
             _one_of(name, JET_SCALAR_COLUMNS, f"{where}.vars", "a per-jet JetClass-II column")
         check_labels(list(self.class_weights), f"{where}.class_weights")
+
+
+DEFAULT_JET_LENGTH: Final = 128  # particles per jet, tagger.max_particles' default (the schema's too)
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class WeaverConfigParams(JetWeightsParams):
+    """The weaver-config stage: `jet_weights` plus the tagger's `labels` and `length` (tagger.max_particles).
+
+    `label_table` is "jetclass2" (the workflow's) or the list of names the jets were labelled with; the
+    JetClass-II name checks apply to the first only. Errors name `tagger.labels` and `tagger.max_particles`,
+    the keys the workflow fills `labels` and `length` from.
+    """
+
+    labels: Sequence[str] | None = None
+    label_table: str | Sequence[str] = "jetclass2"
+    length: int = DEFAULT_JET_LENGTH
+    data_fraction: float = 1.0
+    selection: str | None = None
+
+    def check(self, where: str) -> None:
+        if self.label_table == "jetclass2":
+            super().check(where)
+        else:
+            WeightsParams.check(self, where)
+            for name in self.vars:
+                _one_of(name, JET_SCALAR_COLUMNS, f"{where}.vars", "a per-jet JetClass-II column")
+        if self.labels is not None and self.label_table == "jetclass2":
+            labels = check_labels(self.labels, "tagger.labels")
+            for name in self.class_weights:
+                if label_name(name) not in labels:
+                    raise ConfigError(f"{where}.class_weights: {name!r} is not one of tagger.labels"
+                                      f" ({', '.join(self.labels)}): reweighted classes must be among the labels")
+        if isinstance(self.length, bool) or not isinstance(self.length, int) or self.length < 1:
+            raise ConfigError(f"tagger.max_particles: expected a positive integer, got {self.length!r}")
+        if not 0.0 < _number(self.data_fraction, f"{where}.data_fraction") <= 1.0:
+            raise ConfigError(f"{where}.data_fraction: expected a fraction in (0, 1], got {self.data_fraction!r}")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -276,27 +370,36 @@ def check_config(config: Mapping[str, Any]) -> None:
     pf_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "pf")
     jet_samples = sorted(s for s, v in samples.items() if v.get("dataset", "pf") == "jets")
 
-    stage_params(SplitFractions, config["ntuplize"]["split_fractions"], where="ntuplize.split_fractions")
-    weights = stage_params(WeightsParams, config["weights"], where="weights")
+    for name in sorted(samples):
+        sqrt_s = samples[name].get("sqrt_s", config["generate"]["sqrt_s"])
+        stage_params(GenerateParams, {**config["generate"], "sqrt_s": sqrt_s}, where="generate")
+    stage_params(NtuplizeParams, config["ntuplize"], where="ntuplize")
+    weights = stage_params(EventWeightsParams if pf_samples else WeightsParams, config["weights"], where="weights")
     if pf_samples:
-        weights.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
-                              numeric=EVENT_NUMERIC_COLUMNS)
         if weights.class_column == "sample":
             weights.check_classes(pf_samples, "weights", what="a particle-flow sample of `samples`")
-    evaluate = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
-    stage_params(EvaluateParams, evaluate, where="evaluate")
+    stage_params(EvaluateParams, evaluate_section(config), where="evaluate")
     tagging = stage_params(TaggingParams, config["evaluate"].get("tagging"), where="evaluate.tagging")
 
     if jet_samples:
         jets = config["jets"]
         stage_params(JetDatasetParams, {k: jets[k] for k in ("split_fractions", "jets_per_file")}, where="jets")
-        jet_weights = stage_params(JetWeightsParams, config["jet_weights"], where="jet_weights")
-        labels = check_labels(config["tagger"]["labels"], "tagger.labels")
-        for name in jet_weights.class_weights:
-            if label_name(name) not in labels:
-                raise ConfigError(f"jet_weights.class_weights: {name!r} is not one of tagger.labels"
-                                  f" ({', '.join(config['tagger']['labels'])})")
-        tagging.check_classes(labels, "evaluate.tagging")
+        stage_params(WeaverConfigParams, weaver_section(config), where="jet_weights")
+        tagging.check_classes(config["tagger"]["labels"], "evaluate.tagging")
+
+
+def evaluate_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The PF evaluate stage's params: `evaluate` less `tagging`, with the ntuplizer's jet definition (jets
+    from predicted particles are built exactly as the gen jets were) and the global sqrt_s."""
+    own = {k: v for k, v in config["evaluate"].items() if k != "tagging"}
+    return {**own, "jets": config["ntuplize"]["jets"], "sqrt_s": config["generate"]["sqrt_s"]}
+
+
+def weaver_section(config: Mapping[str, Any]) -> dict[str, Any]:
+    """The weaver-config stage's params: `jet_weights` with the tagger's labels and particles per jet."""
+    tagger = config["tagger"]
+    length = tagger.get("max_particles", DEFAULT_JET_LENGTH)
+    return {**config["jet_weights"], "labels": tagger["labels"], "length": length}
 
 
 def schema_error_line(error: BaseException) -> str:

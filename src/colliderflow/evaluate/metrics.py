@@ -25,11 +25,18 @@ from typing import Any
 import awkward as ak
 import numpy as np
 
-from colliderflow.kinematics import cluster_jets, jets_from_block, match_jets, missing_et, particles_from_block
+from colliderflow.kinematics import (
+    EVENT_JETS,
+    cluster_jets,
+    jets_from_block,
+    match_jets,
+    missing_et,
+    particles_from_block,
+)
 from colliderflow.schema import N_CLASSES, PF
 
 # The project's jet definition (the ntuplizer builds gen jets with the same one).
-DEFAULT_JET_PARAMS: dict[str, Any] = {"algorithm": "ee_genkt", "radius": 0.4, "p": -1.0, "min_pt": 5.0}
+DEFAULT_JET_PARAMS: dict[str, Any] = dict(EVENT_JETS)
 
 # Gaussian-limit factors for the statistical error of sample quantiles (asymptotic order statistics):
 # σ(median) = 1.2533 σ/√n, σ(IQR) = 1.573 σ/√n, and σ = IQR/1.349 for a Gaussian.

@@ -16,13 +16,14 @@ import numpy as np
 
 from colliderflow.generate.backends import EXTERNAL_BACKENDS, run_external_backend
 from colliderflow.generate.detector import DetectorResponse, detector_rng, simulate_detector
-from colliderflow.generate.geometry import DETECTORS, DetectorConfig, detector_config
+from colliderflow.generate.geometry import detector_config
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.processes import is_pp
 from colliderflow.generate.pythia import HARD_BRANCHES, PYTHIA_SEED_MAX, PYTHIA_SEED_MIN, PythiaGenerator
 from colliderflow.generate.records import Collection
 from colliderflow.generate.rootio import SimTreeWriter
 from colliderflow.io.atomic import atomic_path
+from colliderflow.params import GenerateParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.schema import SIM_ALL_BRANCHES
 
@@ -32,31 +33,6 @@ BACKENDS = ("builtin", *EXTERNAL_BACKENDS)
 EVENTS_PER_CHUNK = 1000
 # Status written for every truth particle: the builtin backend stores only the final state.
 FINAL_STATE_STATUS = 1
-
-_REQUIRED_PARAMS = ("sqrt_s", "detector")
-
-
-def parse_params(params: dict[str, Any]) -> tuple[float, DetectorConfig]:
-    """(sqrt_s in GeV, detector model) from the config's `generate` section; ValueError naming the problem."""
-    if not isinstance(params, dict):
-        raise ValueError(f"generate params must be a mapping, got {type(params).__name__}")  # noqa: TRY004
-    missing = [k for k in _REQUIRED_PARAMS if k not in params]
-    if missing:
-        raise ValueError(f"generate params lack {', '.join(missing)} (got keys: {sorted(params) or 'none'})")
-    unknown = sorted(set(params) - set(_REQUIRED_PARAMS))
-    if unknown:
-        raise ValueError(
-            f"generate params have unknown key(s) {', '.join(unknown)}; known: {', '.join(_REQUIRED_PARAMS)}"
-        )
-    sqrt_s = params["sqrt_s"]
-    if isinstance(sqrt_s, bool) or not isinstance(sqrt_s, (int, float)) or not np.isfinite(sqrt_s) or sqrt_s <= 0:
-        raise ValueError(f"generate params: sqrt_s must be a positive number of GeV, got {sqrt_s!r}")
-    detector = params["detector"]
-    if not isinstance(detector, str):
-        known = ", ".join(sorted(DETECTORS))
-        raise ValueError(f"generate params: detector must be a name ({known}), got {detector!r}")  # noqa: TRY004
-    return float(sqrt_s), detector_config(detector)
-
 
 def _check_job(*, sample: str, backend: str, shard: int, n_events: int, seed: int) -> None:
     if backend not in BACKENDS:
@@ -142,7 +118,8 @@ def generate_shard(
     Returns small run statistics.
     """
     _check_job(sample=sample, backend=backend, shard=shard, n_events=n_events, seed=seed)
-    sqrt_s, detector = parse_params(params)
+    checked = stage_params(GenerateParams, params, where="generate")  # the dry run ran the same check
+    sqrt_s, detector = float(checked.sqrt_s), detector_config(checked.detector)
     output = Path(output)
     if backend in EXTERNAL_BACKENDS:
         return _generate_external(

@@ -50,7 +50,6 @@ import numpy as np
 import torch
 from torch import nn
 
-from colliderflow.config import dataclass_from_section
 from colliderflow.models.normalise import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.models.precision import full_precision
@@ -95,10 +94,9 @@ class MLPFConfig:
     ff_dim: int = 128
     dropout: float = 0.0
 
-    @classmethod
-    def from_dict(cls, section: dict[str, Any], *, where: str = "train.mlpf") -> MLPFConfig:
-        """Validate a config section; unknown keys and impossible sizes are errors naming the key."""
-        config = dataclass_from_section(cls, section, where=where)
+    def check(self, where: str) -> None:
+        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
+        config = self
         for name in ("embedding_dim", "num_heads", "num_layers", "ff_dim"):
             value = getattr(config, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
@@ -109,7 +107,6 @@ class MLPFConfig:
             )
         if not 0.0 <= float(config.dropout) < 1.0:
             raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-        return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

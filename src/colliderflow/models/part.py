@@ -27,7 +27,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from colliderflow.config import dataclass_from_section
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.models.precision import full_precision, upcast
 
@@ -44,7 +43,7 @@ def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> Non
 
 @dataclass(frozen=True)
 class ParTConfig:
-    """The `train.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
+    """The `tagger.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
 
     num_features: int = 17  # per-particle inputs, colliderflow.train.jet_data.PARTICLE_FEATURES
     num_classes: int = 10
@@ -57,9 +56,9 @@ class ParTConfig:
     pair_hidden: int = 64  # hidden width of the pairwise-feature MLP
     dropout: float = 0.1
 
-    @classmethod
-    def from_dict(cls, section: dict[str, Any], *, where: str = "train.part") -> ParTConfig:
-        config: ParTConfig = dataclass_from_section(cls, section, where=where)
+    def check(self, where: str) -> None:
+        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
+        config = self
         _check_positive_ints(config, ("num_features", "num_classes", "embedding_dim", "embed_hidden", "num_heads",
                                       "num_layers", "num_cls_layers", "ff_dim", "pair_hidden"), where)
         if config.embedding_dim % config.num_heads:
@@ -67,7 +66,6 @@ class ParTConfig:
                              f"num_heads={config.num_heads}")
         if not 0.0 <= float(config.dropout) < 1.0:
             raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-        return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

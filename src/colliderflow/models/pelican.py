@@ -31,7 +31,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from colliderflow.config import dataclass_from_section
 from colliderflow.models.part import _check_positive_ints
 from colliderflow.models.precision import compute_dtype, full_precision
 
@@ -40,7 +39,7 @@ N_AGGREGATES = 5  # single sums r, c and trace-like d (per particle), double sum
 
 @dataclass(frozen=True)
 class PELICANConfig:
-    """The `train.pelican` section."""
+    """The `tagger.pelican` section."""
 
     num_classes: int = 10
     embed_channels: int = 8  # learnable powers of the log dot product
@@ -51,16 +50,15 @@ class PELICANConfig:
     momentum_scale: float = 1.0  # GeV: d_ij is divided by momentum_scale² before the log
     dropout: float = 0.0
 
-    @classmethod
-    def from_dict(cls, section: dict[str, Any], *, where: str = "train.pelican") -> PELICANConfig:
-        config: PELICANConfig = dataclass_from_section(cls, section, where=where)
+    def check(self, where: str) -> None:
+        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
+        config = self
         _check_positive_ints(config, ("num_classes", "embed_channels", "hidden_channels", "num_layers",
                                       "readout_hidden"), where)
         if not float(config.n_avg) > 0 or not float(config.momentum_scale) > 0:
             raise ValueError(f"{where}: n_avg and momentum_scale must be > 0")
         if not 0.0 <= float(config.dropout) < 1.0:
             raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-        return config
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -20,6 +20,7 @@ from torch import nn
 from colliderflow.models.mlpf import MLPF, MLPFConfig
 from colliderflow.models.part import ParT, ParTConfig
 from colliderflow.models.pelican import PELICAN, PELICANConfig
+from colliderflow.params import stage_params
 
 log = logging.getLogger(__name__)
 
@@ -27,19 +28,19 @@ MODEL_FILE = "model.pt"
 MODEL_FORMAT_VERSION = 1
 
 
-def _build_mlpf(section: dict[str, Any]) -> nn.Module:
-    return MLPF(MLPFConfig.from_dict(section, where="train.mlpf"))
+def _build_mlpf(section: dict[str, Any], where: str) -> nn.Module:
+    return MLPF(stage_params(MLPFConfig, section, where=where))
 
 
-def _build_part(section: dict[str, Any]) -> nn.Module:
-    return ParT(ParTConfig.from_dict(section, where="train.part"))
+def _build_part(section: dict[str, Any], where: str) -> nn.Module:
+    return ParT(stage_params(ParTConfig, section, where=where))
 
 
-def _build_pelican(section: dict[str, Any]) -> nn.Module:
-    return PELICAN(PELICANConfig.from_dict(section, where="train.pelican"))
+def _build_pelican(section: dict[str, Any], where: str) -> nn.Module:
+    return PELICAN(stage_params(PELICANConfig, section, where=where))
 
 
-# name → builder taking the model's own config section (params[name]).
+# name → builder taking the model's own config section (params[name]) and its key path for errors.
 MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "mlpf": _build_mlpf,
     "part": _build_part,
@@ -55,6 +56,13 @@ MODEL_INPUTS: dict[str, tuple[str, ...]] = {
 }
 # name → the task it is trained on: "pf" (per-element particle flow) or "tagging" (one label per jet).
 MODEL_TASKS: dict[str, str] = {"mlpf": "pf", "part": "tagging", "pelican": "tagging"}
+# task → the config section a model of that task is configured in (errors name keys as the user wrote them).
+TASK_SECTIONS: dict[str, str] = {"pf": "train", "tagging": "tagger"}
+
+
+def config_section(model: str) -> str:
+    """The config section that configures `model`: `train` for the particle-flow model, `tagger` for taggers."""
+    return TASK_SECTIONS[MODEL_TASKS.get(model, "pf")]
 
 
 def build_model(params: dict[str, Any]) -> nn.Module:
@@ -63,7 +71,7 @@ def build_model(params: dict[str, Any]) -> nn.Module:
     name = params.get("model", "mlpf")
     if name not in MODELS:
         raise ValueError(f"train.model: unknown model {name!r}; known: {sorted(MODELS)}")
-    model = MODELS[name](params.get(name) or {})
+    model = MODELS[name](params.get(name) or {}, f"{config_section(name)}.{name}")
     log.info("%s: %d trainable parameters", name, sum(p.numel() for p in model.parameters() if p.requires_grad))
     return model
 

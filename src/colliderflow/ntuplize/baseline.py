@@ -28,12 +28,10 @@ PARTICLE_FEATURES layout (jet_idx −1 here; the caller fills it).
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
 
-from colliderflow.config import dataclass_from_section
 from colliderflow.kinematics import METRIC_DELTA_R2, nearest_in_events
 from colliderflow.ntuplize.elements import CLU, TRK, ElementLayout
 from colliderflow.ntuplize.targets import (
@@ -65,11 +63,18 @@ class BaselineParams:
     resolution_em: float = 0.15  # stochastic term a_em, σ/E = a/sqrt(E/GeV)
     resolution_had: float = 0.50
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any] | None, *, what: str = "baseline") -> BaselineParams:
-        """Defaults overridden by `values`; unknown keys are an error, not silently ignored."""
-        config = dataclass_from_section(cls, values, where=what)
-        return cls(**{k: float(v) for k, v in asdict(config).items()})
+    def __post_init__(self) -> None:
+        # Every threshold is a float, whether the config wrote 1500 or 1500.0 (the records show the same).
+        for f in fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                object.__setattr__(self, f.name, float(value))
+
+    def check(self, where: str) -> None:
+        """Each threshold a number; built by colliderflow.params.stage_params (unknown keys named there)."""
+        for f in fields(self):
+            if not isinstance(getattr(self, f.name), float):
+                raise ValueError(f"{where}.{f.name}: expected a number, got {getattr(self, f.name)!r}")
 
     def as_dict(self) -> dict[str, float]:
         return asdict(self)

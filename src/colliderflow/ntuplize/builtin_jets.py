@@ -41,7 +41,7 @@ from colliderflow.io.sim_reader import detect_format, read_events
 from colliderflow.jetschema import JETCLASS2_SCHEMA
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
 from colliderflow.ntuplize.elements import cluster_features, flat, layout_of, track_features
-from colliderflow.ntuplize.jets import JetParams, jets_from_particles
+from colliderflow.ntuplize.jets import JetParams, jet_params_from_section, jets_from_particles
 from colliderflow.ntuplize.targets import (
     CLS_CHARGED_HADRON,
     CLS_ELECTRON,
@@ -50,6 +50,7 @@ from colliderflow.ntuplize.targets import (
     CLS_NONE,
     CLS_PHOTON,
 )
+from colliderflow.params import stage_params
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.schema import PF, SIM_TREE
 
@@ -62,11 +63,11 @@ _NEUTRAL_HADRON_PDGID: Final = 130
 
 def _split_params(params: Mapping[str, Any]) -> tuple[BaselineParams, float, JetParams]:
     own = {k: params.get(k, v) for k, v in _BUILTIN_DEFAULTS.items()}
-    baseline = BaselineParams.from_dict(own["baseline"], what="ntuplize-jets baseline")
+    baseline = stage_params(BaselineParams, own["baseline"], where="ntuplize-jets params: baseline")
     bfield = own["bfield_tesla"]
     if isinstance(bfield, bool) or not isinstance(bfield, (int, float)) or not bfield > 0:
         raise ValueError(f"bfield_tesla must be a positive number of tesla, got {bfield!r}")
-    jet_params = JetParams.from_mapping({k: v for k, v in params.items() if k not in _BUILTIN_DEFAULTS})
+    jet_params = jet_params_from_section({k: v for k, v in params.items() if k not in _BUILTIN_DEFAULTS})
     return baseline, float(bfield), jet_params
 
 

@@ -27,7 +27,14 @@ import pyarrow.parquet as pq
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.delphes_reader import PF_BRANCH, DelphesEvents, DelphesFile, required_branches
 from colliderflow.jetschema import JETCLASS2_SCHEMA
-from colliderflow.ntuplize.jets import BuildStats, JetParams, build_tables, cluster_constituents, final_state_genjets
+from colliderflow.ntuplize.jets import (
+    BuildStats,
+    JetParams,
+    build_tables,
+    cluster_constituents,
+    final_state_genjets,
+    jet_params_from_section,
+)
 from colliderflow.provenance import provenance_record, write_provenance
 
 CONSTITUENT_MODES: Final = ("auto", "refs", "recluster")
@@ -46,7 +53,7 @@ def split_delphes_params(params: Mapping[str, Any]) -> tuple[dict[str, Any], Jet
         raise ValueError(f"constituents {delphes['constituents']!r} is not one of {CONSTITUENT_MODES}")
     if int(delphes["step_size"]) < 1:
         raise ValueError(f"step_size must be >= 1, got {delphes['step_size']}")
-    jet_params = JetParams.from_mapping({k: v for k, v in params.items() if k not in _DELPHES_DEFAULTS})
+    jet_params = jet_params_from_section({k: v for k, v in params.items() if k not in _DELPHES_DEFAULTS})
     return delphes, jet_params
 
 

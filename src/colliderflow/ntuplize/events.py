@@ -22,7 +22,7 @@ import pyarrow as pa
 from colliderflow.config import canonical_json
 from colliderflow.io.parquet import row_list_type, write_parquet_atomic
 from colliderflow.io.sim_reader import read_events
-from colliderflow.kinematics import Momenta, cluster_cartesian, missing_et_cartesian
+from colliderflow.kinematics import EVENT_JETS, Momenta, cluster_cartesian, missing_et_cartesian
 from colliderflow.ntuplize.baseline import BaselineParams, baseline_candidates
 from colliderflow.ntuplize.elements import (
     ElementLayout,
@@ -39,7 +39,7 @@ from colliderflow.ntuplize.targets import (
     particle_class,
     visible_momenta,
 )
-from colliderflow.params import SplitFractions, stage_params
+from colliderflow.params import NtuplizeParams, SplitFractions, stage_params
 from colliderflow.provenance import file_sha256, provenance_record, write_provenance
 from colliderflow.schema import EVENT_COLUMNS, JET_FEATURES, N_ELEM_FEATURES, N_PARTICLE_FEATURES, PF, SPLITS
 
@@ -47,12 +47,10 @@ log = logging.getLogger(__name__)
 
 _EVENT_INDEX_LIMIT = 2**32
 _JET_KEYS = {"algorithm": str, "radius": float, "p": float, "min_pt": float}
-# `validation` holds the thresholds of validate_dataset; it shares the config section but not this stage.
-_PARAM_KEYS = {"split_fractions", "jets", "baseline", "bfield_tesla", "validation"}
 # Used for a key the params leave out, e.g. a run by hand with --params '{}' (the default run's values).
 DEFAULT_PARAMS: dict[str, Any] = {
     "split_fractions": {"train": 0.7, "val": 0.1, "test": 0.2},
-    "jets": {"algorithm": "ee_genkt", "radius": 0.4, "p": -1.0, "min_pt": 5.0},
+    "jets": dict(EVENT_JETS),
 }
 
 
@@ -71,12 +69,6 @@ def jet_params(params: dict[str, Any]) -> dict[str, Any]:
     if not isinstance(jets, dict) or set(jets) != set(_JET_KEYS):
         raise ValueError(f"ntuplize params: jets must have exactly the keys {sorted(_JET_KEYS)}, got {jets!r}")
     return {k: cast(jets[k]) for k, cast in _JET_KEYS.items()}
-
-
-def _check_params(params: dict[str, Any]) -> None:
-    unknown = sorted(set(params) - _PARAM_KEYS)
-    if unknown:
-        raise ValueError(f"ntuplize params: unknown key(s) {unknown}; known: {sorted(_PARAM_KEYS)}")
 
 
 # ------------------------------------------------------------------------------------------------
@@ -340,10 +332,10 @@ def ntuplize_files(inputs: list[Path], *, output: Path, sample: str | None, shar
     output = Path(output)
     if not inputs:
         raise ValueError("ntuplize: no input files")
-    _check_params(params)
+    stage_params(NtuplizeParams, params, where="ntuplize")  # the dry run ran the same check
     fractions = split_fractions(params)
     jets = jet_params(params)
-    baseline = BaselineParams.from_dict(params.get("baseline"), what="ntuplize params: baseline")
+    baseline = stage_params(BaselineParams, params.get("baseline"), where="ntuplize.baseline")
     # None: each file's curvatures are read with its source's field (4 T CLIC-like, 3.8 T Delphes default).
     bfield_param = params.get("bfield_tesla")
     bfield_param = None if bfield_param is None else float(bfield_param)

@@ -27,7 +27,7 @@ Input records (per-event awkward lists):
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any, Final
 
 import awkward as ak
@@ -50,6 +50,7 @@ from colliderflow.ntuplize.jet_labels import (
     label_jets,
 )
 from colliderflow.ntuplize.jet_substructure import SubstructureParams, jet_substructure
+from colliderflow.params import stage_params
 from colliderflow.schema import NEUTRINO_PDGIDS
 
 _SECONDS_PER_NS: Final = 1e-9
@@ -90,7 +91,7 @@ _LABEL_KEYS: Final = {
 class JetParams:
     """Every choice that shapes the rows (defaults: JetClass-II's AK8 jets).
 
-    `from_mapping` (the config path) ties the soft-drop R0, the N-subjettiness R0 and the labelling
+    `JetSection.build` (the config path) ties the soft-drop R0, the N-subjettiness R0 and the labelling
     radius to `radius`; code that builds the nested parameters itself keeps them consistent itself.
     """
 
@@ -109,34 +110,6 @@ class JetParams:
     def keys(cls) -> tuple[str, ...]:
         return (*_OWN_KEYS, *_SUBSTRUCTURE_KEYS, *_LABEL_KEYS)
 
-    @classmethod
-    def from_mapping(cls, params: Mapping[str, Any]) -> JetParams:
-        """Build from a flat config section; an unknown key is an error (a typo would be ignored otherwise).
-
-        label_table is a list of names or "jetclass2" (the default 188-class table); the soft-drop R0,
-        the N-subjettiness R0 and the labelling radius all follow `radius`.
-        """
-        unknown = sorted(set(params) - set(cls.keys()))
-        if unknown:
-            raise ValueError(f"jet parameters: unknown keys {unknown} (known: {sorted(cls.keys())})")
-        own = {k: params[k] for k in _OWN_KEYS if k in params}
-        radius = float(own.get("radius", cls.radius))
-        own.setdefault("genjet_match_dr", radius)
-        sub = {v: params[k] for k, v in _SUBSTRUCTURE_KEYS.items() if k in params}
-        lab = {v: params[k] for k, v in _LABEL_KEYS.items() if k in params}
-        table = lab.get("table", "jetclass2")
-        lab["table"] = JETCLASS2_LABELS if table == "jetclass2" else tuple(table)
-        for key in ("res_x_pdgids", "res_y_pdgids"):
-            if key in lab:
-                lab[key] = tuple(int(v) for v in lab[key])
-        built = cls(
-            **own,
-            substructure=SubstructureParams(r0=radius, **sub),
-            labels=LabelParams(radius=radius, **lab),
-        )
-        LabelTable.from_names(built.labels.table)  # a bad table fails here, not after reading data
-        return built
-
     def __post_init__(self) -> None:
         if self.radius <= 0 or self.min_pt < 0 or self.max_abs_eta <= 0 or self.genjet_match_dr <= 0:
             raise ValueError(
@@ -145,6 +118,54 @@ class JetParams:
             )
         if tuple(self.substructure.tau_n) != _TAU_N:
             raise ValueError(f"the JetClass-II layout stores τ_N for N = {_TAU_N}, not {self.substructure.tau_n}")
+
+
+def _build_jet_params(section: JetSection) -> JetParams:
+    """JetParams from the flat section: absent keys keep JetParams' defaults; the soft-drop R0, the
+    N-subjettiness R0 and the labelling radius all follow `radius`; label_table is a list of names or
+    "jetclass2" (the default 188-class table)."""
+    params = {k: v for k in JetParams.keys() if (v := getattr(section, k)) is not None}
+    own = {k: params[k] for k in _OWN_KEYS if k in params}
+    radius = float(own.get("radius", JetParams.radius))
+    own.setdefault("genjet_match_dr", radius)
+    sub = {v: params[k] for k, v in _SUBSTRUCTURE_KEYS.items() if k in params}
+    lab = {v: params[k] for k, v in _LABEL_KEYS.items() if k in params}
+    table = lab.get("table", "jetclass2")
+    lab["table"] = JETCLASS2_LABELS if table == "jetclass2" else tuple(table)
+    for key in ("res_x_pdgids", "res_y_pdgids"):
+        if key in lab:
+            lab[key] = tuple(int(v) for v in lab[key])
+    built = JetParams(
+        **own,
+        substructure=SubstructureParams(r0=radius, **sub),
+        labels=LabelParams(radius=radius, **lab),
+    )
+    LabelTable.from_names(built.labels.table)  # a bad table fails here, not after reading data
+    return built
+
+
+def _check_jet_section(section: JetSection, where: str) -> None:
+    try:
+        _build_jet_params(section)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"{where}: {exc}") from exc
+
+
+# The flat `jets` section as the jet ntuplizer reads it (a sample's jet_truth adds res_x/res_y_pdgids): one
+# field per key of JetParams.keys(), None when absent. Built by colliderflow.params.stage_params, which names
+# an unknown key; `build()` gives the nested JetParams.
+JetSection = make_dataclass(
+    "JetSection",
+    [(k, Any, field(default=None)) for k in (*_OWN_KEYS, *_SUBSTRUCTURE_KEYS, *_LABEL_KEYS)],
+    frozen=True,
+    kw_only=True,
+    namespace={"check": _check_jet_section, "build": _build_jet_params},
+)
+
+
+def jet_params_from_section(params: Mapping[str, Any], *, where: str = "jets") -> JetParams:
+    """The one config path to JetParams: the section checked (stage_params), then built."""
+    return stage_params(JetSection, params, where=where).build()
 
 
 # --------------------------------------------------------------------------------------------------
@@ -548,7 +569,7 @@ def _aux_columns(gen: _Flat | None, index: np.ndarray, role: np.ndarray, counts:
 def _coerce_params(params: JetParams | Mapping[str, Any] | None) -> JetParams:
     if params is None:
         return JetParams()
-    return params if isinstance(params, JetParams) else JetParams.from_mapping(params)
+    return params if isinstance(params, JetParams) else jet_params_from_section(params)
 
 
 def cluster_constituents(particles: ak.Array, *, radius: float, min_pt: float) -> ak.Array:

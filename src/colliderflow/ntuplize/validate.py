@@ -34,6 +34,7 @@ import numpy as np
 from colliderflow.io.atomic import atomic_path, output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_parquet
 from colliderflow.ntuplize.empty_shard import skipped_reason
+from colliderflow.params import stage_params
 from colliderflow.schema import CLASS_NAMES, N_CLASSES, PF, SPLITS
 
 log = logging.getLogger(__name__)
@@ -51,20 +52,14 @@ class ValidationParams:
     max_closure_outlier_fraction: float = 0.1  # share of events with a closure outlier allowed
     min_mean_elements: float = 1.0  # mean elements per event below this fails (empty events)
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> ValidationParams:
-        known = {f.name: f.type for f in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise ValueError(f"validate params: unknown key(s) {unknown}; known: {sorted(known)}")
-        out = {}
-        for name, value in values.items():
-            cast = int if known[name] in (int, "int") else float
-            try:
-                out[name] = cast(value)
-            except (TypeError, ValueError) as exc:
-                raise ValueError(f"validate params: {name} must be a number, got {value!r}") from exc
-        return cls(**out)
+    def check(self, where: str) -> None:
+        """Each threshold a number (the counts whole numbers); the schema states the same for the config."""
+        for f in fields(self):
+            value = getattr(self, f.name)
+            whole = f.type in (int, "int")
+            if isinstance(value, bool) or not isinstance(value, int if whole else (int, float)):
+                kind = "a whole number" if whole else "a number"
+                raise ValueError(f"{where}.{f.name}: must be {kind}, got {value!r}")
 
 
 def _threshold_section(params: dict[str, Any]) -> dict[str, Any]:
@@ -72,7 +67,7 @@ def _threshold_section(params: dict[str, Any]) -> dict[str, Any]:
     if "validation" in params or {"split_fractions", "jets"} & set(params):
         section = params.get("validation", {})
         if not isinstance(section, dict):
-            raise ValueError(f"validate params: validation must be a mapping of thresholds, got {section!r}")
+            raise ValueError(f"ntuplize.validation: must be a mapping of thresholds, got {section!r}")
         return section
     return params
 
@@ -168,7 +163,7 @@ def validate_dataset(inputs: list[Path], *, params: dict, summary: Path, plot: P
     inputs = [Path(p) for p in inputs]
     if not inputs:
         raise ValueError("validate: no input files")
-    thresholds = ValidationParams.from_dict(_threshold_section(params))
+    thresholds = stage_params(ValidationParams, _threshold_section(params), where="ntuplize.validation")
     per_file = [_file_stats(p) for p in inputs]
 
     n_events = sum(s["events"] for s in per_file)

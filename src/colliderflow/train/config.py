@@ -6,17 +6,26 @@ config and the loss's (train.loss) by `colliderflow.train.losses.LossConfig`.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from dataclasses import dataclass, fields
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Final
 
-from colliderflow.models.registry import MODEL_TASKS, MODELS
+from colliderflow.models.registry import MODEL_TASKS, MODELS, config_section
 from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name
+from colliderflow.params import DEFAULT_JET_LENGTH, ConfigError, stage_params
+
+
+# Keys of one training section only: the particle-flow model is configured in `train`, a tagger in `tagger`
+# (the tagger rule passes `tagger` less `models`, plus `model`). The schema is the reference; the test
+# tests/test_config_probes.py walks it and fails when these sets and the dataclass disagree with it.
+PF_ONLY_KEYS: Final = frozenset({"mlpf", "loss"})
+TAGGER_ONLY_KEYS: Final = frozenset({"labels", "val_fraction", "max_particles", "bucket_batches", "part", "pelican"})
 
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """The `train` section of the config, minus the model's and the loss's own sections."""
+    """A model's training section (`train` or `tagger`): the loop's keys; the model's own section
+    (train.mlpf, tagger.part, ...) and the loss's (train.loss) are checked by their own dataclasses."""
 
     model: str = "mlpf"
     batch_size: int = 32
@@ -31,62 +40,78 @@ class TrainConfig:
     eval_max_events: int | None = None  # validation on the first N val events; None: all of them
     device: str = "auto"  # auto | cpu | cuda
     threads: int | None = None  # CPU threads for torch; None: torch's default
-    task: str | None = None  # pf | tagging; None: the model's own (registry.MODEL_TASKS)
-    bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (sampling.EpochBatchSampler)
     num_workers: int = 0  # DataLoader worker processes (persistent, prefetching); 0: read in the training process
     shuffle_buffer: int = 1 << 17  # items of one shuffle window (sampling); a smaller set is shuffled globally
+    # the model's and the loss's sections (checked by MLPFConfig, ParTConfig, PELICANConfig, LossConfig)
+    mlpf: Mapping[str, Any] | None = None
+    part: Mapping[str, Any] | None = None
+    pelican: Mapping[str, Any] | None = None
+    loss: Mapping[str, Any] | None = None
     # tagging only
     # jet_label values, or JetClass-II label names (with or without "label_"), to train on; class index =
     # position; None: every label present
     labels: list[int | str] | None = None
-    val_fraction: float = 0.1  # jets held out for validation (a fixed hash split, jet_data.split_train_val)
-    max_particles: int = 128  # constituents kept per jet (the hardest)
+    val_fraction: float = 0.1  # jets held out when no val split is given (a fixed hash split, jet_data.split_train_val)
+    max_particles: int = DEFAULT_JET_LENGTH  # constituents kept per jet (the hardest)
+    bucket_batches: int = 0  # > 1: sort by length within chunks of this many batches (sampling.EpochBatchSampler)
 
-    @classmethod
-    def from_params(cls, params: dict[str, Any]) -> TrainConfig:
-        """Validate the section; unknown keys and impossible values are errors naming the key."""
-        own = {f.name for f in fields(cls)}
-        allowed = own | set(MODELS) | {"loss"}
-        unknown = sorted(set(params) - allowed)
-        if unknown:
-            raise ValueError(f"train: unknown keys {unknown}; known: {sorted(allowed)}")
-        config = cls(**{k: v for k, v in params.items() if k in own})
+    def check(self, where: str) -> None:
+        """Cross-field rules and values the loop cannot run with; `where` is `train` or `tagger`."""
+        config = self
+        if config.model not in MODELS:
+            raise ValueError(f"{where}.model: unknown model {config.model!r}; known: {sorted(MODELS)}")
         if config.threads is not None and (not isinstance(config.threads, int) or config.threads < 1):
-            raise ValueError(f"train.threads: expected a positive integer, got {config.threads!r}")
+            raise ValueError(f"{where}.threads: expected a positive integer, got {config.threads!r}")
         for name in ("batch_size", "max_steps", "checkpoint_every", "eval_every", "log_every"):
             value = getattr(config, name)
             if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"train.{name}: expected a positive integer, got {value!r}")
+                raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
         if not isinstance(config.warmup_steps, int) or config.warmup_steps < 0:
-            raise ValueError(f"train.warmup_steps: expected a non-negative integer, got {config.warmup_steps!r}")
+            raise ValueError(f"{where}.warmup_steps: expected a non-negative integer, got {config.warmup_steps!r}")
         if not config.lr > 0 or config.weight_decay < 0:
-            raise ValueError("train.lr must be > 0 and train.weight_decay ≥ 0")
+            raise ValueError(f"{where}.lr must be > 0 and {where}.weight_decay ≥ 0")
         limit = config.eval_max_events
         if limit is not None and (not isinstance(limit, int) or limit < 1):
-            raise ValueError(f"train.eval_max_events: expected a positive integer or null, got {limit!r}")
+            raise ValueError(f"{where}.eval_max_events: expected a positive integer or null, got {limit!r}")
         if config.device not in ("auto", "cpu", "cuda"):
-            raise ValueError(f"train.device: expected auto, cpu or cuda, got {config.device!r}")
-        if config.task not in (None, "pf", "tagging"):
-            raise ValueError(f"train.task: expected pf or tagging, got {config.task!r}")
-        if config.model in MODEL_TASKS and config.task not in (None, MODEL_TASKS[config.model]):
-            raise ValueError(f"train.task: model {config.model!r} is trained on task {MODEL_TASKS[config.model]!r}")
+            raise ValueError(f"{where}.device: expected auto, cpu or cuda, got {config.device!r}")
         if not isinstance(config.bucket_batches, int) or config.bucket_batches < 0:
-            raise ValueError(f"train.bucket_batches: expected a non-negative integer, got {config.bucket_batches!r}")
+            raise ValueError(f"{where}.bucket_batches: expected a non-negative integer, got {config.bucket_batches!r}")
         if not isinstance(config.num_workers, int) or isinstance(config.num_workers, bool) or config.num_workers < 0:
-            raise ValueError(f"train.num_workers: expected a non-negative integer, got {config.num_workers!r}")
+            raise ValueError(f"{where}.num_workers: expected a non-negative integer, got {config.num_workers!r}")
         if not isinstance(config.shuffle_buffer, int) or not 1 <= config.shuffle_buffer <= 2**24:
-            raise ValueError(f"train.shuffle_buffer: expected an integer in 1 … 2^24, got {config.shuffle_buffer!r}")
+            raise ValueError(f"{where}.shuffle_buffer: expected an integer in 1 … 2^24, "
+                             f"got {config.shuffle_buffer!r}")
         if not isinstance(config.max_particles, int) or config.max_particles < 1:
-            raise ValueError(f"train.max_particles: expected a positive integer, got {config.max_particles!r}")
-        return config
+            raise ValueError(f"{where}.max_particles: expected a positive integer, got {config.max_particles!r}")
+        if not 0.0 <= config.val_fraction < 1.0:
+            raise ValueError(f"{where}.val_fraction: expected a value in [0, 1), got {config.val_fraction!r}")
+        if config.labels is not None:
+            label_values(config.labels, where=f"{where}.labels")
 
     @property
     def task_name(self) -> str:
-        return self.task or MODEL_TASKS.get(self.model, "pf")
+        return MODEL_TASKS[self.model]
+
+    @property
+    def section(self) -> str:
+        """The config section this model is configured in: `train` or `tagger` (the prefix of its errors)."""
+        return config_section(self.model)
 
 
+def train_params(params: Mapping[str, Any]) -> TrainConfig:
+    """The one way a training section becomes a TrainConfig: it is `train` for the particle-flow model and
+    `tagger` for a tagger, so keys of the other section are unknown here, and errors name the section."""
+    model = params.get("model", "mlpf")
+    where = config_section(model) if isinstance(model, str) else "train"
+    foreign = sorted(set(params) & (TAGGER_ONLY_KEYS if where == "train" else PF_ONLY_KEYS))
+    if foreign:
+        raise ConfigError(f"{where}: unknown keys {foreign} for model {model!r} (they belong to the "
+                          f"{'tagger' if where == 'train' else 'train'} section)")
+    return stage_params(TrainConfig, params, where=where)
 
-def label_values(labels: Sequence[int | str]) -> list[int]:
+
+def label_values(labels: Sequence[int | str], *, where: str = "tagger.labels") -> list[int]:
     """jet_label values from values or JetClass-II names; ValueError naming an unknown name."""
     index = {name: i for i, name in enumerate(JETCLASS2_LABELS)}
     values = []
@@ -94,7 +119,7 @@ def label_values(labels: Sequence[int | str]) -> list[int]:
         if isinstance(label, str):
             name = label_name(label)
             if name not in index:
-                raise ValueError(f"train.labels: {label!r} is not a JetClass-II label name")
+                raise ValueError(f"{where}: {label!r} is not a JetClass-II label name")
             values.append(index[name])
         else:
             values.append(int(label))

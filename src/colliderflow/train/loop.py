@@ -50,6 +50,7 @@ from tqdm import tqdm
 
 from colliderflow.models.mlpf import count_parameters
 from colliderflow.models.registry import MODEL_FILE, build_model
+from colliderflow.params import stage_params
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.train import distributed
 from colliderflow.train.checkpoint import (
@@ -60,7 +61,7 @@ from colliderflow.train.checkpoint import (
     save_checkpoint,
     save_model,
 )
-from colliderflow.train.config import TrainConfig
+from colliderflow.train.config import TrainConfig, train_params
 from colliderflow.train.distributed import DistInfo
 from colliderflow.train.losses import LossConfig
 from colliderflow.train.metrics import (
@@ -97,8 +98,8 @@ def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: 
     if (data is None) == (tfds_dirs is None):
         raise ValueError("train: give the input data once, as data= (or tfds_dirs=)")
     paths = [Path(p) for p in (data if data is not None else tfds_dirs)]  # type: ignore[union-attr]
-    cfg = TrainConfig.from_params(params)
-    loss_cfg = LossConfig.from_dict(params.get("loss"))
+    cfg = train_params(params)
+    loss_cfg = stage_params(LossConfig, params.get("loss"), where=f"{cfg.section}.loss")
     output_dir = Path(output_dir)
 
     task = make_task(cfg, loss_cfg, paths, [Path(p) for p in val_data] if val_data else None)

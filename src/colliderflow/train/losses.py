@@ -26,12 +26,10 @@ Each term is a mean over the elements it covers in the batch, so batches with lo
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from colliderflow.config import dataclass_from_section
 from colliderflow.models.mlpf import MLPFOutput, regression_targets
 from colliderflow.schema import PF
 
@@ -48,9 +46,9 @@ class LossConfig:
     charge_weight: float = 1.0
     reg_weight: float = 1.0
 
-    @classmethod
-    def from_dict(cls, section: dict[str, Any] | None, *, where: str = "train.loss") -> LossConfig:
-        config = dataclass_from_section(cls, section, where=where)
+    def check(self, where: str) -> None:
+        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
+        config = self
         if config.classification not in ("focal", "cross_entropy"):
             raise ValueError(f"{where}.classification: expected focal or cross_entropy, got {config.classification!r}")
         if config.regression not in ("huber", "mse"):
@@ -60,7 +58,6 @@ class LossConfig:
         for name in ("cls_weight", "charge_weight", "reg_weight"):
             if not getattr(config, name) >= 0:
                 raise ValueError(f"{where}.{name}: expected a non-negative number, got {getattr(config, name)!r}")
-        return config
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float) -> torch.Tensor:

@@ -176,7 +176,7 @@ class TaggingTask(Task):
         section = dict(params.get(self.model) or {})
         given = section.get("num_classes")
         if given is not None and given != len(self.labels):
-            raise ValueError(f"train.{self.model}.num_classes={given} but train.labels has {len(self.labels)} labels")
+            raise ValueError(f"tagger.{self.model}.num_classes={given} but tagger.labels has {len(self.labels)} labels")
         section["num_classes"] = len(self.labels)
         return {**params, self.model: section}
 

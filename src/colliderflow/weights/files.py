@@ -26,26 +26,13 @@ import pyarrow as pa
 from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
-from colliderflow.params import EVENT_NUMERIC_COLUMNS, WeightsParams, stage_params
+from colliderflow.params import EventWeightsParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.schema import EVENT_SCALAR_COLUMNS
 from colliderflow.weights.histogram import ReweightResult, weigh_rows
 
 log = logging.getLogger(__name__)
 
-OPTIONAL_PARAMS: Final = {f: getattr(WeightsParams, f) for f in ("threshold", "discard_under_overflow")}
 TRAIN_SPLIT: Final = "train"
-
-
-def check_params(params: Mapping[str, Any]) -> dict[str, Any]:
-    """Complete and check the `weights` section before any file is read: the same check as the dry run's.
-
-    Its columns must be per-event columns of the ntuples (colliderflow.params.WeightsParams).
-    """
-    p = stage_params(WeightsParams, params, where="weights")
-    p.check_columns(EVENT_SCALAR_COLUMNS, "weights", what="a per-event column of the ntuples",
-                    numeric=EVENT_NUMERIC_COLUMNS)
-    return p.as_dict()
 
 
 def check_classes_present(class_weights: Mapping[str, Any], labels: np.ndarray, *, column: str, where: str,
@@ -116,7 +103,7 @@ def write_weight_outputs(*, sample: np.ndarray | pa.Array, event_id: np.ndarray,
 def compute_weights_from_files(inputs: list[Path], *, params: dict[str, Any], output: Path, histograms: Path,
                                plot: Path, provenance: Path | None) -> None:
     """Weights for every training event of `inputs`, written with their histograms, plot and provenance."""
-    p = check_params(params)
+    p = stage_params(EventWeightsParams, params, where="weights").as_dict()  # the dry run's check too
     inputs = [Path(i) for i in inputs]
     if not inputs:
         raise ValueError("weights: no input Parquet files given")

@@ -18,7 +18,6 @@ is a fraction, weaver's `reweight_threshold` the same number in percent (0.1 →
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, Final
@@ -26,12 +25,9 @@ from typing import Any, Final
 import yaml
 
 from colliderflow.io.atomic import atomic_path
-from colliderflow.jetschema import COLUMNS_BY_NAME
 from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
-from colliderflow.weights.files import OPTIONAL_PARAMS
-from colliderflow.weights.histogram import METHODS
+from colliderflow.params import ConfigError, WeaverConfigParams, stage_params
 
-DEFAULT_LENGTH: Final = 128
 # Derived per-particle variables, as in the JetClass-II data config (all from JetClass-II columns).
 PARTICLE_VARIABLES: Final[dict[str, str]] = {
     "part_mask": "ak.ones_like(part_energy)",
@@ -77,40 +73,6 @@ OBSERVERS: Final = (
     "jet_tau4",
     "jet_label",
 )
-_WEIGHT_KEYS: Final = {"method", "class_column", "vars", "class_weights", "threshold", "discard_under_overflow"}
-_OWN_KEYS: Final = {"labels", "label_table", "length", "data_fraction", "selection"}
-
-
-def _check_params(params: Mapping[str, Any]) -> None:
-    if not isinstance(params, Mapping):
-        raise ValueError(f"weaver config params must be a mapping, got {type(params).__name__}")  # noqa: TRY004
-    unknown = sorted(set(params) - _WEIGHT_KEYS - _OWN_KEYS)
-    if unknown:
-        raise ValueError(f"weaver config params: unknown key(s) {unknown}; known: {sorted(_WEIGHT_KEYS | _OWN_KEYS)}")
-    missing = sorted({"method", "vars", "class_weights"} - set(params))
-    if missing:
-        raise ValueError(f"weaver config params: missing {missing}")
-    if params["method"] not in METHODS:
-        raise ValueError(f"weaver config params: method {params['method']!r} is not one of {METHODS}")
-    if params.get("class_column", "jet_label") != "jet_label":
-        raise ValueError(f"weaver config params: jet classes live in jet_label, not {params['class_column']!r}")
-    variables = params["vars"]
-    if not isinstance(variables, Mapping) or len(variables) != 2:
-        raise ValueError(f"weaver config params: vars must map exactly two jet columns to bin edges, got {variables!r}")
-    for name, edges in variables.items():
-        column = COLUMNS_BY_NAME.get(name)
-        if column is None or column.is_list:
-            raise ValueError(f"weaver config params: reweight variable {name!r} is not a per-jet JetClass-II column")
-        values = [float(e) for e in edges]
-        if len(values) < 2 or any(not math.isfinite(v) for v in values) or values != sorted(set(values)):
-            raise ValueError(
-                f"weaver config params: bin edges of {name!r} must be finite and increasing, got {edges!r}"
-            )
-    weights = params["class_weights"]
-    if not isinstance(weights, Mapping) or not weights or any(float(w) <= 0 for w in weights.values()):
-        raise ValueError(f"weaver config params: class_weights must map classes to positive weights, got {weights!r}")
-
-
 def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
     """The data config as a mapping (see the module docstring); ValueError naming a bad parameter.
 
@@ -120,24 +82,21 @@ def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
     labelled with), `length` (particles per jet, default 128), `data_fraction` (default 1) and
     `selection` (an extra weaver expression, and-ed with the label selection).
     """
-    _check_params(params)
-    table_param = params.get("label_table", "jetclass2")
-    table = [label_name(n) for n in (JETCLASS2_LABELS if table_param == "jetclass2" else table_param)]
-    classes = [label_name(c) for c in params["class_weights"]]
-    labels = [label_name(n) for n in params.get("labels", list(params["class_weights"]))]
+    p = stage_params(WeaverConfigParams, params, where="jet_weights")
+    table = [label_name(n) for n in (JETCLASS2_LABELS if p.label_table == "jetclass2" else p.label_table)]
+    classes = [label_name(c) for c in p.class_weights]
+    labels = [label_name(n) for n in (p.labels if p.labels is not None else list(p.class_weights))]
     for name in {*classes, *labels} - set(table):
-        raise ValueError(f"weaver config params: class {name!r} is not in the label table")
+        raise ConfigError(f"jet_weights: class {name!r} is not in the label table")
     if missing := [c for c in classes if c not in labels]:
-        raise ValueError(f"weaver config params: reweighted classes {missing} are not among the labels")
+        raise ConfigError(f"jet_weights.class_weights: reweighted classes {missing} are not among the labels")
     if len(set(labels)) != len(labels):
-        raise ValueError(f"weaver config params: labels repeat a class: {labels}")
+        raise ConfigError(f"tagger.labels: labels repeat a class: {labels}")
     index = {name: i for i, name in enumerate(table)}
     selection = f"np.isin(jet_label, {[index[n] for n in labels]})"
-    if params.get("selection"):
-        selection = f"({selection}) & ({params['selection']})"
-    length = int(params.get("length", DEFAULT_LENGTH))
-    if length < 1:
-        raise ValueError(f"weaver config params: length must be >= 1, got {length}")
+    if p.selection:
+        selection = f"({selection}) & ({p.selection})"
+    length = p.length
 
     def block(vars_: Sequence[Any], pad_mode: str = "wrap") -> dict[str, Any]:
         return {"length": length, "pad_mode": pad_mode, "vars": [list(v) for v in vars_]}
@@ -145,7 +104,7 @@ def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
     return {
         "selection": selection,
         "new_variables": {**PARTICLE_VARIABLES, **{n: f"jet_label == {index[n]}" for n in labels}},
-        "preprocess": {"method": "manual", "data_fraction": float(params.get("data_fraction", 1.0))},
+        "preprocess": {"method": "manual", "data_fraction": float(p.data_fraction)},
         "inputs": {
             "pf_points": block([["part_deta", None], ["part_dphi", None]]),
             "pf_features": block(PF_FEATURES),
@@ -156,14 +115,13 @@ def weaver_data_config(params: Mapping[str, Any]) -> dict[str, Any]:
         "observers": list(OBSERVERS),
         "weights": {
             "use_precomputed_weights": False,
-            "reweight_method": params["method"],
-            "reweight_vars": {name: [float(e) for e in edges] for name, edges in params["vars"].items()},
+            "reweight_method": p.method,
+            "reweight_vars": {name: [float(e) for e in edges] for name, edges in p.vars.items()},
             "reweight_classes": classes,
-            "class_weights": [float(w) for w in params["class_weights"].values()],
-            # Absent keys take the weights stages' defaults (weaver's own), so both sides weigh alike.
-            "reweight_threshold": 100.0 * float(params.get("threshold", OPTIONAL_PARAMS["threshold"])),
-            "reweight_discard_under_overflow": bool(params.get("discard_under_overflow",
-                                                               OPTIONAL_PARAMS["discard_under_overflow"])),
+            "class_weights": [float(w) for w in p.class_weights.values()],
+            # Absent keys take the weights stages' defaults (weaver's own, WeightsParams), so both sides weigh alike.
+            "reweight_threshold": 100.0 * float(p.threshold),
+            "reweight_discard_under_overflow": bool(p.discard_under_overflow),
             "reweight_hists": None,
         },
     }
