@@ -140,7 +140,7 @@ def test_model_loads_and_predicts(results):
 def test_every_plot_is_a_real_image(results):
     from matplotlib.image import imread
 
-    from colliderflow.evaluate.plots import PF_PLOTS
+    from colliderflow.evaluate.pf.plots import PF_PLOTS
 
     for name in PF_PLOTS:
         png = results / "eval" / "mlpf" / "plots" / f"{name}.png"
@@ -153,7 +153,7 @@ def test_every_plot_is_a_real_image(results):
 
 
 def test_report_contains_every_figure(pipeline):
-    from colliderflow.evaluate.plots import PF_PLOTS
+    from colliderflow.evaluate.pf.plots import PF_PLOTS
 
     report = pipeline / "report.html"
     result = run_snakemake(pipeline, "--profile", "profiles/ci", "--report", str(report), timeout=300)
@@ -161,7 +161,7 @@ def test_report_contains_every_figure(pipeline):
     html = report.read_text(errors="replace")
     for name in [*PF_PLOTS, "pf_weights", "validation", "jets_weights"]:
         assert f"{name}.png" in html, name
-    from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
+    from colliderflow.evaluate.tagging.plots import TAGGER_PLOTS
 
     for model in TAGGERS:
         for name in TAGGER_PLOTS:

@@ -313,7 +313,7 @@ def _cmd_jet_tfds(args: argparse.Namespace) -> None:
 
 
 def _cmd_jet_weights(args: argparse.Namespace) -> None:
-    from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+    from colliderflow.jetclass2 import JETCLASS2_LABELS
     from colliderflow.weights.jet_files import compute_jet_weights_from_files
 
     compute_jet_weights_from_files(
@@ -334,14 +334,14 @@ def _cmd_weaver_config(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict_tagger(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.predict_tagger import predict_tagger
+    from colliderflow.evaluate.tagging.predict import predict_tagger
 
     predict_tagger(model_dir=args.model_dir, inputs=args.inputs, output=args.output, device=args.device,
                    precision=args.precision)
 
 
 def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.tagging_run import evaluate_tagger
+    from colliderflow.evaluate.tagging.run import evaluate_tagger
 
     evaluate_tagger(
         predictions=args.predictions,
@@ -363,14 +363,14 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.predict import predict
+    from colliderflow.evaluate.pf.predict import predict
 
     predict(model_dir=args.model_dir, tfds_dirs=args.tfds, output=args.output, split=args.split, device=args.device,
             precision=args.precision)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.run import evaluate
+    from colliderflow.evaluate.pf.run import evaluate
 
     evaluate(
         predictions=args.predictions,

@@ -37,8 +37,8 @@ import pyarrow as pa
 
 from colliderflow.jetschema import jetclass2_table
 from colliderflow.kinematics import stdout_fd_silenced
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.ntuplize.jet_labels import (
-    JETCLASS2_LABELS,
     ROLE_PRODUCT,
     ROLE_QCD,
     ROLE_TAU_PRODUCT,

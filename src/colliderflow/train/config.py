@@ -11,7 +11,7 @@ from dataclasses import dataclass, fields
 from typing import Any
 
 from colliderflow.models.registry import MODEL_TASKS, MODELS
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
+from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name
 
 
 @dataclass(frozen=True)

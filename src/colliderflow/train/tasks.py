@@ -19,7 +19,7 @@ from torch import nn
 from colliderflow.models.mlpf import fit_regression_standardisation
 from colliderflow.models.normalise import fit_normalisation
 from colliderflow.models.registry import MODEL_INPUTS
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.train.config import TrainConfig, label_values
 from colliderflow.train.data import Batch, Event, collate_events, event_index, open_splits
 from colliderflow.io.dataset_files import jet_files

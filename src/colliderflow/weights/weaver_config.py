@@ -27,7 +27,7 @@ import yaml
 
 from colliderflow.io.atomic import atomic_path
 from colliderflow.jetschema import COLUMNS_BY_NAME
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
+from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name
 from colliderflow.weights.files import OPTIONAL_PARAMS
 from colliderflow.weights.histogram import METHODS
 

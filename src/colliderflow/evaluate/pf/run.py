@@ -18,9 +18,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.evaluate import metrics, summary_table
+from colliderflow.evaluate.pf import metrics, summary_table
 from colliderflow.finite import NonFinite
-from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
+from colliderflow.evaluate.pf.plots import PF_PLOTS, PlotInputs, make_plots
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import EvaluateParams, stage_params
@@ -263,7 +263,7 @@ def evaluate(
     allow_nonfinite; checked as the dry run checks them (colliderflow.params.EvaluateParams).
     allow_nonfinite (or the params key): drop events holding NaN/inf values instead of failing; the
     summary's `dropped_nonfinite` says how many.
-    tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging_run) whose AUCs and
+    tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging.run) whose AUCs and
     rejections join the headline table; the table is also written as summary_table.{html,rst} for
     the report caption.
     """

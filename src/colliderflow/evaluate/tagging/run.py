@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.evaluate import tagging
+from colliderflow.evaluate.tagging import metrics as tagging
 from colliderflow.finite import nonfinite_columns
-from colliderflow.evaluate.run import _json_safe, read_training_log
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
+from colliderflow.evaluate.pf.run import _json_safe, read_training_log
+from colliderflow.evaluate.tagging.plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import TaggingParams, stage_params
 
