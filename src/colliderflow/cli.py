@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from colliderflow.config import from_ordered_pairs, parse_json_arg
+from colliderflow.jobs import SKIP_FAILED_ENV
 
 log = logging.getLogger("colliderflow")
 
