@@ -15,7 +15,8 @@ import pytest
 import colliderflow.evaluate.pf.run as run_module
 from colliderflow.evaluate.pf import summary_table
 from colliderflow.evaluate.pf.plots import PF_PLOTS
-from colliderflow.evaluate.pf.run import evaluate, read_training_log
+from colliderflow.evaluate.pf.run import evaluate
+from colliderflow.evaluate.records import read_training_log
 from colliderflow.kinematics import cluster_jets, jets_to_block
 from colliderflow.schema import CLASS_NAMES, PREDICTION_COLUMNS
 

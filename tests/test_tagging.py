@@ -342,7 +342,7 @@ def test_every_tagger_figure_has_a_caption() -> None:
 # Training figure (shared by the particle-flow and tagger evaluations)
 # --------------------------------------------------------------------------------------------------
 def test_loss_curves_show_loss_learning_rate_and_throughput(tmp_path: Path) -> None:
-    from colliderflow.evaluate.pf.run import read_training_log
+    from colliderflow.evaluate.records import read_training_log
 
     fig = plot_loss_curves({"training_log": read_training_log(_training_log(tmp_path / "m.jsonl"))})
     loss_ax, lr_ax, rate_ax = fig.axes

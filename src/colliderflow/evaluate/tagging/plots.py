@@ -47,7 +47,7 @@ class TaggerPlotInputs(TypedDict, total=False):
     classes: class names in score order; plot_classes: the class indices to draw.
     one_vs_rest: class → Roc. vs_qcd: class → {"roc": Roc, "baseline": tagging.baseline_roc output,
     "sculpting": tagging.mass_sculpting output}. summary: the JSON summary (for the rejection figure).
-    training_log: as colliderflow.evaluate.pf.run.read_training_log. dataset_label: header text, top right.
+    training_log: as colliderflow.evaluate.records.read_training_log. dataset_label: header text, top right.
     """
 
     classes: Sequence[str]
