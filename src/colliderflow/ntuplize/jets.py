@@ -46,6 +46,7 @@ from colliderflow.ntuplize.jet_arrays import (
     flatten,
     jet_set_from,
     ordered_members,
+    require_fields,
     wrap_phi,
 )
 from colliderflow.ntuplize.jet_labels import (
