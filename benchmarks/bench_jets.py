@@ -29,14 +29,8 @@ from colliderflow.io.delphes_reader import DelphesFile, read_delphes
 from colliderflow.ntuplize.jet_labels import GenRecord, LabelParams, label_jets
 from colliderflow.ntuplize.jet_substructure import SubstructureParams, jet_substructure
 from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
-from colliderflow.ntuplize.jets import (
-    JetParams,
-    _filtered_jets,
-    _flatten,
-    _jet_set,
-    build_tables,
-    jets_from_particles,
-)
+from colliderflow.ntuplize.jet_arrays import filtered_jets, flatten, jet_set_from
+from colliderflow.ntuplize.jets import JetParams, build_tables, jets_from_particles
 
 DELPHES = Path(__file__).resolve().parents[2] / "shared" / "data" / "delphes" / "sophon_events_delphes_example.root"
 
@@ -122,9 +116,10 @@ def main() -> None:
             args.repeat,
         )
         report(f"substructure only ({backend})", wall, cpu, len(counts[subset]), 0)
-    reco = _flatten(pf, ("px", "py", "pz", "energy", "charge", "pid"), {}, "pf")
-    truth = _flatten(gen, ("px", "py", "pz", "energy", "pid", "d1", "d2"), {}, "gen")
-    found = _filtered_jets(_jet_set(jets, reco, "jets"), reco, params)
+    reco = flatten(pf, ("px", "py", "pz", "energy", "charge", "pid"), {}, "pf")
+    truth = flatten(gen, ("px", "py", "pz", "energy", "pid", "d1", "d2"), {}, "gen")
+    found = filtered_jets(jet_set_from(jets, reco, "jets"), reco, max_abs_eta=params.max_constituent_abs_eta,
+                          max_abs_pz=params.max_constituent_abs_pz)
     record = GenRecord(truth.offsets, *(truth.data[k] for k in ("pid", "px", "py", "pz", "d1", "d2")))
     jet_event, jet_eta, jet_phi = found.event, found.eta, found.phi
     wall, cpu, _ = timed(lambda: label_jets(record, jet_event, jet_eta, jet_phi, LabelParams()), args.repeat)

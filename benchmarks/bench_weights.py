@@ -29,7 +29,7 @@ from colliderflow.train.sampling import SampleKeys, read_sampling_weights
 from colliderflow.io.parquet import read_event_columns, write_parquet_atomic
 from colliderflow.train.jet_data import synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.weights import compute_weights_from_files, reweight_events
 from colliderflow.weights.jet_files import compute_jet_weights_from_files, jet_weights, read_jet_columns
 

@@ -18,7 +18,7 @@ from colliderflow.generate.rootio import SimTreeWriter
 from colliderflow.generate.run import collections, event_columns
 from colliderflow.jetschema import COLUMNS_BY_NAME, schema_differences
 from colliderflow.ntuplize.builtin_jets import ntuplize_builtin_jets
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.weights.weaver_config import weaver_data_config, write_weaver_config
 
 N_EVENTS = 16

@@ -18,7 +18,7 @@ import pytest
 import yaml
 from workflow_api import ROOT, copy_project, dry_run
 
-HEAVY = ("matplotlib", "torch", "numba", "awkward", "uproot", "fastjet", "tensorflow_datasets", "colliderflow.evaluate.plots")
+HEAVY = ("matplotlib", "torch", "numba", "awkward", "uproot", "fastjet", "tensorflow_datasets", "colliderflow.evaluate.pf.plots")
 
 # `snakemake -n` in this process, then the top-level names (and colliderflow modules) it imported.
 _REPORT_MODULES = """

@@ -141,7 +141,7 @@ def test_model_loads_and_predicts(results):
 def test_every_plot_is_a_real_image(results):
     from matplotlib.image import imread
 
-    from colliderflow.evaluate.plots import PF_PLOTS
+    from colliderflow.evaluate.pf.plots import PF_PLOTS
 
     for name in PF_PLOTS:
         png = results / "eval" / "mlpf" / "plots" / f"{name}.png"

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-import colliderflow.evaluate.run as run_module
-from colliderflow.evaluate import summary_table
-from colliderflow.evaluate.plots import PF_PLOTS
-from colliderflow.evaluate.run import evaluate, read_training_log
+import colliderflow.evaluate.pf.run as run_module
+from colliderflow.evaluate.pf import summary_table
+from colliderflow.evaluate.pf.plots import PF_PLOTS
+from colliderflow.evaluate.pf.run import evaluate
+from colliderflow.evaluate.records import read_training_log
 from colliderflow.kinematics import cluster_jets, jets_to_block
 from colliderflow.schema import CLASS_NAMES, PREDICTION_COLUMNS
 

@@ -13,7 +13,7 @@ import pytest
 from colliderflow.train.sampling import EpochBatchSampler, read_sampling_weights
 from colliderflow.train.jet_data import JetDataset, split_train_val, synthetic_jet_table
 from colliderflow.jetschema import JETCLASS2_SCHEMA
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.weights.jet_files import compute_jet_weights_from_files
 from colliderflow.weights.weaver_config import weaver_data_config
 

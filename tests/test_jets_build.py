@@ -10,7 +10,7 @@ import pyarrow as pa
 import pytest
 
 from colliderflow.jetschema import JETCLASS2_SCHEMA
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.ntuplize.jets import JetParams, jet_params_from_section, jet_table_from_constituents, jets_from_particles
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

@@ -13,7 +13,7 @@ import uproot
 
 from colliderflow.io.delphes_reader import read_delphes, resolve_refs
 from colliderflow.jetschema import JETCLASS2_SCHEMA, schema_differences
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

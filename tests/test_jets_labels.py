@@ -8,8 +8,8 @@ import awkward as ak
 import numpy as np
 import pytest
 
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.ntuplize.jet_labels import (
-    JETCLASS2_LABELS,
     ROLE_PRODUCT,
     ROLE_QCD,
     ROLE_TAU_PRODUCT,

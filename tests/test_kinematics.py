@@ -160,7 +160,7 @@ def test_flat_momenta_round_trip_and_missing_et() -> None:
 @pytest.mark.parametrize("metric", ["delta_r2", "minus_cos", "delta_r"])
 def test_nearest_in_events_agrees_with_pairs_nearest_within(metric: str) -> None:
     from colliderflow.kinematics import METRIC_DELTA_R, METRIC_DELTA_R2, METRIC_MINUS_COS, nearest_in_events
-    from colliderflow.ntuplize.pairs import delta_phi, nearest_within
+    from nearest_reference import delta_phi, nearest_within
 
     rng = np.random.default_rng(17)
     n_events = 300

@@ -6,7 +6,7 @@ import awkward as ak
 import numpy as np
 import pytest
 
-from colliderflow.evaluate import metrics
+from colliderflow.evaluate.pf import metrics
 from colliderflow.kinematics import cluster_jets, jets_to_block, particles_from_block
 
 

@@ -77,7 +77,7 @@ def test_nan_class_ids_are_called_nan(tmp_path, predictions, caplog):
 
 
 def test_allow_nonfinite_drops_the_events_and_says_so(tmp_path, predictions, monkeypatch):
-    import colliderflow.evaluate.run as run_module
+    import colliderflow.evaluate.pf.run as run_module
 
     monkeypatch.setattr(run_module, "make_plots", lambda inputs, plots_dir: None)  # the figures are not the point
     bad = _spoil_block(predictions, tmp_path / "nan_pt.parquet", "ypred", "pt", [0, 5, 7])
@@ -96,7 +96,7 @@ def _evaluate_tagger(tmp_path: Path, predictions: Path, *extra: str) -> int:
 
 
 def test_nan_tagger_scores_fail_or_are_dropped_and_counted(tmp_path, caplog, monkeypatch):
-    import colliderflow.evaluate.tagging_run as tagging_run
+    import colliderflow.evaluate.tagging.run as tagging_run
 
     monkeypatch.setattr(tagging_run, "make_tagger_plots", lambda inputs, plots_dir: None)
     good = make_tagger_predictions(tmp_path / "p.parquet", n=400)

@@ -429,7 +429,7 @@ def test_block_particles_match_the_shared_kinematics_helper(sim: ak.Array) -> No
 
 
 def test_nearest_within_stays_inside_events_and_breaks_ties_by_index() -> None:
-    from colliderflow.ntuplize.pairs import nearest_within
+    from nearest_reference import nearest_within
 
     # Event 0: refs at keys 0.0, 0.5, 0.5 (a tie); event 1: ref at key 0.0; event 2 has no refs.
     ref_event = np.array([0, 0, 0, 1])

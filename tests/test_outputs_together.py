@@ -77,11 +77,11 @@ def test_temporaries_are_recognisable_and_removed_by_the_next_write(tmp_path):
 
 
 def test_a_job_record_scratch_folder_is_named_and_cleaned(tmp_path):
-    from colliderflow.cli import _job_provenance
+    from colliderflow.jobs import job_provenance
 
     record = tmp_path / "provenance.json"
     (tmp_path / f"{TMP_PREFIX}provenance.json~old").mkdir()  # left by a killed job
-    with pytest.raises(RuntimeError), _job_provenance(record, stage="x", n_shards=1) as records:
+    with pytest.raises(RuntimeError), job_provenance(record, stage="x", n_shards=1) as records:
         assert records[0].parent.name.startswith(f"{TMP_PREFIX}provenance.json~")
         raise RuntimeError("killed")
     assert _names(tmp_path) == []

@@ -12,8 +12,8 @@ import torch
 
 from colliderflow.models.normalise import fit_normalisation
 from colliderflow.train.data import synthetic_events
-from colliderflow.evaluate import predict as predict_mod
-from colliderflow.evaluate.predict import predict
+from colliderflow.evaluate.pf import predict as predict_mod
+from colliderflow.evaluate.pf.predict import predict
 from colliderflow.io.parquet import row_list_type
 from colliderflow.models import build_model, count_parameters
 from colliderflow.models.mlpf import decode_particles

@@ -13,12 +13,12 @@ import pyarrow.parquet as pq
 import pytest
 import torch
 
-from colliderflow.evaluate import tagging_run
-from colliderflow.evaluate.predict_tagger import predict_tagger
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
+from colliderflow.evaluate.tagging import run as tagging_run
+from colliderflow.evaluate.tagging.predict import predict_tagger
+from colliderflow.evaluate.tagging.plots import TAGGER_PLOTS
 from colliderflow.train.jet_data import N_PARTICLE_FEATURES, JetDataset, collate_jets, synthetic_jet_table
 from colliderflow.models import build_model, load_trained
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 from colliderflow.train import save_model, train
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")

@@ -19,14 +19,14 @@ import pyarrow.parquet as pq
 import pytest
 
 import colliderflow.generate.run as run_module
-from colliderflow.cli import SKIP_FAILED_ENV, main
+from colliderflow.cli import main
 from colliderflow.generate.pythia import PythiaGenerator
 from colliderflow.io.parquet import read_event_parquet
 from colliderflow.io.sim_reader import detect_format, read_events, read_sim
+from colliderflow.jobs import SKIP_FAILED_ENV, read_job_provenance, write_run_summary
 from colliderflow.ntuplize.empty_shard import empty_event_table, skipped_reason
 from colliderflow.ntuplize.validate import validate_dataset
-from colliderflow.provenance import read_job_provenance, write_provenance
-from colliderflow.run_summary import write_run_summary
+from colliderflow.provenance import write_provenance
 from colliderflow.schema import EVENT_COLUMNS
 
 GEN_PARAMS = {"sqrt_s": 380.0, "detector": "clic_like"}

@@ -9,8 +9,8 @@ import matplotlib.image
 import pytest
 from docutils.core import publish_parts
 
-from colliderflow.evaluate import summary_table
-from colliderflow.evaluate.plots import PF_PLOTS
+from colliderflow.evaluate.pf import summary_table
+from colliderflow.evaluate.pf.plots import PF_PLOTS
 
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
 

@@ -12,10 +12,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from colliderflow.evaluate import tagging, tagging_run
-from colliderflow.evaluate.plots import plot_loss_curves
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+from colliderflow.evaluate.tagging import metrics as tagging
+from colliderflow.evaluate.tagging import run as tagging_run
+from colliderflow.evaluate.pf.plots import plot_loss_curves
+from colliderflow.evaluate.tagging.plots import TAGGER_PLOTS
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "jetclass2" / "JetClassII_example.parquet"
 REPORT = Path(__file__).resolve().parents[1] / "workflow" / "report"
@@ -343,7 +344,7 @@ def test_every_tagger_figure_has_a_caption() -> None:
 # Training figure (shared by the particle-flow and tagger evaluations)
 # --------------------------------------------------------------------------------------------------
 def test_loss_curves_show_loss_learning_rate_and_throughput(tmp_path: Path) -> None:
-    from colliderflow.evaluate.run import read_training_log
+    from colliderflow.evaluate.records import read_training_log
 
     fig = plot_loss_curves({"training_log": read_training_log(_training_log(tmp_path / "m.jsonl"))})
     loss_ax, lr_ax, rate_ax = fig.axes

@@ -8,124 +8,36 @@ stage's provenance records.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 from colliderflow.config import from_ordered_pairs, parse_json_arg
-from colliderflow.provenance import write_job_provenance
+from colliderflow.jobs import SKIP_FAILED_ENV
 
 log = logging.getLogger("colliderflow")
 
 
-def _paired(args: argparse.Namespace, *names: str) -> list[tuple]:
-    """The per-shard options of a job that handles several shards, zipped, or an error naming the mismatch."""
-    values = [getattr(args, n) or [] for n in names]
-    lengths = {n: len(v) for n, v in zip(names, values, strict=True) if v}
-    if len(set(lengths.values())) > 1:
-        raise ValueError(f"per-shard options need one value per shard each, got {lengths}")
-    n = max(lengths.values())
-    return list(zip(*[v if v else [None] * n for v in values], strict=True))
-
-
-@contextlib.contextmanager
-def _job_provenance(path: Path | None, *, stage: str, n_shards: int) -> Iterator[list[Path | None]]:
-    """Per-shard record paths for a job's shards, combined into the job's one record at `path` at the end."""
-    if path is None:
-        yield [None] * n_shards
-        return
-    from colliderflow.io.atomic import temporary_dir
-
-    with temporary_dir(path) as tmp:  # .colliderflow-tmp-provenance.json~…, removed by the next run if killed
-        records = [tmp / f"{i}.json" for i in range(n_shards)]
-        yield records
-        write_job_provenance(path, stage=stage, shard_records=records)
-
-
-SKIP_FAILED_ENV = "COLLIDERFLOW_SKIP_FAILED_SHARDS"
-
-
-def _skip_failed_setting(flag: bool | None) -> bool:
-    """--skip-failed / --no-skip-failed when given, else the environment's COLLIDERFLOW_SKIP_FAILED_SHARDS.
-
-    The workflow sets the variable from the config's `skip_failed_shards` instead of adding the flag to
-    the command, so that switching the setting does not make Snakemake rerun every generate job. Unset
-    means off; the value used is written into every shard's record either way.
-    """
-    import os
-
-    if flag is not None:
-        return flag
-    value = os.environ.get(SKIP_FAILED_ENV, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
-        return False
-    if value in ("1", "true", "yes", "on"):
-        return True
-    raise ValueError(f"{SKIP_FAILED_ENV}={value!r}: expected 1 or 0 (true or false)")
-
-
 def _cmd_generate(args: argparse.Namespace) -> None:
-    from colliderflow.generate.run import generate_shard
-    from colliderflow.io.atomic import atomic_path
-    from colliderflow.provenance import SHARD_OK, annotate_record, failed_shard_record, write_provenance
+    from colliderflow.jobs import generate_job
 
-    params = parse_json_arg(args.params, what="--params")
-    backend_options = parse_json_arg(args.backend_options, what="--backend-options") or None
-    process_options = parse_json_arg(args.process_options, what="--process-options") or None
-    skip_failed = _skip_failed_setting(args.skip_failed)
-    if skip_failed and args.provenance is None:
-        raise ValueError("--skip-failed needs --provenance: the job's record is where a skipped shard is reported")
-    jobs = _paired(args, "shard", "seed", "output")
-    failures: list[tuple[int, int, Path, Exception]] = []
-    # One job may make several shards (config `shards_per_job`): each keeps its own seed and file.
-    with _job_provenance(args.provenance, stage="generate", n_shards=len(jobs)) as shard_records:
-        for (shard, seed, output), record in zip(jobs, shard_records, strict=True):
-            identity = {"sample": args.sample, "process": args.process, "backend": args.backend, "shard": shard,
-                        "n_events": args.n_events, "output": str(output), "skip_failed_shards": skip_failed}
-            try:
-                generate_shard(
-                    sample=args.sample,
-                    process=args.process,
-                    backend=args.backend,
-                    shard=shard,
-                    n_events=args.n_events,
-                    seed=seed,
-                    params=params,
-                    output=output,
-                    provenance=record,
-                    backend_options=backend_options,
-                    process_options=process_options,
-                    pileup_file=args.pileup_file,
-                )
-            except Exception as exc:
-                if not skip_failed:
-                    raise
-                # Skipped, not hidden: logged here, marked failed in the record, listed by the run summary.
-                log.error("generate %s shard %d (seed %d) failed and is skipped (skip_failed_shards on): %s: %s",
-                          args.sample, shard, seed, type(exc).__name__, exc, exc_info=exc)
-                failures.append((shard, seed, output, exc))
-                write_provenance(record, failed_shard_record(
-                    stage="generate", config=params, seeds={"generate": int(seed)}, error=exc,
-                    extra={**identity, "backend_options": backend_options or {},
-                           "process_options": process_options or {}},
-                ))
-                continue
-            if record is not None:
-                annotate_record(record, status=SHARD_OK, output=str(output), skip_failed_shards=skip_failed)
-        if failures and len(failures) == len(jobs):
-            # Still skipped: with one shard per job this is the only way a shard is ever skipped. A sample
-            # left with too few events then fails its validation step, which names it.
-            log.error("generate %s: all %d shard(s) of the job failed and are skipped", args.sample, len(jobs))
-        for shard, _, output, _ in failures:
-            # Snakemake needs the declared file; an empty one holds no events, and every ROOT reader
-            # refuses it as "empty file (0 bytes)", naming it. A stale file from an earlier run is replaced.
-            with atomic_path(output):
-                pass
-            log.warning("generate %s shard %d: wrote an empty placeholder %s (no events)", args.sample, shard, output)
+    generate_job(
+        sample=args.sample,
+        process=args.process,
+        backend=args.backend,
+        n_events=args.n_events,
+        shards=args.shard,
+        seeds=args.seed,
+        outputs=args.output,
+        params=parse_json_arg(args.params, what="--params"),
+        backend_options=parse_json_arg(args.backend_options, what="--backend-options") or None,
+        process_options=parse_json_arg(args.process_options, what="--process-options") or None,
+        pileup_file=args.pileup_file,
+        provenance=args.provenance,
+        skip_failed=args.skip_failed,
+    )
 
 
 def _cmd_pileup(args: argparse.Namespace) -> None:
@@ -143,103 +55,26 @@ def _cmd_pileup(args: argparse.Namespace) -> None:
              args.sqrt_s, wall)
 
 
-def _shard_groups(args: argparse.Namespace) -> tuple[list[tuple], dict[int, str]]:
-    """(inputs, shard, output) per output of an ntuplize job, and the shards its generation record marks failed.
-
-    One output takes every input as one shard; one output per input makes each input its own shard (as
-    a job of several shards runs). With --generation-record, inputs are matched to generation shards by
-    shard number, which needs one shard per input.
-    """
-    from colliderflow.ntuplize.empty_shard import failed_generation_shards
-
-    if len(args.output) == 1:
-        groups = [(args.inputs, (args.shard or [0])[0], args.output[0])]
-    elif len(args.output) == len(args.inputs):
-        args.inputs = [[path] for path in args.inputs]
-        args.shard = args.shard or list(range(len(args.inputs)))
-        groups = _paired(args, "inputs", "shard", "output")
-    else:
-        raise ValueError(f"-o takes one output, or one per input ({len(args.inputs)}); got {len(args.output)}")
-    failed: dict[int, str] = {}
-    if args.generation_record is not None:
-        if any(len(inputs) != 1 for inputs, _, _ in groups):
-            raise ValueError("--generation-record needs one output per input (each input its own shard)")
-        recorded, failed = failed_generation_shards(args.generation_record, sample=args.sample)
-        missing = sorted({shard for _, shard, _ in groups} - recorded)
-        if missing:
-            raise ValueError(f"{args.generation_record}: no record of shard(s) {missing} (it has {sorted(recorded)});"
-                             " is it the record of the job that made these inputs?")
-    return groups, failed
-
-
 def _cmd_ntuplize(args: argparse.Namespace) -> None:
-    from colliderflow.ntuplize.empty_shard import ntuplize_skipped_shard
-    from colliderflow.ntuplize.events import default_sample_name, ntuplize_files
-    from colliderflow.provenance import annotate_record
+    from colliderflow.jobs import ntuplize_job
 
-    params = parse_json_arg(args.params, what="--params")
-    groups, failed = _shard_groups(args)
-    with _job_provenance(args.provenance, stage="ntuplize", n_shards=len(groups)) as shard_records:
-        for (inputs, shard, output), record in zip(groups, shard_records, strict=True):
-            if shard in failed:
-                ntuplize_skipped_shard(inputs=inputs, output=output,
-                                       sample=args.sample or default_sample_name(inputs[0]), shard=shard,
-                                       params=params, seed=args.seed, reason=failed[shard], provenance=record)
-                continue
-            ntuplize_files(
-                inputs,
-                output=output,
-                sample=args.sample,
-                shard=shard,
-                params=params,
-                seed=args.seed,
-                provenance=record,
-            )
-            if record is not None:
-                annotate_record(record, skipped=False)
+    ntuplize_job(inputs=args.inputs, shards=args.shard, outputs=args.output, sample=args.sample,
+                 params=parse_json_arg(args.params, what="--params"), seed=args.seed,
+                 generation_record=args.generation_record, provenance=args.provenance)
 
 
 def _cmd_run_summary(args: argparse.Namespace) -> None:
-    from colliderflow.run_summary import write_run_summary
+    from colliderflow.jobs import write_run_summary
 
     write_run_summary(generation_records=args.records, output=args.output)
 
 
 def _cmd_ntuplize_jets(args: argparse.Namespace) -> None:
-    from colliderflow.ntuplize.empty_shard import write_skipped_jet_shard
-    from colliderflow.provenance import annotate_record, provenance_record, write_provenance
+    from colliderflow.jobs import ntuplize_jets_job
 
-    params = parse_json_arg(args.params, what="--params")
-    groups, failed = _shard_groups(args)
-    with _job_provenance(args.provenance, stage="ntuplize_jets", n_shards=len(groups)) as shard_records:
-        for (inputs, shard, output), record in zip(groups, shard_records, strict=True):
-            if shard in failed:  # generation failed and was skipped: an empty shard that says why
-                write_skipped_jet_shard(output, reason=failed[shard])
-                if record is not None:
-                    write_provenance(record, provenance_record(
-                        stage="ntuplize_jets", config=params, inputs=[str(p) for p in inputs],
-                        extra={"shard": shard, "skipped": True, "reason": failed[shard], "stats": {"jets_written": 0}},
-                    ))
-                continue
-            _jet_ntuplizer(inputs)(inputs, output=output, params=params, provenance=record)
-            if record is not None:
-                annotate_record(record, shard=shard, skipped=False)
-
-
-def _jet_ntuplizer(inputs: list[Path]) -> Any:
-    """The jet ntuplizer for the inputs' format (all builtin or all Delphes; detected from the files)."""
-    from colliderflow.io.sim_reader import detect_format
-    from colliderflow.ntuplize.builtin_jets import ntuplize_builtin_jets
-    from colliderflow.ntuplize.delphes_jets import ntuplize_delphes_jets
-
-    formats = {path: detect_format(path) for path in inputs}
-    kinds = set(formats.values())
-    if kinds == {"builtin"}:
-        return ntuplize_builtin_jets
-    if kinds == {"delphes"}:
-        return ntuplize_delphes_jets
-    listing = ", ".join(f"{path} ({fmt})" for path, fmt in formats.items())
-    raise ValueError(f"ntuplize-jets reads builtin or Delphes files, all of one kind; got {listing}")
+    ntuplize_jets_job(inputs=args.inputs, shards=args.shard, outputs=args.output, sample=args.sample,
+                      params=parse_json_arg(args.params, what="--params"),
+                      generation_record=args.generation_record, provenance=args.provenance)
 
 
 def _cmd_tfds(args: argparse.Namespace) -> None:
@@ -313,7 +148,7 @@ def _cmd_jet_tfds(args: argparse.Namespace) -> None:
 
 
 def _cmd_jet_weights(args: argparse.Namespace) -> None:
-    from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS
+    from colliderflow.jetclass2 import JETCLASS2_LABELS
     from colliderflow.weights.jet_files import compute_jet_weights_from_files
 
     compute_jet_weights_from_files(
@@ -334,14 +169,14 @@ def _cmd_weaver_config(args: argparse.Namespace) -> None:
 
 
 def _cmd_predict_tagger(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.predict_tagger import predict_tagger
+    from colliderflow.evaluate.tagging.predict import predict_tagger
 
     predict_tagger(model_dir=args.model_dir, inputs=args.inputs, output=args.output, device=args.device,
                    precision=args.precision)
 
 
 def _cmd_evaluate_tagger(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.tagging_run import evaluate_tagger
+    from colliderflow.evaluate.tagging.run import evaluate_tagger
 
     evaluate_tagger(
         predictions=args.predictions,
@@ -363,14 +198,14 @@ def _add_inference_options(p: argparse.ArgumentParser) -> None:
 
 
 def _cmd_predict(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.predict import predict
+    from colliderflow.evaluate.pf.predict import predict
 
     predict(model_dir=args.model_dir, tfds_dirs=args.tfds, output=args.output, split=args.split, device=args.device,
             precision=args.precision)
 
 
 def _cmd_evaluate(args: argparse.Namespace) -> None:
-    from colliderflow.evaluate.run import evaluate
+    from colliderflow.evaluate.pf.run import evaluate
 
     evaluate(
         predictions=args.predictions,

@@ -241,6 +241,10 @@ def _jet_momenta(px: np.ndarray, py: np.ndarray, pz: np.ndarray, energy: np.ndar
 METRIC_DELTA_R2: Final = 0
 METRIC_DELTA_R: Final = 1
 METRIC_MINUS_COS: Final = 2
+# Keys are folded into one sortable float: event · KEY_SPAN + key. Keys are clipped to ±KEY_LIMIT, so the
+# windows of different events never overlap.
+KEY_LIMIT: Final = 100.0
+KEY_SPAN: Final = 1000.0
 
 
 def nearest_in_events(query_event: np.ndarray, query_key: np.ndarray, query_coords: tuple[np.ndarray, ...],
@@ -248,25 +252,23 @@ def nearest_in_events(query_event: np.ndarray, query_key: np.ndarray, query_coor
                       metric: int, window: float, max_distance: float) -> np.ndarray:
     """Per query, the index of the nearest reference of its event with distance < max_distance, else −1.
 
-    The compiled counterpart of `ntuplize.pairs.nearest_within`, with the same answers: references are
-    candidates when their key lies within ±window of the query's (compared on the same folded
-    event·1000 + key values), ties go to the lower reference index. Instead of expanding all pairs it
+    The compiled counterpart of the readable `nearest_within` the tests hold it to (tests/nearest_reference.py),
+    with the same answers: references are candidates when their key lies within ±window of the query's
+    (compared on the same folded event·KEY_SPAN + key values), ties go to the lower reference index. Instead of expanding all pairs it
     sorts each event's references by key and walks through the window only, so references must come
     event by event (ref_event sorted).
     Coordinates are per metric: METRIC_DELTA_R2 and METRIC_DELTA_R take (η, φ), METRIC_MINUS_COS
     takes unit vectors (x, y, z); ΔR² = Δη² + Δφ², ΔR = hypot(Δη, Δφ), −cos = −(u·v).
     """
-    from colliderflow.ntuplize.pairs import _KEY_LIMIT, _SPAN  # the folding to match (lazy: no cycle)
-
     best = np.full(query_event.size, -1, dtype=np.int64)
     if query_event.size == 0 or ref_event.size == 0:
         return best
-    if not window < (_SPAN - 2 * _KEY_LIMIT) / 2:
+    if not window < (KEY_SPAN - 2 * KEY_LIMIT) / 2:
         raise ValueError(f"nearest_in_events: window {window} is too wide to keep events apart")
     if np.any(np.diff(ref_event) < 0):
         raise ValueError("nearest_in_events: references must come event by event")
-    ref_comb = ref_event.astype(np.float64) * _SPAN + np.clip(ref_key, -_KEY_LIMIT, _KEY_LIMIT)
-    centre = query_event.astype(np.float64) * _SPAN + np.clip(query_key, -_KEY_LIMIT, _KEY_LIMIT)
+    ref_comb = ref_event.astype(np.float64) * KEY_SPAN + np.clip(ref_key, -KEY_LIMIT, KEY_LIMIT)
+    centre = query_event.astype(np.float64) * KEY_SPAN + np.clip(query_key, -KEY_LIMIT, KEY_LIMIT)
     events = np.arange(int(max(query_event.max(), ref_event.max())) + 1)
     ref_start = np.searchsorted(ref_event, events, side="left")
     ref_stop = np.searchsorted(ref_event, events, side="right")

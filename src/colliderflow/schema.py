@@ -76,6 +76,21 @@ SIM_ALL_BRANCHES: Final = (
     SIM_EVENT_BRANCHES + SIM_GEN_BRANCHES + SIM_TRACK_BRANCHES + SIM_CLUSTER_BRANCHES + SIM_CALOLINK_BRANCHES
 )
 
+# The hard-process truth record (builtin Pythia files made for jets): the decay chains jet labels follow.
+# Written by generate.pythia.hard_process, read by ntuplize.builtin_jets.
+HARD_BRANCHES: Final = (
+    "hard_pdgid",  # int32
+    "hard_status",  # int32, Pythia status
+    "hard_px",
+    "hard_py",
+    "hard_pz",
+    "hard_energy",
+    "hard_mass",  # float32, GeV
+    "hard_mother1",  # int32, index in the event's hard_ list of the first mother, -1 if not stored
+    "hard_d1",
+    "hard_d2",  # int32, daughters in the event's hard_ list (GenRecord convention), -1 for none
+)
+
 # --------------------------------------------------------------------------------------------------
 # Particle-flow elements: tracks first, then clusters, in one [N, 17] float32 matrix per event
 # (particleflow's CLIC order). Column 0 is the element type.

@@ -1,7 +1,8 @@
 """One look for every evaluation figure: mplhep style, labels, and a fixed colour per algorithm.
 
 A reader comparing figures in a talk should never have to re-learn which colour is MLPF, so the
-colour, marker and line style of each algorithm are decided here once and used by every plot.
+colour, marker and line style of each algorithm are decided here once and used by every plot; and every
+figure is written the same way (`save_figure`).
 """
 
 from __future__ import annotations
@@ -9,6 +10,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 
 import matplotlib
 
@@ -17,6 +19,9 @@ matplotlib.use("Agg")  # batch jobs have no display, and figures are only ever w
 import matplotlib.pyplot as plt
 import mplhep as hep
 from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from colliderflow.io.atomic import atomic_path
 
 EXPERIMENT = "colliderflow"
 LLABEL = "Simulation"
@@ -128,3 +133,17 @@ def panel_title(ax: Axes, text: str) -> None:
         fontsize="small",
         bbox={"facecolor": "white", "edgecolor": "none", "alpha": 0.8, "pad": 2},
     )
+
+
+def save_figure(fig: Figure, plots_dir: Path, name: str) -> Path:
+    """Write <name>.png and <name>.pdf atomically; returns the PNG path."""
+    plots_dir = Path(plots_dir)
+    png = plots_dir / f"{name}.png"
+    # One layout pass for both formats: "tight" would re-render the whole figure for each of them.
+    fig.draw_without_rendering()
+    bbox = fig.get_tightbbox().padded(0.15)
+    for path in (png, plots_dir / f"{name}.pdf"):
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format=path.suffix[1:], dpi=100, bbox_inches=bbox)
+    plt.close(fig)
+    return png

@@ -21,6 +21,7 @@ import numpy as np
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.processes import quiet_settings, run_settings, seed_settings
 from colliderflow.generate.records import Collection
+from colliderflow.schema import HARD_BRANCHES
 
 # Pythia's Random:seed range.
 PYTHIA_SEED_MIN = 0
@@ -218,18 +219,6 @@ HARD_CHAIN_PDGIDS: Final = (6, 15, 23, 24, 25, 32, 33, 34, 35, 36, 37)
 # labelling threshold below it would silently miss quarks.
 HARD_QUARK_MIN_PT: Final = 1.0
 _QUARK_PDGIDS: Final = (1, 2, 3, 4, 5)
-HARD_BRANCHES: Final = (
-    "hard_pdgid",  # int32
-    "hard_status",  # int32, Pythia status
-    "hard_px",
-    "hard_py",
-    "hard_pz",
-    "hard_energy",
-    "hard_mass",  # float32, GeV
-    "hard_mother1",  # int32, index in the event's hard_ list of the first mother, -1 if not stored
-    "hard_d1",
-    "hard_d2",  # int32, daughters in the event's hard_ list (GenRecord convention), -1 for none
-)
 
 
 def hard_process(records: ak.Array) -> Collection:

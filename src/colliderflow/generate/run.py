@@ -19,13 +19,13 @@ from colliderflow.generate.detector import DetectorResponse, detector_rng, simul
 from colliderflow.generate.geometry import detector_config
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.processes import is_pp
-from colliderflow.generate.pythia import HARD_BRANCHES, PYTHIA_SEED_MAX, PYTHIA_SEED_MIN, PythiaGenerator
+from colliderflow.generate.pythia import PYTHIA_SEED_MAX, PYTHIA_SEED_MIN, PythiaGenerator
 from colliderflow.generate.records import Collection
 from colliderflow.generate.rootio import SimTreeWriter
 from colliderflow.io.atomic import atomic_path
 from colliderflow.params import GenerateParams, stage_params
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.schema import SIM_ALL_BRANCHES
+from colliderflow.schema import HARD_BRANCHES, SIM_ALL_BRANCHES
 
 log = logging.getLogger(__name__)
 

@@ -35,7 +35,6 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import uproot
 
-from colliderflow.generate.pythia import HARD_BRANCHES
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.sim_reader import detect_format, read_events
 from colliderflow.jetschema import JETCLASS2_SCHEMA
@@ -52,7 +51,7 @@ from colliderflow.ntuplize.targets import (
 )
 from colliderflow.params import stage_params
 from colliderflow.provenance import provenance_record, write_provenance
-from colliderflow.schema import PF, SIM_TREE
+from colliderflow.schema import HARD_BRANCHES, PF, SIM_TREE
 
 # Keys of the params beyond JetParams: the rule-based PF thresholds and the field the tracks were made in.
 _BUILTIN_DEFAULTS: Final[dict[str, Any]] = {"baseline": None, "bfield_tesla": 4.0}

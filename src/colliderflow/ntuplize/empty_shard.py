@@ -21,10 +21,6 @@ import pyarrow.parquet as pq
 
 from colliderflow.io.atomic import atomic_path
 from colliderflow.io.parquet import ROW_WIDTHS, SCALAR_TYPES, STRING_COLUMNS, canonicalize_table, row_list_type
-from colliderflow.provenance import (
-    SHARD_FAILED,
-    read_job_provenance,
-)
 from colliderflow.schema import EVENT_COLUMNS, SPLITS
 
 log = logging.getLogger(__name__)
@@ -76,29 +72,6 @@ def skipped_reason(path: str | Path) -> str | None:
         return str(json.loads(metadata[SKIPPED_METADATA_KEY])["reason"])
     except (ValueError, KeyError, TypeError):
         return metadata[SKIPPED_METADATA_KEY].decode(errors="replace")
-
-
-def failed_generation_shards(record: str | Path, *, sample: str | None) -> tuple[set[int], dict[int, str]]:
-    """(all shard numbers, {failed shard: reason}) of a generate job's record.
-
-    `sample`, when given, must be the record's: a record of another sample would skip the wrong shards.
-    """
-    job = read_job_provenance(record, stage="generate")
-    shards: set[int] = set()
-    failed: dict[int, str] = {}
-    for entry in job["shards"]:
-        if sample is not None and entry.get("sample") not in (None, sample):
-            raise ValueError(f"{record}: shard {entry['shard']} belongs to sample {entry.get('sample')!r}, "
-                             f"not {sample!r}")
-        shards.add(entry["shard"])
-        if entry["status"] == SHARD_FAILED:
-            error = entry.get("error") or {}
-            seed = (entry.get("seeds") or {}).get("generate")
-            failed[entry["shard"]] = (
-                f"generation of shard {entry['shard']} (seed {seed}) failed with "
-                f"{error.get('type', 'an error')}: {error.get('message', '')} (skipped, see {record})"
-            )
-    return shards, failed
 
 
 def ntuplize_skipped_shard(*, inputs: list[Path], output: Path, sample: str, shard: int, params: dict[str, Any],

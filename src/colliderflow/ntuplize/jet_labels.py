@@ -45,7 +45,7 @@ import numba
 import numpy as np
 
 # The label table is a file contract (colliderflow.jetclass2); importers of this module still find it here.
-from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name  # noqa: F401
+from colliderflow.jetclass2 import JETCLASS2_LABELS
 
 TOKENS: Final[tuple[str, ...]] = ("b", "c", "s", "q", "g", "e", "m", "tauh", "taue", "taum", "v")
 _TOKEN_CODE: Final = {t: i for i, t in enumerate(TOKENS)}

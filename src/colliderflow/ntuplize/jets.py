@@ -26,7 +26,7 @@ Input records (per-event awkward lists):
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field, make_dataclass, replace
 from typing import Any, Final
 
@@ -37,8 +37,19 @@ import pyarrow as pa
 
 from colliderflow.jetschema import jetclass2_table
 from colliderflow.kinematics import stdout_fd_silenced
+from colliderflow.jetclass2 import JETCLASS2_LABELS
+from colliderflow.ntuplize.jet_arrays import (
+    Flat,
+    JetSet,
+    eta_phi,
+    filtered_jets,
+    flatten,
+    jet_set_from,
+    ordered_members,
+    require_fields,
+    wrap_phi,
+)
 from colliderflow.ntuplize.jet_labels import (
-    JETCLASS2_LABELS,
     ROLE_PRODUCT,
     ROLE_QCD,
     ROLE_TAU_PRODUCT,
@@ -56,7 +67,6 @@ from colliderflow.schema import NEUTRINO_PDGIDS
 _SECONDS_PER_NS: Final = 1e-9
 # JetClass-II zeroes x, y of particles produced at the primary vertex's z (to within this, mm).
 _AT_VERTEX_MM: Final = 1e-10
-_FAR_ETA: Final = 1e5
 _TAU_N: Final = (1, 2, 3, 4)
 
 
@@ -168,131 +178,6 @@ def jet_params_from_section(params: Mapping[str, Any], *, where: str = "jets") -
     return stage_params(JetSection, params, where=where).build()
 
 
-# --------------------------------------------------------------------------------------------------
-# Flat views of per-event records and of jets.
-# --------------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class _Flat:
-    """Per-event records flattened: one numpy array per field, plus the per-event offsets."""
-
-    offsets: np.ndarray
-    data: dict[str, np.ndarray]
-
-    @property
-    def n_events(self) -> int:
-        return len(self.offsets) - 1
-
-
-def _require_fields(records: ak.Array, required: Sequence[str], what: str) -> None:
-    missing = [f for f in required if f not in records.fields]
-    if missing:
-        raise ValueError(f"{what}: missing fields {missing} (have {records.fields})")
-
-
-def _flatten(records: ak.Array, required: Sequence[str], optional: Mapping[str, float], what: str) -> _Flat:
-    """Flat arrays of the fields the builder uses; a non-finite momentum is refused, not silently dropped."""
-    _require_fields(records, required, what)
-    counts = ak.to_numpy(ak.num(records, axis=1)).astype(np.int64)
-    offsets = np.zeros(len(counts) + 1, dtype=np.int64)
-    np.cumsum(counts, out=offsets[1:])
-    data = {}
-    for name in (*required, *optional):
-        if name in records.fields:
-            data[name] = np.asarray(ak.to_numpy(ak.flatten(records[name], axis=1)))
-        else:
-            data[name] = np.full(offsets[-1], optional[name])
-    for name in ("px", "py", "pz", "energy"):
-        bad = ~np.isfinite(data[name])
-        if bad.any():
-            event = int(np.searchsorted(offsets, np.flatnonzero(bad)[0], side="right") - 1)
-            raise ValueError(f"{what}: non-finite {name} ({int(bad.sum())} values, first in event {event})")
-    return _Flat(offsets, data)
-
-
-@dataclass(frozen=True)
-class _JetSet:
-    """Jets as (event, list of global particle indices)."""
-
-    event: np.ndarray  # [jets]
-    counts: np.ndarray  # [jets]
-    members: np.ndarray  # [sum(counts)] global indices into a _Flat
-
-
-def _jet_set(constituents: ak.Array, particles: _Flat, what: str) -> _JetSet:
-    if len(constituents) != particles.n_events:
-        raise ValueError(f"{what}: {len(constituents)} events of jets for {particles.n_events} events of particles")
-    jets_per_event = ak.to_numpy(ak.num(constituents, axis=1)).astype(np.int64)
-    counts = ak.to_numpy(ak.flatten(ak.num(constituents, axis=2), axis=1)).astype(np.int64)
-    local = ak.to_numpy(ak.flatten(constituents, axis=None)).astype(np.int64)
-    event = np.repeat(np.arange(len(jets_per_event), dtype=np.int64), jets_per_event)
-    member_event = np.repeat(event, counts)
-    sizes = np.diff(particles.offsets)[member_event]
-    if np.any((local < 0) | (local >= sizes)):
-        raise ValueError(f"{what}: constituent indices outside their event's particle list")
-    return _JetSet(event, counts, local + particles.offsets[member_event])
-
-
-def _eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    pt = np.hypot(px, py)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.where(pt > 0, np.arcsinh(pz / np.where(pt > 0, pt, 1.0)), np.copysign(_FAR_ETA, pz))
-    return pt, eta, np.arctan2(py, px)
-
-
-def _wrap(dphi: np.ndarray) -> np.ndarray:
-    return (dphi + np.pi) % (2 * np.pi) - np.pi
-
-
-@dataclass(frozen=True)
-class _Jets:
-    """Jets after the constituent filter: kinematics per jet, kept constituents in jet order."""
-
-    event: np.ndarray
-    n: np.ndarray
-    pt: np.ndarray
-    eta: np.ndarray
-    phi: np.ndarray
-    energy: np.ndarray
-    member_jet: np.ndarray  # jet id of each kept constituent
-    members: np.ndarray  # global particle index of each kept constituent
-    member_pt: np.ndarray
-
-
-def _filtered_jets(jets: _JetSet, particles: _Flat, params: JetParams) -> _Jets:
-    """Drop unphysical constituents (JetClass-II's rule) and sum the rest into the jet four-vector."""
-    d = particles.data
-    px, py, pz, energy = (d[k][jets.members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
-    pt, eta, _ = _eta_phi(px, py, pz)
-    keep = (pt > 0) & (np.abs(eta) <= params.max_constituent_abs_eta) & (np.abs(pz) <= params.max_constituent_abs_pz)
-    n_jets = len(jets.event)
-    member_jet = np.repeat(np.arange(n_jets, dtype=np.int64), jets.counts)[keep]
-    sums = [np.bincount(member_jet, weights=v[keep], minlength=n_jets) for v in (px, py, pz, energy)]
-    jpt, jeta, jphi = _eta_phi(*sums[:3])
-    return _Jets(
-        event=jets.event,
-        n=np.bincount(member_jet, minlength=n_jets),
-        pt=jpt,
-        eta=jeta,
-        phi=jphi,
-        energy=sums[3],
-        member_jet=member_jet,
-        members=jets.members[keep],
-        member_pt=pt[keep],
-    )
-
-
-def _ordered_members(jets: _Jets, rank_of_jet: np.ndarray, n_rows: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Constituents of the jets that became rows, grouped by row and sorted by descending pT.
-
-    Returns (global particle indices, row of each, counts per row).
-    """
-    rank = rank_of_jet[jets.member_jet]
-    used = rank >= 0
-    order = np.lexsort((-jets.member_pt[used], rank[used]))
-    rows = rank[used][order]
-    return jets.members[used][order], rows, np.bincount(rows, minlength=n_rows)
-
-
 @numba.njit(cache=True)
 def _greedy_match(jet_event, jet_eta, jet_phi, gen_start, gen_stop, gen_eta, gen_phi, max_dr):
     """Each jet in turn (grouped by event, descending pT) takes the nearest unused gen jet if ΔR < max_dr."""
@@ -338,7 +223,7 @@ def _vertex_arrays(vertex: ak.Array | None, n_events: int) -> tuple[np.ndarray, 
     return np.where(has, z, 0.0), np.where(has, t, 0.0), has
 
 
-def _gen_record(gen: _Flat) -> GenRecord:
+def _gen_record(gen: Flat) -> GenRecord:
     d = gen.data
     return GenRecord(gen.offsets, d["pid"], d["px"], d["py"], d["pz"], d["d1"], d["d2"])
 
@@ -363,16 +248,17 @@ class BuildStats:
 
 
 def _build(
-    particles: _Flat,
-    jet_set: _JetSet,
-    gen: _Flat | None,
-    genjet_set: _JetSet | None,
+    particles: Flat,
+    jet_set: JetSet,
+    gen: Flat | None,
+    genjet_set: JetSet | None,
     vertex: ak.Array | None,
     params: JetParams,
 ) -> tuple[pa.Table, BuildStats]:
     stats = BuildStats(events=particles.n_events, jets_found=len(jet_set.event))
     pv_z, pv_t, has_pv = _vertex_arrays(vertex, particles.n_events)
-    jets = _filtered_jets(jet_set, particles, params)
+    jets = filtered_jets(jet_set, particles, max_abs_eta=params.max_constituent_abs_eta,
+                            max_abs_pz=params.max_constituent_abs_pz)
 
     # Kinematic selection; rows go by event, then descending pT.
     selected = np.flatnonzero((jets.n > 0) & (jets.pt >= params.min_pt) & (np.abs(jets.eta) <= params.max_abs_eta))
@@ -407,10 +293,10 @@ def _build(
     row_sign = np.where(row_eta > 0, 1.0, -1.0)
 
     # Constituents.
-    members, member_row, n_part = _ordered_members(jets, rank, n_rows)
+    members, member_row, n_part = ordered_members(jets, rank, n_rows)
     d = particles.data
     cpx, cpy, cpz, cen = (d[k][members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
-    _, ceta, cphi = _eta_phi(cpx, cpy, cpz)
+    _, ceta, cphi = eta_phi(cpx, cpy, cpz)
     pid = np.abs(d["pid"][members])
     charge = d["charge"][members].astype(np.int32)
     is_e, is_mu, is_photon = pid == 11, pid == 13, d["pid"][members] == 22
@@ -425,7 +311,7 @@ def _build(
         "part_pz": (cpz, n_part),
         "part_energy": (cen, n_part),
         "part_deta": (row_sign[member_row] * (ceta - row_eta[member_row]), n_part),
-        "part_dphi": (_wrap(cphi - row_phi[member_row]), n_part),
+        "part_dphi": (wrap_phi(cphi - row_phi[member_row]), n_part),
         "part_d0val": (d["d0"][members], n_part),
         "part_d0err": (d["d0err"][members], n_part),
         "part_dzval": (dz, n_part),
@@ -456,8 +342,8 @@ def _build(
 
 
 def _genjet_columns(
-    gen: _Flat | None,
-    genjet_set: _JetSet | None,
+    gen: Flat | None,
+    genjet_set: JetSet | None,
     params: JetParams,
     rows: np.ndarray,
     row_event: np.ndarray,
@@ -476,7 +362,8 @@ def _genjet_columns(
         cols: dict[str, object] = {name: empty for name in _GENPART_NAMES}
         cols.update({f"genjet_{k}": zeros for k in ("pt", "eta", "phi", "energy", "sdmass", "nparticles")})
         return cols
-    genjets = _filtered_jets(genjet_set, gen, params)
+    genjets = filtered_jets(genjet_set, gen, max_abs_eta=params.max_constituent_abs_eta,
+                            max_abs_pz=params.max_constituent_abs_pz)
     usable = genjets.n > 0
     n_events = len(gen.offsets) - 1
     gen_event = np.where(usable, genjets.event, n_events)  # unusable gen jets sort past every event
@@ -491,10 +378,10 @@ def _genjet_columns(
 
     rank = np.full(len(genjets.event), -1, dtype=np.int64)
     rank[match[matched]] = np.flatnonzero(matched)
-    members, member_row, n_gen = _ordered_members(genjets, rank, n_rows)
+    members, member_row, n_gen = ordered_members(genjets, rank, n_rows)
     d = gen.data
     gpx, gpy, gpz, gen_e = (d[k][members].astype(np.float64) for k in ("px", "py", "pz", "energy"))
-    _, geta, gphi = _eta_phi(gpx, gpy, gpz)
+    _, geta, gphi = eta_phi(gpx, gpy, gpz)
     ev = row_event[member_row]
     z_rel = d["z"][members].astype(np.float64) - np.where(has_pv[ev], pv_z[ev], 0.0)
     t_rel = d["t"][members].astype(np.float64) - np.where(has_pv[ev], pv_t[ev], 0.0)
@@ -511,7 +398,7 @@ def _genjet_columns(
         "genpart_pz": (gpz, n_gen),
         "genpart_energy": (gen_e, n_gen),
         "genpart_jet_deta": (row_sign[member_row] * (geta - row_eta[member_row]), n_gen),
-        "genpart_jet_dphi": (_wrap(gphi - row_phi[member_row]), n_gen),
+        "genpart_jet_dphi": (wrap_phi(gphi - row_phi[member_row]), n_gen),
         "genpart_x": (np.where(at_vertex, 0.0, d["x"][members]), n_gen),
         "genpart_y": (np.where(at_vertex, 0.0, d["y"][members]), n_gen),
         "genpart_z": (z_rel, n_gen),
@@ -541,12 +428,12 @@ _GENPART_NAMES: Final = (
 )
 
 
-def _aux_columns(gen: _Flat | None, index: np.ndarray, role: np.ndarray, counts: np.ndarray) -> dict[str, object]:
+def _aux_columns(gen: Flat | None, index: np.ndarray, role: np.ndarray, counts: np.ndarray) -> dict[str, object]:
     if gen is None:
         index = np.zeros(0, dtype=np.int64)
     d = gen.data if gen is not None else {k: np.zeros(0) for k in ("px", "py", "pz", "energy", "mass", "pid")}
     px, py, pz, energy = (d[k][index].astype(np.float64) for k in ("px", "py", "pz", "energy"))
-    pt, eta, phi = _eta_phi(px, py, pz)
+    pt, eta, phi = eta_phi(px, py, pz)
     mass = d["mass"][index].astype(np.float64)
     mass = np.where(np.isfinite(mass), mass, np.sqrt(np.maximum(energy**2 - px**2 - py**2 - pz**2, 0.0)))
     return {
@@ -620,15 +507,15 @@ def build_tables(
     vertex: ak.Array | None,
     params: JetParams,
 ) -> tuple[pa.Table, BuildStats]:
-    flat = _flatten(particles, _RECO_REQUIRED, _RECO_OPTIONAL, "particles")
-    jet_set = _jet_set(constituents, flat, "jets")
+    flat = flatten(particles, _RECO_REQUIRED, _RECO_OPTIONAL, "particles")
+    jet_set = jet_set_from(constituents, flat, "jets")
     gen = genjet_set = None
     if gen_particles is not None:
         if len(gen_particles) != flat.n_events:
             raise ValueError(f"gen_particles: {len(gen_particles)} events for {flat.n_events} events of particles")
-        gen = _flatten(gen_particles, _GEN_REQUIRED, _GEN_OPTIONAL, "gen_particles")
+        gen = flatten(gen_particles, _GEN_REQUIRED, _GEN_OPTIONAL, "gen_particles")
         if gen_constituents is not None:
-            genjet_set = _jet_set(gen_constituents, gen, "gen jets")
+            genjet_set = jet_set_from(gen_constituents, gen, "gen jets")
     return _build(flat, jet_set, gen, genjet_set, vertex, params)
 
 
@@ -661,9 +548,9 @@ def jets_from_particles(
     exact JetClass-II arrow schema (`colliderflow.jetschema`).
     """
     params = _coerce_params(params)
-    _require_fields(particles, _RECO_REQUIRED, "particles")
+    require_fields(particles, _RECO_REQUIRED, "particles")
     if gen_particles is not None:
-        _require_fields(gen_particles, _GEN_REQUIRED, "gen_particles")
+        require_fields(gen_particles, _GEN_REQUIRED, "gen_particles")
     constituents = cluster_constituents(particles, radius=params.radius, min_pt=params.min_pt)
     gen_constituents = final_state_genjets(gen_particles, params) if gen_particles is not None else None
     return build_tables(particles, constituents, gen_particles, gen_constituents, vertex, params)[0]

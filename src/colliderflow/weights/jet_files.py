@@ -39,7 +39,7 @@ from colliderflow.finite import nonfinite_columns
 from colliderflow.io.atomic import output_set
 from colliderflow.io.dataset_files import jet_files
 from colliderflow.jetschema import schema_differences
-from colliderflow.ntuplize.jet_labels import label_name
+from colliderflow.jetclass2 import label_name
 from colliderflow.provenance import provenance_record, write_provenance
 from colliderflow.params import JetWeightsParams, stage_params
 from colliderflow.weights.files import TRAIN_SPLIT, weight_stats, write_weight_outputs
@@ -142,7 +142,7 @@ def compute_jet_weights_from_files(inputs: list[Path], *, params: Mapping[str, A
     Writes `output` (Parquet: sample = file stem, event_id = row, weight float32; sorted by
     (sample, event_id)), `histograms` (JSON: binning, per-class histograms and maps, stats), `plot`
     (per-class projections before and after weighting) and, if given, `provenance`. label_table: the
-    names the jets were labelled with (jet_label = position), e.g. ntuplize.jet_labels.JETCLASS2_LABELS.
+    names the jets were labelled with (jet_label = position), e.g. jetclass2.JETCLASS2_LABELS.
     Returns the stats (jets, per class counts and weight sums, zero-weight fraction) and the outputs.
     """
     p = _check_jet_params(params)

@@ -25,7 +25,7 @@ from typing import Any, Final
 import yaml
 
 from colliderflow.io.atomic import atomic_path
-from colliderflow.ntuplize.jet_labels import JETCLASS2_LABELS, label_name
+from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name
 from colliderflow.params import ConfigError, WeaverConfigParams, stage_params
 
 # Derived per-particle variables, as in the JetClass-II data config (all from JetClass-II columns).

@@ -1,4 +1,4 @@
-"""The jet-tagging figures, drawn from the outputs of `colliderflow.evaluate.tagging` (no physics here).
+"""The jet-tagging figures, drawn from the outputs of `colliderflow.evaluate.tagging.metrics` (no physics here).
 
 Each figure has a fixed file name, listed in TAGGER_PLOTS (colliderflow.evaluate.figures), with a caption in
 workflow/report/tagging_<name>.rst, and is written as PNG and PDF. ROC curves are drawn the way
@@ -23,8 +23,9 @@ from matplotlib.ticker import FuncFormatter
 
 from colliderflow.evaluate import style
 from colliderflow.evaluate.figures import TAGGER_PLOTS
-from colliderflow.evaluate.plots import plot_loss_curves, save_figure
-from colliderflow.evaluate.tagging import Roc
+from colliderflow.evaluate.pf.plots import plot_loss_curves  # one loss-curve figure for every model
+from colliderflow.evaluate.style import save_figure
+from colliderflow.evaluate.tagging.metrics import Roc
 
 TAGGER = style.AlgoStyle(label="Tagger", color=style.ALGO_STYLE["mlpf"].color, marker="^", linestyle="-")
 CUT_BASELINE = style.AlgoStyle(
@@ -41,12 +42,12 @@ _MIN_EFF_S = 0.05  # below this the rejection is set by a handful of jets
 
 
 class TaggerPlotInputs(TypedDict, total=False):
-    """What make_tagger_plots needs, as produced by colliderflow.evaluate.tagging_run.
+    """What make_tagger_plots needs, as produced by colliderflow.evaluate.tagging.run.
 
     classes: class names in score order; plot_classes: the class indices to draw.
     one_vs_rest: class → Roc. vs_qcd: class → {"roc": Roc, "baseline": tagging.baseline_roc output,
     "sculpting": tagging.mass_sculpting output}. summary: the JSON summary (for the rejection figure).
-    training_log: as colliderflow.evaluate.run.read_training_log. dataset_label: header text, top right.
+    training_log: as colliderflow.evaluate.records.read_training_log. dataset_label: header text, top right.
     """
 
     classes: Sequence[str]

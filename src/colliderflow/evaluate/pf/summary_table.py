@@ -23,7 +23,8 @@ import matplotlib.pyplot as plt
 from matplotlib.figure import Figure
 
 from colliderflow.evaluate import style
-from colliderflow.evaluate.metrics import MIN_ENTRIES
+from colliderflow.evaluate.style import save_figure
+from colliderflow.evaluate.pf.metrics import MIN_ENTRIES
 from colliderflow.io.atomic import write_text_atomic
 
 MAX_TAGGER_ROWS = 8  # signal classes shown; JetClass-II has 161, the JSON keeps them all
@@ -394,8 +395,6 @@ def write_summary_table(
     write_text_atomic(paths["html"], to_html(sections))
     write_text_atomic(paths["rst"], to_rst(sections))
     if figure:
-        from colliderflow.evaluate.plots import save_figure  # plots imports this module for the PF figure
-
         with style.figure_style():
             paths["png"] = save_figure(table_figure(sections), plots_dir, "summary_table")
     return paths

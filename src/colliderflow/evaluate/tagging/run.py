@@ -21,10 +21,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.evaluate import tagging
+from colliderflow.evaluate.tagging import metrics as tagging
 from colliderflow.finite import nonfinite_columns
-from colliderflow.evaluate.run import _json_safe, read_training_log
-from colliderflow.evaluate.tagging_plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
+from colliderflow.evaluate.records import json_safe, read_training_log
+from colliderflow.evaluate.tagging.plots import TAGGER_PLOTS, TaggerPlotInputs, make_tagger_plots
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import TaggingParams, stage_params
 
@@ -195,7 +195,7 @@ def evaluate_tagger(
             curves[c] = {"roc": roc, "baseline": base, "sculpting": sculpt}
 
     samples = sorted(set(data["sample"].tolist()))
-    result = _json_safe(
+    result = json_safe(
         {
             "predictions": str(predictions),
             "n_jets": int(labels.size),

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -18,9 +17,10 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from colliderflow.evaluate import metrics, summary_table
+from colliderflow.evaluate.pf import metrics, summary_table
 from colliderflow.finite import NonFinite
-from colliderflow.evaluate.plots import PF_PLOTS, PlotInputs, make_plots
+from colliderflow.evaluate.pf.plots import PF_PLOTS, PlotInputs, make_plots
+from colliderflow.evaluate.records import json_safe, read_training_log
 from colliderflow.evaluate.style import DEFAULT_SQRT_S_GEV, order_samples
 from colliderflow.io.atomic import output_set, write_text_atomic
 from colliderflow.params import EvaluateParams, stage_params
@@ -34,7 +34,6 @@ ALGO_COLUMNS: dict[str, str] = {"target": "ytarget", "baseline": "ycand", "mlpf"
 DEFAULT_ETA_BINS = (-2.5, -2.0, -1.5, -1.0, -0.5, 0.0, 0.5, 1.0, 1.5, 2.0, 2.5)
 DEFAULT_MET_BINS = (1.0, 5.0, 10.0, 20.0, 40.0, 80.0, 200.0)
 DEFAULT_PARTICLE_PT_BINS = (0.2, 0.5, 1.0, 2.0, 5.0, 10.0, 20.0, 50.0, 100.0, 200.0)
-_LOG_COLUMNS = ("step", "loss", "loss_cls", "loss_charge", "loss_reg", "lr", "samples_per_s", "elapsed_s")
 
 
 # --------------------------------------------------------------------------------------------------
@@ -105,49 +104,6 @@ def _nonfinite_events(events: ak.Array) -> NonFinite:
     return found
 
 
-def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | None:
-    """metrics.jsonl → split → column → array; None when there is no log.
-
-    Tolerant by design: a log of a run that was interrupted may end in a half-written line, and older
-    runs may lack some keys; such lines are skipped and missing keys become NaN. Lines with split
-    "event" (training's notes of a resume, a pre-emption, a corrupt checkpoint: no loss, no rate) are not
-    metrics and are left out, so no figure or summary shows them as a split.
-    """
-    if path is None:
-        return None
-    path = Path(path)
-    if not path.is_file():
-        log.warning("%s: no training log; the loss figure will say so", path)
-        return None
-    rows: dict[str, list[dict[str, Any]]] = {}
-    skipped = 0
-    for line in path.read_text(errors="replace").splitlines():
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError:
-            skipped += 1
-            continue
-        if not isinstance(record, dict) or not isinstance(record.get("step"), (int, float)):
-            skipped += 1
-            continue
-        if record.get("split") == "event":
-            continue
-        rows.setdefault(str(record.get("split", "train")), []).append(record)
-    if skipped:
-        log.warning("%s: skipped %d unreadable line(s)", path, skipped)
-
-    def number(value: Any) -> float:
-        return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else math.nan
-
-    out: dict[str, dict[str, np.ndarray]] = {}
-    for split, records in rows.items():
-        records.sort(key=lambda r: r["step"])
-        out[split] = {key: np.array([number(r.get(key)) for r in records]) for key in _LOG_COLUMNS}
-    return out
-
-
 def _jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
     return {**metrics.DEFAULT_JET_PARAMS, **dict(params.get("jets") or {})}
 
@@ -155,21 +111,6 @@ def _jet_params(params: Mapping[str, Any]) -> dict[str, Any]:
 # --------------------------------------------------------------------------------------------------
 # Summary
 # --------------------------------------------------------------------------------------------------
-def _json_safe(obj: Any) -> Any:
-    """numpy → lists, NaN/inf → null: strict JSON that any reader (and jq) accepts."""
-    if isinstance(obj, Mapping):
-        return {str(k): _json_safe(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_json_safe(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _json_safe(obj.tolist())
-    if isinstance(obj, (np.integer, int)) and not isinstance(obj, bool):
-        return int(obj)
-    if isinstance(obj, (np.floating, float)):
-        return float(obj) if math.isfinite(obj) else None
-    return obj
-
-
 def _binned_summary(rr: Mapping[str, np.ndarray]) -> dict[str, Any]:
     return {k: rr[k] for k in ("count", "response", "response_err", "resolution", "resolution_err")}
 
@@ -267,7 +208,7 @@ def evaluate(
     allow_nonfinite; checked as the dry run checks them (colliderflow.params.EvaluateParams).
     allow_nonfinite (or the params key): drop events holding NaN/inf values instead of failing; the
     summary's `dropped_nonfinite` says how many.
-    tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging_run) whose AUCs and
+    tagger_summary: a tagger's summary JSON (colliderflow.evaluate.tagging.run) whose AUCs and
     rejections join the headline table; the table is also written as summary_table.{html,rst} for
     the report caption.
     """
@@ -346,7 +287,7 @@ def evaluate(
         "confusion_matrix": {a: {"classes": list(CLASS_NAMES), **c} for a, c in confusion.items()},
         "plots": list(PF_PLOTS),
     }
-    result = _json_safe(result)
+    result = json_safe(result)
 
     tagger = json.loads(Path(tagger_summary).read_text()) if tagger_summary is not None else None
     inputs: PlotInputs = {

@@ -1,4 +1,4 @@
-"""The evaluation figures, drawn from the outputs of `colliderflow.evaluate.metrics` (no physics here).
+"""The evaluation figures, drawn from the outputs of `colliderflow.evaluate.pf.metrics` (no physics here).
 
 Each figure has a fixed file name, listed in PF_PLOTS (colliderflow.evaluate.figures); the workflow declares exactly these as report
 outputs, each with a caption in workflow/report/<name>.rst. Every figure is written as PNG (for the
@@ -20,10 +20,11 @@ from matplotlib.figure import Figure
 from matplotlib.lines import Line2D
 from matplotlib.ticker import FixedLocator, FuncFormatter, LogLocator, NullFormatter
 
-from colliderflow.evaluate import style, summary_table
+from colliderflow.evaluate import style
+from colliderflow.evaluate.style import save_figure
+from colliderflow.evaluate.pf import summary_table
 from colliderflow.evaluate.figures import PF_PLOTS
-from colliderflow.evaluate.metrics import MIN_ENTRIES  # one threshold: a bin hidden here is null in the summary
-from colliderflow.io.atomic import atomic_path
+from colliderflow.evaluate.pf.metrics import MIN_ENTRIES  # one threshold: a bin hidden here is null in the summary
 from colliderflow.schema import CLASS_NAMES
 
 
@@ -38,7 +39,7 @@ _PLAIN = FuncFormatter(lambda v, _pos: f"{v:g}")
 
 
 class PlotInputs(TypedDict, total=False):
-    """What make_plots needs, as produced by colliderflow.evaluate.run.
+    """What make_plots needs, as produced by colliderflow.evaluate.pf.run.
 
     jets: sample → algorithm → metrics.jet_response_from_match output.
     met: sample → algorithm → metrics.met_response_from_values output.
@@ -66,20 +67,6 @@ class PlotInputs(TypedDict, total=False):
 # --------------------------------------------------------------------------------------------------
 # Helpers
 # --------------------------------------------------------------------------------------------------
-def save_figure(fig: Figure, plots_dir: Path, name: str) -> Path:
-    """Write <name>.png and <name>.pdf atomically; returns the PNG path."""
-    plots_dir = Path(plots_dir)
-    png = plots_dir / f"{name}.png"
-    # One layout pass for both formats: "tight" would re-render the whole figure for each of them.
-    fig.draw_without_rendering()
-    bbox = fig.get_tightbbox().padded(0.15)
-    for path in (png, plots_dir / f"{name}.pdf"):
-        with atomic_path(path) as tmp:
-            fig.savefig(tmp, format=path.suffix[1:], dpi=100, bbox_inches=bbox)
-    plt.close(fig)
-    return png
-
-
 def _grid(
     row_heights: Sequence[float],
     ncols: int,

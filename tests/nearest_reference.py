@@ -6,9 +6,9 @@ references are sorted by (event, key) once and each query only pairs with the re
 lies within ±window of its own — a cheap bound that any pair closer than d_max satisfies (Δη ≤ ΔR,
 Δθ ≤ opening angle).
 
-This is the readable statement of the search. The ntuplizer runs its compiled counterpart,
-`kinematics.nearest_in_events`, which folds keys with the same constants; the tests hold the two to
-the same answers.
+This is the readable statement of the search, kept beside the tests as their reference. The ntuplizer
+runs its compiled counterpart, `colliderflow.kinematics.nearest_in_events`, which folds keys with the same
+constants (taken from it here); the tests hold the two to the same answers.
 """
 
 from __future__ import annotations
@@ -17,10 +17,8 @@ from collections.abc import Callable
 
 import numpy as np
 
-# Keys are folded into one sortable float: event · _SPAN + key. Keys are clipped to ±_KEY_LIMIT, so
-# windows of different events never overlap.
-_KEY_LIMIT = 100.0
-_SPAN = 1000.0
+from colliderflow.kinematics import KEY_LIMIT as _KEY_LIMIT
+from colliderflow.kinematics import KEY_SPAN as _SPAN
 
 
 def nearest_within(

@@ -1,6 +1,6 @@
 """Run a trained jet tagger over JetClass-II Parquet shards and write the tagger predictions file.
 
-The output is the input contract of `colliderflow.evaluate.tagging_run.evaluate_tagger`, written down in
+The output is the input contract of `colliderflow.evaluate.tagging.run.evaluate_tagger`, written down in
 docs/schema.md ("Tagger predictions"): one row per jet, `jet_label` as the class index of the model,
 one softmax score column `score_<class name>` per class in class order, the jet variables the
 cut-based baseline and the sculpting check need, and `sample` (the file stem). Evaluation then never
@@ -40,11 +40,11 @@ from colliderflow.io.atomic import atomic_path
 from colliderflow.train.jet_data import JetDataset, collate_jets, jet_files
 from colliderflow.models.registry import MODEL_FILE, MODEL_INPUTS, MODEL_TASKS, load_trained
 from colliderflow.jetclass2 import JETCLASS2_LABELS
-from colliderflow.train import TrainConfig
+from colliderflow.train.config import TrainConfig
 
 log = logging.getLogger(__name__)
 
-SCORE_PREFIX = "score_"  # as colliderflow.evaluate.tagging_run reads it
+SCORE_PREFIX = "score_"  # as colliderflow.evaluate.tagging.run reads it
 # Jet variables copied from the input file (JetClass-II names and units) next to the scores.
 JET_COLUMNS: tuple[str, ...] = ("jet_pt", "jet_eta", "jet_sdmass", "jet_tau2", "jet_tau3")
 
