@@ -86,7 +86,7 @@ def test_training_and_prediction_do_not_import_numba() -> None:
     import sys
 
     script = ("import sys, colliderflow.train.loop, colliderflow.train.tasks, colliderflow.train.jet_data, "
-              "colliderflow.evaluate.predict_tagger; print(sorted(m for m in sys.modules if m.startswith('numba')))")
+              "colliderflow.evaluate.tagging.predict; print(sorted(m for m in sys.modules if m.startswith('numba')))")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
