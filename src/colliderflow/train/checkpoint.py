@@ -98,8 +98,18 @@ def save_checkpoint(path: Path, *, model: nn.Module, optimizer: torch.optim.Opti
         "metrics": list(metrics or []),
         "rng": _rng_state(),
     }
-    with atomic_path(path) as tmp:
-        torch.save(state, tmp)
+    _save_deterministic(state, path)
+
+
+def _save_deterministic(obj: Any, path: Path) -> None:
+    """torch.save through an open file, written atomically.
+
+    Given a path, torch names the zip archive's top folder after the file, and the atomic write's file has a
+    random temporary name: the same model would then differ in bytes from run to run. Through a file object
+    the folder is always `archive`, so the same config and seeds give the same bytes.
+    """
+    with atomic_path(path) as tmp, open(tmp, "wb") as stream:
+        torch.save(obj, stream)
 
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
@@ -210,5 +220,4 @@ def save_model(path: Path, model: nn.Module, *, params: dict[str, Any], seed: in
         "train_params": params,
         **(extra or {}),  # task, and for taggers the label list (class index → jet_label)
     }
-    with atomic_path(path) as tmp:
-        torch.save(saved, tmp)
+    _save_deterministic(saved, path)
