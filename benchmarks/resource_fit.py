@@ -1,22 +1,25 @@
-"""Fit the per-job memory and runtime of each rule from Snakemake benchmark TSVs, for rules/common.smk.
+"""Fit the per-job memory and runtime of each rule from Snakemake benchmark TSVs, for rules/resources.smk.
 
 Every rule writes a `benchmark:` TSV (s = wall seconds, max_rss = peak resident MB, cpu_time) under
 benchmarks/results/<run>/. Given the config files of a few runs at different sizes, this reads those TSVs,
 pairs each with the number of events its job handled, and fits per rule (and, for generate, per backend and
 collider)
 
-    peak memory [MB] = a + b · events one shard holds      (shards of a job are made/read one after another;
-                                                            builtin generate holds one chunk of ≤ 1,000)
+    peak memory [MB] = a + b · min(n, chunk) + e · max(n − chunk, 0) + g · (k − 1) · n
+                       n = events_per_shard, k = shards_per_job: a job makes/reads its shards one after
+                       another, and what the earlier ones leave behind is g; the builtin generator simulates
+                       1,000-event chunks, beyond which only its output buffers grow (e; elsewhere e = 0)
     wall time   [s]  = c + d · events of the whole job     (events_per_shard × shards_per_job)
 
 For the stages that read a whole sample or dataset (validate_ntuples, tfds, weights, jet_dataset, jet_tfds,
-jet_weights) the size is the events of the sample (or of all samples of the dataset). The slope is the least-
-squares one (for time, at least the CPU-time slope: wall time on a busy machine is noisy); the intercept is then raised until no measured point lies above the line, so the formula is an
-upper envelope of what was measured (rules/common.smk multiplies it by a safety factor on top).
+jet_weights) the size is the events of the sample (or of all samples of the dataset). Memory slopes are the
+least-squares ones; the time slope is CPU time's (wall time on a busy machine swings with the load; the jobs are
+single-threaded). The intercepts are then raised until no measured point lies above the line, so each formula is
+an upper envelope of what was measured (rules/resources.smk multiplies it by a safety factor on top).
 
     python benchmarks/resource_fit.py config/ci.yaml sweep100.yaml sweep1000.yaml [--results benchmarks/results]
 
-prints the table and the RESOURCE_FITS literal to paste into rules/common.smk. Runs whose jobs compiled numba
+prints the table and the RESOURCE_FITS literal to paste into rules/resources.smk. Runs whose jobs compiled numba
 code for the first time (a cold cache) inflate the time of small sizes: measure those sizes twice and pass the
 second run.
 """
@@ -54,15 +57,17 @@ PER_DATASET = {
 class Point:
     key: str
     run: str
-    mem_size: int  # events the memory scales with
-    time_size: int  # events the runtime scales with
+    events: int  # events one shard holds (or the sample's / dataset's events): what memory follows
+    earlier: int  # events of the job's earlier shards: (shards_per_job - 1) · events_per_shard
+    job_events: int  # events of the whole job: what runtime follows
+    knee: int | None  # events beyond which the memory slope changes (a generator chunk), if any
     max_rss: float  # MB
     seconds: float  # wall
     cpu: float
 
 
 def rule_key(rule: str, sample: dict) -> str:
-    """The fit a job of `rule` for `sample` belongs to; the same keys as rules/common.smk's RESOURCE_FITS."""
+    """The fit a job of `rule` for `sample` belongs to; the same keys as rules/resources.smk's RESOURCE_FITS."""
     backend = sample["backend"]
     if rule == "generate":
         return f"generate/{backend}/{'pp' if is_pp(sample['process']) else 'ee'}"
@@ -90,17 +95,19 @@ def read_run(configfile: Path, results: Path) -> list[Point]:
     samples = config["samples"]
     points: list[Point] = []
 
-    def add(key: str, tsv: Path, mem_size: int, time_size: int) -> None:
+    def add(key: str, tsv: Path, events: int, job_events: int, knee: int | None = None) -> None:
         row = _read_tsv(tsv)
-        points.append(Point(key, run, mem_size, time_size, row["max_rss"], row["s"], row["cpu_time"]))
+        point = Point(key, run, events, job_events - events, job_events, knee, row["max_rss"], row["s"], row["cpu_time"])
+        points.append(point)
 
     for folder, rule in PER_SHARD.items():
         for name, sample in samples.items():
             for tsv in sorted((bench / folder / name).glob("*.tsv")):
                 eps = sample["events_per_shard"]
-                # generate holds one chunk of events at a time: beyond a chunk its memory stays flat
-                held = min(eps, EVENTS_PER_CHUNK) if rule == "generate" and sample["backend"] == "builtin" else eps
-                add(rule_key(rule, sample), tsv, held, eps * spj)
+                # the builtin generator simulates one chunk of events at a time: beyond a chunk only the
+                # output buffers grow, with a much smaller slope
+                knee = EVENTS_PER_CHUNK if rule == "generate" and sample["backend"] == "builtin" else None
+                add(rule_key(rule, sample), tsv, eps, eps * spj, knee)
     for folder, rule in PER_SAMPLE.items():
         for name, sample in samples.items():
             tsv = bench / folder / f"{name}.tsv"
@@ -117,35 +124,54 @@ def read_run(configfile: Path, results: Path) -> list[Point]:
     return points
 
 
-def envelope(x: np.ndarray, y: np.ndarray, min_slope: float = 0.0) -> tuple[float, float]:
-    """(intercept, slope): the least-squares slope (0 with one size; never under min_slope), the intercept
-    raised so that every point lies on or under the line."""
-    slope = float(np.polyfit(x, y, 1)[0]) if len(set(x.tolist())) > 1 else 0.0
-    slope = max(slope, min_slope)
-    return float(np.max(y - slope * x)), slope
+def _slopes(columns: list[np.ndarray], y: np.ndarray) -> list[float]:
+    """Least-squares slopes of y on the columns (with an intercept); 0 for a column that does not vary, and
+    never negative (a cost does not fall with more events: a negative slope is noise)."""
+    varying = [i for i, col in enumerate(columns) if len(set(col.tolist())) > 1]
+    slopes = [0.0] * len(columns)
+    if varying:
+        design = np.column_stack([np.ones_like(y)] + [columns[i] for i in varying])
+        coef = np.linalg.lstsq(design, y, rcond=None)[0]
+        for i, c in zip(varying, coef[1:], strict=True):
+            slopes[i] = max(float(c), 0.0)
+    return slopes
+
+
+def memory_fit(pts: list[Point]) -> tuple[float, float, float, float]:
+    """(a, b, e, g): peak MB ≤ a + b·min(n, knee) + e·max(n − knee, 0) + g·earlier for every point (no knee:
+    e = 0), where `earlier` is the events of the job's shards before the last."""
+    n = np.array([p.events for p in pts], float)
+    knee = pts[0].knee if pts[0].knee is not None else np.inf
+    below, beyond = np.minimum(n, knee), np.maximum(n - knee, 0.0)
+    earlier = np.array([p.earlier for p in pts], float)
+    y = np.array([p.max_rss for p in pts])
+    b, e, g = _slopes([below, beyond, earlier], y)
+    return float(np.max(y - b * below - e * beyond - g * earlier)), b, e, g
+
+
+def time_fit(pts: list[Point]) -> tuple[float, float]:
+    """(c, d): wall seconds ≤ c + d·(events of the job) for every point. The slope is CPU time's (wall time
+    on a busy machine swings with the load; these jobs are single-threaded), the intercept covers the wall."""
+    n = np.array([p.job_events for p in pts], float)
+    (d,) = _slopes([n], np.array([p.cpu for p in pts]))
+    return float(np.max(np.array([p.seconds for p in pts]) - d * n)), d
 
 
 def fit(points: list[Point]) -> dict[str, dict]:
     by_key: dict[str, list[Point]] = defaultdict(list)
     for p in points:
         by_key[p.key].append(p)
-    table = {}
-    for key, pts in sorted(by_key.items()):
-        mem_x = np.array([p.mem_size for p in pts], float)
-        time_x = np.array([p.time_size for p in pts], float)
-        mem = envelope(mem_x, np.array([p.max_rss for p in pts]))
-        cpu = envelope(time_x, np.array([p.cpu for p in pts]))
-        # Wall time on a busy machine is noisy, CPU time is not: the slope is the larger of the two.
-        wall = envelope(time_x, np.array([p.seconds for p in pts]), min_slope=cpu[1])
-        table[key] = {
-            "mem": mem,
-            "time": wall,
-            "cpu": cpu,
+    return {
+        key: {
+            "mem": memory_fit(pts),
+            "time": time_fit(pts),
             "points": len(pts),
-            "sizes": sorted({p.mem_size for p in pts}),
+            "sizes": sorted({p.events for p in pts}),
+            "job_sizes": sorted({p.job_events for p in pts}),
             "runs": sorted({p.run for p in pts}),
         }
-    return table
+        for key, pts in sorted(by_key.items())
+    }
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -155,16 +181,18 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     points = [p for c in args.configs for p in read_run(c, args.results)]
     table = fit(points)
-    print(f"{'fit':24} {'n':>3} {'events':>16}  {'mem MB':>8} {'MB/1k ev':>9}  {'wall s':>7} {'s/1k ev':>8}  {'cpu s/1k':>8}")
+    print(f"{'fit':22} {'n':>2} {'events':>10} {'job events':>10}  {'MB':>5} {'MB/1k':>6} {'>chunk':>6} {'earlier':>7}  {'s':>6} {'s/1k':>6}")
     for key, row in table.items():
-        (a, b), (c, d), (_, cd) = row["mem"], row["time"], row["cpu"]
+        (a, b, e, g), (c, d) = row["mem"], row["time"]
         span = f"{row['sizes'][0]}-{row['sizes'][-1]}"
-        print(f"{key:24} {row['points']:>3} {span:>16}  {a:8.0f} {b * 1e3:9.2f}  {c:7.1f} {d * 1e3:8.2f}  {cd * 1e3:8.2f}")
-    print("\n# (MB, MB per event, s, s per event): paste into rules/common.smk")
+        job_span = f"{row['job_sizes'][0]}-{row['job_sizes'][-1]}"
+        print(f"{key:22} {row['points']:>2} {span:>10} {job_span:>10}  {a:5.0f} {b * 1e3:6.1f} {e * 1e3:6.1f} {g * 1e3:7.1f}"
+              f"  {c:6.1f} {d * 1e3:6.2f}")
+    print("\n# (a MB, b MB/event, e MB/event beyond a generator chunk, g MB/event of earlier shards, c s, d s/event of the job)")
     print("RESOURCE_FITS = {")
     for key, row in table.items():
-        (a, b), (c, d) = row["mem"], row["time"]
-        print(f'    "{key}": ({a:.0f}, {b:.4f}, {c:.1f}, {d:.5f}),')
+        (a, b, e, g), (c, d) = row["mem"], row["time"]
+        print(f'    "{key}": ({a:.0f}, {b:.4f}, {e:.4f}, {g:.4f}, {c:.1f}, {d:.5f}),')
     print("}")
     return 0
 

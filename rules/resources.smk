@@ -1,15 +1,17 @@
 # What each job asks the cluster for (mem_mb, runtime in minutes), from measured benchmark TSVs.
 #
-# benchmarks/resource_fit.py fits, from the `benchmark:` TSVs of runs at several sizes,
-#     peak memory [MB] = a + b · events one shard holds   (a job makes/reads its shards one after another; the
-#                                                          builtin generator holds one chunk of ≤ 1,000 events)
-#     wall time   [s]  = c + d · events of the job         (events_per_shard × shards_per_job)
-# per rule (generate per backend and collider); for the rules that read a whole sample (validate_ntuples, tfds)
-# or dataset (weights, jet_weights, jet_dataset, jet_tfds) the events are the sample's or dataset's. Each fit
-# is an upper envelope of its points. A job asks MEM_SAFETY × the fitted memory (rounded up to 100 MB) and
-# TIME_SAFETY × the fitted time (whole minutes), never under the floors, and `attempt` times that on each retry
-# (profiles/slurm: retries: 2). The measured table and what ci, default and production jobs ask:
-# profiles/slurm/config.yaml. Refresh the numbers with resource_fit.py on new TSVs, then paste them here.
+# benchmarks/resource_fit.py fits, from the `benchmark:` TSVs of runs at several sizes (benchmarks/measured/),
+#     peak memory [MB] = a + b · min(n, chunk) + e · max(n − chunk, 0) + g · (k − 1) · n
+#     wall time   [s]  = c + d · k · n
+# n = events_per_shard, k = shards_per_job, per rule (generate per backend and collider): a job makes or reads
+# its shards one after another, so memory follows the shard, plus g for what the earlier shards of the job
+# leave behind, and time follows the job; the builtin generator simulates 1,000-event chunks, beyond which only
+# its output buffers grow (e; e = 0 for every other rule). For the rules that read a whole sample
+# (validate_ntuples, tfds) or dataset (weights, jet_weights, jet_dataset, jet_tfds), n = k · n is the sample's
+# or dataset's events. Each fit is an upper envelope of its points. A job asks MEM_SAFETY × the fitted memory
+# (rounded up to 100 MB) and TIME_SAFETY × the fitted time (whole minutes), never under the floors, and
+# `attempt` times that on each retry (profiles/slurm: retries: 2). The measured table and what ci, default and
+# production jobs ask: profiles/slurm/config.yaml. Refresh: measure, run resource_fit.py, paste its literal.
 #
 # Called once per job at production scale: the per-sample part is computed once per sample (functools.cache),
 # and this file imports nothing beyond the standard library and colliderflow.generate.processes.
@@ -17,34 +19,39 @@ import math
 
 from colliderflow.generate.processes import is_pp
 
-# (MB, MB per event, s, s per event), fitted on the builtin backend (see profiles/slurm/config.yaml).
+# (a MB, b MB/event, e MB/event beyond a generator chunk, g MB/event of earlier shards, c s, d s/event of the job)
+# python benchmarks/resource_fit.py benchmarks/measured/configs/*.yaml config/ci.yaml --results benchmarks/measured
 RESOURCE_FITS = {
-    "generate/builtin/ee": (290, 0.0262, 4.6, 0.00047),
-    "generate/builtin/pp": (157, 0.5344, 3.8, 0.01710),
-    "ntuplize/builtin": (315, 0.1981, 4.7, 0.00012),
-    "ntuplize_jets/builtin": (247, 0.4714, 4.1, 0.00152),
-    "validate_ntuples": (200, 0.1, 5, 0.001),
-    "tfds": (200, 0.1, 5, 0.001),
-    "weights": (200, 0.1, 5, 0.001),
-    "jet_weights": (200, 0.1, 5, 0.001),
-    "jet_dataset": (200, 0.1, 5, 0.001),
-    "jet_tfds": (200, 0.1, 5, 0.001),
+    "generate/builtin/ee": (357, 0.0251, 0.0210, 0.0152, 12.8, 0.00032),
+    "generate/builtin/pp": (342, 0.3559, 0.0616, 0.0000, 45.6, 0.00351),
+    "jet_dataset": (164, 0.0081, 0.0000, 0.0000, 4.3, 0.00136),
+    "jet_tfds": (185, 0.0031, 0.0000, 0.0000, 4.9, 0.00015),
+    "jet_weights": (580, 0.0000, 0.0000, 0.0000, 22.1, 0.00000),
+    "ntuplize/builtin": (335, 0.1784, 0.0000, 0.0152, 8.7, 0.00048),
+    "ntuplize_jets/builtin": (379, 0.3756, 0.0000, 0.0592, 36.0, 0.00104),
+    "tfds": (238, 0.0631, 0.0000, 0.0000, 5.5, 0.00047),
+    "validate_ntuples": (202, 0.0575, 0.0000, 0.0000, 5.4, 0.00017),
+    "weights": (365, 0.0000, 0.0000, 0.0000, 15.2, 0.00000),
 }
-MEM_SAFETY = 1.5   # peak RSS varies a few % between runs and sites' library builds; a kill costs the whole job
-TIME_SAFETY = 3.0  # wall time varies with the node's speed and load, and the fit's points came from a busy machine
+MEM_SAFETY = 1.5   # peak RSS at one size varies with the seed (pp generate, 1,000 events: 496-691 MB); a kill costs the job
+TIME_SAFETY = 3.0  # wall time varies with the node's speed and load; the slopes are CPU time's
 MIN_MEM_MB = 500
 MIN_RUNTIME = 10   # minutes: start-up of the environment on a shared filesystem is not in the TSVs
 GENERATE_CHUNK = 1000  # colliderflow.generate.run.EVENTS_PER_CHUNK (tests/test_resources.py checks they agree)
-# Backends whose jobs were not measured keep the requests they had before: per job, and minutes per shard.
+# Backends whose jobs were not measured (delphes, key4hep) keep the requests they had before: per job, and
+# minutes per shard.
 UNMEASURED_MEM_MB = 2000
 UNMEASURED_MINUTES_PER_SHARD = 60
 
 
-def fitted_request(key, mem_events, time_events):
-    """(mem_mb, runtime minutes) of a first attempt: the fit `key` at these sizes, with safety factor and floors."""
-    a, b, c, d = RESOURCE_FITS[key]
-    mem_mb = max(MIN_MEM_MB, 100 * math.ceil(MEM_SAFETY * (a + b * mem_events) / 100))
-    runtime = max(MIN_RUNTIME, math.ceil(TIME_SAFETY * (c + d * time_events) / 60))
+def fitted_request(key, events, job_events):
+    """(mem_mb, runtime minutes) of a first attempt of a job of `job_events` events in shards (or a whole sample
+    or dataset) of `events`: the fit `key`, with safety factors and floors."""
+    a, b, e, g, c, d = RESOURCE_FITS[key]
+    knee = GENERATE_CHUNK if key.startswith("generate/") else events
+    fitted_mb = a + b * min(events, knee) + e * max(events - knee, 0) + g * (job_events - events)
+    mem_mb = max(MIN_MEM_MB, 100 * math.ceil(MEM_SAFETY * fitted_mb / 100))
+    runtime = max(MIN_RUNTIME, math.ceil(TIME_SAFETY * (c + d * job_events) / 60))
     return mem_mb, runtime
 
 
@@ -57,10 +64,9 @@ def _shard_job_request(rule, sample):
         return UNMEASURED_MEM_MB, UNMEASURED_MINUTES_PER_SHARD * SHARDS_PER_JOB
     if rule == "generate":
         key = f"generate/builtin/{'pp' if is_pp(own['process']) else 'ee'}"
-        held = min(events, GENERATE_CHUNK)
     else:
-        key, held = f"{rule}/builtin", events
-    return fitted_request(key, held, events * SHARDS_PER_JOB)
+        key = f"{rule}/builtin"
+    return fitted_request(key, events, events * SHARDS_PER_JOB)
 
 
 def _sample_events(sample):

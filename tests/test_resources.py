@@ -37,10 +37,13 @@ def _constants() -> dict:
 K = _constants()
 
 
-def _expected(key: str, mem_events: int, time_events: int, attempt: int) -> tuple[int, int]:
-    a, b, c, d = K["RESOURCE_FITS"][key]
-    mem = max(K["MIN_MEM_MB"], 100 * math.ceil(K["MEM_SAFETY"] * (a + b * mem_events) / 100))
-    minutes = max(K["MIN_RUNTIME"], math.ceil(K["TIME_SAFETY"] * (c + d * time_events) / 60))
+def _expected(key: str, events: int, job_events: int, attempt: int) -> tuple[int, int]:
+    """The request of a job of `job_events` events in shards (or a sample) of `events`, written out again."""
+    a, b, e, g, c, d = K["RESOURCE_FITS"][key]
+    chunk = K["GENERATE_CHUNK"] if key.startswith("generate/") else math.inf
+    fitted = a + b * min(events, chunk) + e * max(events - chunk, 0) + g * (job_events - events)
+    mem = max(K["MIN_MEM_MB"], 100 * math.ceil(K["MEM_SAFETY"] * fitted / 100))
+    minutes = max(K["MIN_RUNTIME"], math.ceil(K["TIME_SAFETY"] * (c + d * job_events) / 60))
     return mem * attempt, minutes * attempt
 
 
@@ -53,7 +56,7 @@ def _expectations(config: dict, job) -> tuple[str, int, int] | None:
         eps = own["events_per_shard"]
         if rule == "generate":
             key = f"generate/builtin/{'pp' if is_pp(own['process']) else 'ee'}"
-            return key, min(eps, EVENTS_PER_CHUNK), eps * spj
+            return key, eps, eps * spj
         return f"{rule}/builtin", eps, eps * spj
     if rule in ("validate_ntuples", "tfds"):
         own = samples[job.wildcards_dict["sample"]]
@@ -122,7 +125,7 @@ def _load_fit_script():
 
 
 def test_fit_script_recovers_a_known_linear_cost(tmp_path, capsys):
-    """Three sizes with memory 300 + 0.2/event (+ noise under the line) and time 5 + 0.01/event: the fit is
+    """Three sizes with memory 300 + 0.2/event (+ noise under the line) and wall time 5 + 0.01/event (CPU 1 s less): the fit is
     the upper envelope, and the printed literal carries it."""
     fit = _load_fit_script()
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
@@ -131,14 +134,15 @@ def test_fit_script_recovers_a_known_linear_cost(tmp_path, capsys):
         run = f"r{n}"
         (tmp_path / run / "ntuplize/s").mkdir(parents=True)
         wall = 5 + 0.01 * n
-        row = f"{wall}\t0\t{300 + 0.2 * n - dip}\t0\t0\t0\t0\t0\t0\t{wall * 0.5}\n"
+        row = f"{wall}\t0\t{300 + 0.2 * n - dip}\t0\t0\t0\t0\t0\t0\t{wall - 1}\n"
         (tmp_path / run / "ntuplize/s/0.tsv").write_text(header + row)
         cfg = tmp_path / f"{run}.yaml"
         cfg.write_text(yaml.safe_dump({"run": run, "samples": {"s": {"process": "ee_qq", "backend": "builtin", "n_shards": 1, "events_per_shard": n}}}))
         configs.append(cfg)
     points = [p for c in configs for p in fit.read_run(c, tmp_path)]
     table = fit.fit(points)
-    (a, b), (c, d) = table["ntuplize/builtin"]["mem"], table["ntuplize/builtin"]["time"]
+    (a, b, e, g), (c, d) = table["ntuplize/builtin"]["mem"], table["ntuplize/builtin"]["time"]
+    assert e == 0 and g == 0  # no generator chunk, one shard a job
     for n, dip in ((100, 0.0), (1000, 20.0), (4000, 0.0)):
         assert a + b * n >= 300 + 0.2 * n - dip - 1e-6
     assert b == pytest.approx(0.2, rel=0.02) and c == pytest.approx(5, abs=0.05) and d == pytest.approx(0.01, rel=1e-6)
