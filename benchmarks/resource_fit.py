@@ -11,8 +11,9 @@ collider)
                        1,000-event chunks, beyond which only its output buffers grow (e; elsewhere e = 0)
     wall time   [s]  = c + d · events of the whole job     (events_per_shard × shards_per_job)
 
-For the stages that read a whole sample or dataset (validate_ntuples, tfds, weights, jet_dataset, jet_tfds,
-jet_weights) the size is the events of the sample (or of all samples of the dataset). Memory slopes are the
+The stages that read a whole sample or dataset (validate_ntuples, tfds, weights, jet_dataset, jet_tfds,
+jet_weights) read it shard by shard: for them n is the largest events_per_shard and k · n the events of the
+sample (or of all samples of the dataset). Memory slopes are the
 least-squares ones; the time slope is CPU time's (wall time on a busy machine swings with the load; the jobs are
 single-threaded). The intercepts are then raised until no measured point lies above the line, so each formula is
 an upper envelope of what was measured (rules/resources.smk multiplies it by a safety factor on top).
@@ -58,7 +59,7 @@ class Point:
     key: str
     run: str
     events: int  # events one shard holds (or the sample's / dataset's events): what memory follows
-    earlier: int  # events of the job's earlier shards: (shards_per_job - 1) · events_per_shard
+    earlier: int  # events of the job's other shards: (shards_per_job - 1) · events_per_shard
     job_events: int  # events of the whole job: what runtime follows
     knee: int | None  # events beyond which the memory slope changes (a generator chunk), if any
     max_rss: float  # MB
@@ -108,19 +109,20 @@ def read_run(configfile: Path, results: Path) -> list[Point]:
                 # output buffers grow, with a much smaller slope
                 knee = EVENTS_PER_CHUNK if rule == "generate" and sample["backend"] == "builtin" else None
                 add(rule_key(rule, sample), tsv, eps, eps * spj, knee)
+    # The rules that read a whole sample or dataset read it shard by shard and keep a few numbers per event
+    # (or per jet): memory follows the largest shard, plus g for the other shards' events; time the total.
     for folder, rule in PER_SAMPLE.items():
         for name, sample in samples.items():
             tsv = bench / folder / f"{name}.tsv"
             if tsv.exists():
-                events = sample["events_per_shard"] * sample["n_shards"]
-                add(rule, tsv, events, events)
+                eps = sample["events_per_shard"]
+                add(rule, tsv, eps, eps * sample["n_shards"])
     for rel, (rule, dataset) in PER_DATASET.items():
         tsv = bench / rel
+        members = [s for s in samples.values() if s.get("dataset", "pf") == dataset]
         if tsv.exists():
-            events = sum(
-                s["events_per_shard"] * s["n_shards"] for s in samples.values() if s.get("dataset", "pf") == dataset
-            )
-            add(rule, tsv, events, events)
+            add(rule, tsv, max(s["events_per_shard"] for s in members),
+                sum(s["events_per_shard"] * s["n_shards"] for s in members))
     return points
 
 

@@ -7,8 +7,8 @@
 # its shards one after another, so memory follows the shard, plus g for what the earlier shards of the job
 # leave behind, and time follows the job; the builtin generator simulates 1,000-event chunks, beyond which only
 # its output buffers grow (e; e = 0 for every other rule). For the rules that read a whole sample
-# (validate_ntuples, tfds) or dataset (weights, jet_weights, jet_dataset, jet_tfds), n = k · n is the sample's
-# or dataset's events. Each fit is an upper envelope of its points. A job asks MEM_SAFETY × the fitted memory
+# (validate_ntuples, tfds) or dataset (weights, jet_weights, jet_dataset, jet_tfds), which read it shard by
+# shard, n is the largest events_per_shard and k · n the sample's or dataset's events. Each fit is an upper envelope of its points. A job asks MEM_SAFETY × the fitted memory
 # (rounded up to 100 MB) and TIME_SAFETY × the fitted time (whole minutes), never under the floors, and
 # `attempt` times that on each retry (profiles/slurm: retries: 2). The measured table and what ci, default and
 # production jobs ask: profiles/slurm/config.yaml. Refresh: measure, run resource_fit.py, paste its literal.
@@ -69,20 +69,14 @@ def _shard_job_request(rule, sample):
     return fitted_request(key, events, events * SHARDS_PER_JOB)
 
 
-def _sample_events(sample):
-    own = config["samples"][sample]
-    return own["events_per_shard"] * own["n_shards"]
-
-
 @functools.cache
 def _whole_request(rule, sample=None):
-    """A per-sample (sample given) or whole-dataset job's first-attempt request."""
-    if sample is not None:
-        events = _sample_events(sample)
-    else:
-        dataset = JET_SAMPLES if rule.startswith("jet_") else PF_SAMPLES
-        events = sum(_sample_events(s) for s in dataset)
-    return fitted_request(rule, events, events)
+    """A per-sample (sample given) or whole-dataset job's first-attempt request: it reads the shards one after
+    another, so its memory follows the largest shard plus the other shards' events, its time all events."""
+    members = [sample] if sample is not None else (JET_SAMPLES if rule.startswith("jet_") else PF_SAMPLES)
+    shards = [config["samples"][s] for s in members]
+    largest = max(s["events_per_shard"] for s in shards)
+    return fitted_request(rule, largest, sum(s["events_per_shard"] * s["n_shards"] for s in shards))
 
 
 def shard_resources(rule):

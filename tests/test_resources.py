@@ -60,12 +60,11 @@ def _expectations(config: dict, job) -> tuple[str, int, int] | None:
         return f"{rule}/builtin", eps, eps * spj
     if rule in ("validate_ntuples", "tfds"):
         own = samples[job.wildcards_dict["sample"]]
-        events = own["events_per_shard"] * own["n_shards"]
-        return rule, events, events
+        return rule, own["events_per_shard"], own["events_per_shard"] * own["n_shards"]
     if rule in ("weights", "jet_weights", "jet_dataset", "jet_tfds"):
         dataset = "jets" if rule.startswith("jet_") else "pf"
-        events = sum(s["events_per_shard"] * s["n_shards"] for s in samples.values() if s.get("dataset", "pf") == dataset)
-        return rule, events, events
+        members = [s for s in samples.values() if s.get("dataset", "pf") == dataset]
+        return rule, max(s["events_per_shard"] for s in members), sum(s["events_per_shard"] * s["n_shards"] for s in members)
     return None
 
 
