@@ -22,15 +22,15 @@ from colliderflow.generate.processes import is_pp
 # (a MB, b MB/event, e MB/event beyond a generator chunk, g MB/event of earlier shards, c s, d s/event of the job)
 # python benchmarks/resource_fit.py benchmarks/measured/configs/*.yaml config/ci.yaml --results benchmarks/measured
 RESOURCE_FITS = {
-    "generate/builtin/ee": (357, 0.0251, 0.0210, 0.0152, 12.8, 0.00032),
-    "generate/builtin/pp": (342, 0.3559, 0.0616, 0.0000, 45.6, 0.00351),
-    "jet_dataset": (164, 0.0081, 0.0000, 0.0000, 4.3, 0.00136),
-    "jet_tfds": (185, 0.0031, 0.0000, 0.0000, 4.9, 0.00015),
+    "generate/builtin/ee": (355, 0.0384, 0.0132, 0.0019, 76.8, 0.00041),
+    "generate/builtin/pp": (406, 0.2852, 0.1048, 0.0090, 378.5, 0.00575),
+    "jet_dataset": (163, 0.0091, 0.0000, 0.0000, 5.4, 0.00139),
+    "jet_tfds": (184, 0.0041, 0.0000, 0.0056, 4.8, 0.00017),
     "jet_weights": (580, 0.0000, 0.0000, 0.0000, 22.1, 0.00000),
-    "ntuplize/builtin": (335, 0.1784, 0.0000, 0.0152, 8.7, 0.00048),
-    "ntuplize_jets/builtin": (379, 0.3756, 0.0000, 0.0592, 36.0, 0.00104),
-    "tfds": (238, 0.0631, 0.0000, 0.0000, 5.5, 0.00047),
-    "validate_ntuples": (202, 0.0575, 0.0000, 0.0000, 5.4, 0.00017),
+    "ntuplize/builtin": (365, 0.1782, 0.0000, 0.0049, 31.4, 0.00018),
+    "ntuplize_jets/builtin": (422, 0.3741, 0.0000, 0.0140, 71.4, 0.00132),
+    "tfds": (238, 0.0633, 0.0000, 0.0337, 6.7, 0.00048),
+    "validate_ntuples": (218, 0.0561, 0.0000, 0.0005, 5.4, 0.00003),
     "weights": (365, 0.0000, 0.0000, 0.0000, 15.2, 0.00000),
 }
 MEM_SAFETY = 1.5   # peak RSS at one size varies with the seed (pp generate, 1,000 events: 496-691 MB); a kill costs the job
