@@ -24,14 +24,14 @@ from colliderflow.generate.processes import is_pp
 RESOURCE_FITS = {
     "generate/builtin/ee": (355, 0.0384, 0.0132, 0.0019, 76.8, 0.00041),
     "generate/builtin/pp": (406, 0.2852, 0.1048, 0.0090, 378.5, 0.00575),
-    "jet_dataset": (163, 0.0091, 0.0000, 0.0000, 5.4, 0.00139),
-    "jet_tfds": (184, 0.0041, 0.0000, 0.0056, 4.8, 0.00017),
+    "jet_dataset": (162, 0.0096, 0.0000, 0.0011, 34.6, 0.00337),
+    "jet_tfds": (184, 0.0041, 0.0000, 0.0056, 11.9, 0.00017),
     "jet_weights": (580, 0.0000, 0.0000, 0.0000, 22.1, 0.00000),
     "ntuplize/builtin": (365, 0.1782, 0.0000, 0.0049, 31.4, 0.00018),
     "ntuplize_jets/builtin": (422, 0.3741, 0.0000, 0.0140, 71.4, 0.00132),
-    "tfds": (238, 0.0633, 0.0000, 0.0337, 6.7, 0.00048),
+    "tfds": (250, 0.0617, 0.0000, 0.0103, 35.1, 0.00033),
     "validate_ntuples": (218, 0.0561, 0.0000, 0.0005, 5.4, 0.00003),
-    "weights": (365, 0.0000, 0.0000, 0.0000, 15.2, 0.00000),
+    "weights": (365, 0.0000, 0.0000, 0.0002, 15.2, 0.00000),
 }
 MEM_SAFETY = 1.5   # peak RSS at one size varies with the seed (pp generate, 1,000 events: 496-691 MB); a kill costs the job
 TIME_SAFETY = 3.0  # wall time varies with the node's speed and load; the slopes are CPU time's
