@@ -13,12 +13,12 @@ collider)
 
 The stages that read a whole sample or dataset (validate_ntuples, tfds, weights, jet_dataset, jet_tfds,
 jet_weights) read it shard by shard: for them n is the largest events_per_shard and k · n the events of the
-sample (or of all samples of the dataset). Memory slopes are the
-least-squares ones; the time slope is CPU time's (wall time on a busy machine swings with the load; the jobs are
-single-threaded). The intercepts are then raised until no measured point lies above the line, so each formula is
-an upper envelope of what was measured (rules/resources.smk multiplies it by a safety factor on top).
+sample (or of all samples of the dataset). Memory slopes are the least-squares ones; the time slope is CPU
+time's (wall time on a busy machine swings with the load; the jobs are single-threaded). The intercepts are then
+raised until no measured point lies above the line, so each formula is an upper envelope of what was measured
+(rules/resources.smk multiplies it by a safety factor on top).
 
-    python benchmarks/resource_fit.py config/ci.yaml sweep100.yaml sweep1000.yaml [--results benchmarks/results]
+    python benchmarks/resource_fit.py benchmarks/measured/configs/*.yaml config/ci.yaml --results benchmarks/measured
 
 prints the table and the RESOURCE_FITS literal to paste into rules/resources.smk. Runs whose jobs compiled numba
 code for the first time (a cold cache) inflate the time of small sizes: measure those sizes twice and pass the
