@@ -98,8 +98,8 @@ def read_run(configfile: Path, results: Path) -> list[Point]:
 
     def add(key: str, tsv: Path, events: int, job_events: int, knee: int | None = None) -> None:
         row = _read_tsv(tsv)
-        point = Point(key, run, events, job_events - events, job_events, knee, row["max_rss"], row["s"], row["cpu_time"])
-        points.append(point)
+        earlier = job_events - events
+        points.append(Point(key, run, events, earlier, job_events, knee, row["max_rss"], row["s"], row["cpu_time"]))
 
     for folder, rule in PER_SHARD.items():
         for name, sample in samples.items():
@@ -183,14 +183,16 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     points = [p for c in args.configs for p in read_run(c, args.results)]
     table = fit(points)
-    print(f"{'fit':22} {'n':>2} {'events':>10} {'job events':>10}  {'MB':>5} {'MB/1k':>6} {'>chunk':>6} {'earlier':>7}  {'s':>6} {'s/1k':>6}")
+    print(f"{'fit':22} {'n':>2} {'events':>10} {'job events':>10}  {'MB':>5} {'MB/1k':>6} {'>chunk':>6}"
+          f" {'earlier':>7}  {'s':>6} {'s/1k':>6}")
     for key, row in table.items():
         (a, b, e, g), (c, d) = row["mem"], row["time"]
         span = f"{row['sizes'][0]}-{row['sizes'][-1]}"
         job_span = f"{row['job_sizes'][0]}-{row['job_sizes'][-1]}"
-        print(f"{key:22} {row['points']:>2} {span:>10} {job_span:>10}  {a:5.0f} {b * 1e3:6.1f} {e * 1e3:6.1f} {g * 1e3:7.1f}"
-              f"  {c:6.1f} {d * 1e3:6.2f}")
-    print("\n# (a MB, b MB/event, e MB/event beyond a generator chunk, g MB/event of earlier shards, c s, d s/event of the job)")
+        print(f"{key:22} {row['points']:>2} {span:>10} {job_span:>10}  {a:5.0f} {b * 1e3:6.1f} {e * 1e3:6.1f}"
+              f" {g * 1e3:7.1f}  {c:6.1f} {d * 1e3:6.2f}")
+    print("\n# (a MB, b MB/event, e MB/event beyond a generator chunk, g MB/event of earlier shards, c s,"
+          " d s/event of the job)")
     print("RESOURCE_FITS = {")
     for key, row in table.items():
         (a, b, e, g), (c, d) = row["mem"], row["time"]

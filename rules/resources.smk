@@ -8,10 +8,10 @@
 # leave behind, and time follows the job; the builtin generator simulates 1,000-event chunks, beyond which only
 # its output buffers grow (e; e = 0 for every other rule). For the rules that read a whole sample
 # (validate_ntuples, tfds) or dataset (weights, jet_weights, jet_dataset, jet_tfds), which read it shard by
-# shard, n is the largest events_per_shard and k · n the sample's or dataset's events. Each fit is an upper envelope of its points. A job asks MEM_SAFETY × the fitted memory
-# (rounded up to 100 MB) and TIME_SAFETY × the fitted time (whole minutes), never under the floors, and
-# `attempt` times that on each retry (profiles/slurm: retries: 2). The measured table and what ci, default and
-# production jobs ask: profiles/slurm/config.yaml. Refresh: measure, run resource_fit.py, paste its literal.
+# shard, n is the largest events_per_shard and k · n the sample's or dataset's events. Each fit is an upper
+# envelope of its points. A job asks MEM_SAFETY × the fitted memory (rounded up to 100 MB) and TIME_SAFETY × the
+# fitted time (whole minutes), never under the floors, and `attempt` times that on each retry (profiles/slurm:
+# retries: 2). The measured table and what ci, default and production jobs ask: profiles/slurm/config.yaml. Refresh: measure, run resource_fit.py, paste its literal.
 #
 # Called once per job at production scale: the per-sample part is computed once per sample (functools.cache),
 # and this file imports nothing beyond the standard library and colliderflow.generate.processes.
@@ -33,7 +33,7 @@ RESOURCE_FITS = {
     "validate_ntuples": (218, 0.0561, 0.0000, 0.0005, 5.4, 0.00003),
     "weights": (365, 0.0000, 0.0000, 0.0002, 15.2, 0.00000),
 }
-MEM_SAFETY = 1.5   # peak RSS at one size varies with the seed (pp generate, 1,000 events: 496-691 MB); a kill costs the job
+MEM_SAFETY = 1.5   # peak RSS at one size varies with the seed (pp generate, 1,000 events: 496-691 MB)
 TIME_SAFETY = 3.0  # wall time varies with the node's speed and load; the slopes are CPU time's
 MIN_MEM_MB = 500
 MIN_RUNTIME = 10   # minutes: start-up of the environment on a shared filesystem is not in the TSVs

@@ -64,14 +64,17 @@ def _expectations(config: dict, job) -> tuple[str, int, int] | None:
     if rule in ("weights", "jet_weights", "jet_dataset", "jet_tfds"):
         dataset = "jets" if rule.startswith("jet_") else "pf"
         members = [s for s in samples.values() if s.get("dataset", "pf") == dataset]
-        return rule, max(s["events_per_shard"] for s in members), sum(s["events_per_shard"] * s["n_shards"] for s in members)
+        total = sum(s["events_per_shard"] * s["n_shards"] for s in members)
+        return rule, max(s["events_per_shard"] for s in members), total
     return None
 
 
 def _production_like(config: dict) -> dict:
     """ci's samples at 5,000 events a shard (more than a generator chunk), 2 shards a job."""
     config = {**config, "run": "resources_big", "shards_per_job": 2}
-    config["samples"] = {name: {**s, "events_per_shard": 5000, "n_shards": 2 * s["n_shards"]} for name, s in config["samples"].items()}
+    config["samples"] = {
+        name: {**s, "events_per_shard": 5000, "n_shards": 2 * s["n_shards"]} for name, s in config["samples"].items()
+    }
     return config
 
 
@@ -99,8 +102,8 @@ def test_requests_follow_the_fits_and_grow_with_the_attempt(work, size):
                 got = (job.resources["mem_mb"], job.resources["runtime"])
                 assert got == want, f"{job.rule.name} {job.wildcards_dict} attempt {attempt}: {got} != {want}"
             checked.add(job.rule.name)
-    fitted = {"generate", "ntuplize", "ntuplize_jets", "validate_ntuples", "tfds", "weights", "jet_weights", "jet_dataset", "jet_tfds"}
-    assert checked == fitted
+    assert checked == {"generate", "ntuplize", "ntuplize_jets", "validate_ntuples", "tfds", "weights", "jet_weights",
+                       "jet_dataset", "jet_tfds"}
 
 
 def test_bigger_shards_ask_more():
@@ -124,8 +127,8 @@ def _load_fit_script():
 
 
 def test_fit_script_recovers_a_known_linear_cost(tmp_path, capsys):
-    """Three sizes with memory 300 + 0.2/event (+ noise under the line) and wall time 5 + 0.01/event (CPU 1 s less): the fit is
-    the upper envelope, and the printed literal carries it."""
+    """Three sizes with memory 300 + 0.2/event (+ noise under the line) and wall time 5 + 0.01/event (CPU 1 s
+    less): the fit is the upper envelope, and the printed literal carries it."""
     fit = _load_fit_script()
     header = "s\th:m:s\tmax_rss\tmax_vms\tmax_uss\tmax_pss\tio_in\tio_out\tmean_load\tcpu_time\n"
     configs = []
@@ -136,7 +139,8 @@ def test_fit_script_recovers_a_known_linear_cost(tmp_path, capsys):
         row = f"{wall}\t0\t{300 + 0.2 * n - dip}\t0\t0\t0\t0\t0\t0\t{wall - 1}\n"
         (tmp_path / run / "ntuplize/s/0.tsv").write_text(header + row)
         cfg = tmp_path / f"{run}.yaml"
-        cfg.write_text(yaml.safe_dump({"run": run, "samples": {"s": {"process": "ee_qq", "backend": "builtin", "n_shards": 1, "events_per_shard": n}}}))
+        sample = {"process": "ee_qq", "backend": "builtin", "n_shards": 1, "events_per_shard": n}
+        cfg.write_text(yaml.safe_dump({"run": run, "samples": {"s": sample}}))
         configs.append(cfg)
     points = [p for c in configs for p in fit.read_run(c, tmp_path)]
     table = fit.fit(points)
