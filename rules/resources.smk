@@ -11,7 +11,8 @@
 # shard, n is the largest events_per_shard and k · n the sample's or dataset's events. Each fit is an upper
 # envelope of its points. A job asks MEM_SAFETY × the fitted memory (rounded up to 100 MB) and TIME_SAFETY × the
 # fitted time (whole minutes), never under the floors, and `attempt` times that on each retry (profiles/slurm:
-# retries: 2). The measured table and what ci, default and production jobs ask: profiles/slurm/config.yaml. Refresh: measure, run resource_fit.py, paste its literal.
+# retries: 2). The measured table and what ci, default and production jobs ask: profiles/slurm/config.yaml.
+# Refresh: measure, run resource_fit.py, paste its literal below.
 #
 # Called once per job at production scale: the per-sample part is computed once per sample (functools.cache),
 # and this file imports nothing beyond the standard library and colliderflow.generate.processes.
