@@ -47,6 +47,9 @@ for _name, _sample in config["samples"].items():
         )
 
 
+include: "resources.smk"  # mem_mb and runtime of each job, from measured benchmark TSVs
+
+
 wildcard_constraints:
     sample="|".join(SAMPLES),
     job=r"\d+",

@@ -51,8 +51,7 @@ rule generate:
         f"{BENCH}/generate/{{sample}}/{{job}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 60 * SHARDS_PER_JOB * attempt,
+        **shard_resources("generate"),
     # Each backend runs in its own environment (envs/<backend>.yaml with --sdm conda), or in the sample's
     # `container` image with --sdm apptainer; the job itself checks its tools and names any that are missing.
     conda:

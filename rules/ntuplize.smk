@@ -24,8 +24,7 @@ rule ntuplize:
         f"{BENCH}/ntuplize/{{sample}}/{{job}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 2000 * attempt,
-        runtime=lambda wc, attempt: 30 * SHARDS_PER_JOB * attempt,
+        **shard_resources("ntuplize"),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -53,8 +52,7 @@ rule validate_ntuples:
         f"{BENCH}/validate/{{sample}}.tsv"
     threads: 1
     resources:
-        mem_mb=2000,
-        runtime=30,
+        **sample_resources("validate_ntuples", per_sample=True),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -77,8 +75,7 @@ rule tfds:
         f"{BENCH}/tfds/{{sample}}.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **sample_resources("tfds", per_sample=True),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -100,8 +97,7 @@ rule ntuplize_jets:
         f"{BENCH}/ntuplize_jets/{{sample}}/{{job}}.tsv"
     threads: 1
     resources:
-        mem_mb=lambda wc, attempt: 3000 * attempt,
-        runtime=lambda wc, attempt: 30 * SHARDS_PER_JOB * attempt,
+        **shard_resources("ntuplize_jets"),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -126,8 +122,7 @@ rule jet_dataset:
         f"{BENCH}/jet_dataset.tsv"
     threads: 1
     resources:
-        mem_mb=8000,
-        runtime=120,
+        **sample_resources("jet_dataset", per_sample=False),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -149,8 +144,7 @@ rule jet_tfds:
         f"{BENCH}/tfds_jets.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=60,
+        **sample_resources("jet_tfds", per_sample=False),
     conda:
         "../envs/colliderflow.yaml"
     shell:

@@ -24,8 +24,7 @@ rule weights:
         f"{BENCH}/weights/pf.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **sample_resources("weights", per_sample=False),
     conda:
         "../envs/colliderflow.yaml"
     shell:
@@ -53,8 +52,7 @@ rule jet_weights:
         f"{BENCH}/weights/jets.tsv"
     threads: 1
     resources:
-        mem_mb=4000,
-        runtime=30,
+        **sample_resources("jet_weights", per_sample=False),
     conda:
         "../envs/colliderflow.yaml"
     shell:

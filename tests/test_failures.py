@@ -100,18 +100,21 @@ def _value(resource):
 
 
 def test_retried_jobs_ask_for_more_memory_and_time(tmp_path):
-    """The rules' resources grow with Snakemake's attempt counter (used with `retries` in profiles/slurm)."""
+    """The rules' resources grow with Snakemake's attempt counter (used with `retries` in profiles/slurm).
+    tests/test_resources.py checks every fitted rule's requests job by job."""
     from snakemake.api import SnakemakeApi
+    from snakemake.iocontainers import Wildcards
     from snakemake.settings.types import OutputSettings, Quietness, ResourceSettings
 
     workdir = copy_project(tmp_path / "wf")
     with SnakemakeApi(OutputSettings(quiet={Quietness.ALL})) as api:
         workflow = api.workflow(resource_settings=ResourceSettings(cores=1), snakefile=workdir / "Snakefile",
                                 workdir=workdir)._workflow
+        wildcards = Wildcards(fromdict={"sample": "ttbar", "job": "0", "model": "mlpf"})
         for rule_name in ("generate", "ntuplize", "train"):
             rule = workflow.get_rule(rule_name)
             per_attempt = [
-                {k: _value(rule.resources[k].evaluate(None, attempt=a)) for k in ("mem_mb", "runtime")}
+                {k: _value(rule.resources[k].evaluate(wildcards, attempt=a)) for k in ("mem_mb", "runtime")}
                 for a in (1, 2, 3)
             ]
             assert per_attempt[0]["mem_mb"] < per_attempt[1]["mem_mb"] < per_attempt[2]["mem_mb"], rule_name
