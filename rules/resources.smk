@@ -3,7 +3,7 @@
 # benchmarks/resource_fit.py fits, from the `benchmark:` TSVs of runs at several sizes (benchmarks/measured/),
 #     peak memory [MB] = a + b · min(n, chunk) + e · max(n − chunk, 0) + g · (k − 1) · n
 #     wall time   [s]  = c + d · k · n
-# n = events_per_shard, k = shards_per_job, per rule (generate per backend and collider): a job makes or reads
+# n = events_per_shard, k = shards_per_job, per rule (generate per backend and collider); a job makes or reads
 # its shards one after another, so memory follows the shard, plus g for what the earlier shards of the job
 # leave behind, and time follows the job; the builtin generator simulates 1,000-event chunks, beyond which only
 # its output buffers grow (e; e = 0 for every other rule). For the rules that read a whole sample
@@ -57,16 +57,16 @@ def fitted_request(key, events, job_events):
 
 
 @functools.cache
-def _shard_job_request(rule, sample):
+def _shard_job_request(stage, sample):
     """A per-shard job's first-attempt request: generate, ntuplize or ntuplize_jets of one sample."""
     own = config["samples"][sample]
     backend, events = own["backend"], own["events_per_shard"]
     if backend != "builtin":
         return UNMEASURED_MEM_MB, UNMEASURED_MINUTES_PER_SHARD * SHARDS_PER_JOB
-    if rule == "generate":
+    if stage == "generate":
         key = f"generate/builtin/{'pp' if is_pp(own['process']) else 'ee'}"
     else:
-        key = f"{rule}/builtin"
+        key = f"{stage}/builtin"
     return fitted_request(key, events, events * SHARDS_PER_JOB)
 
 
