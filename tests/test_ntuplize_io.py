@@ -149,7 +149,7 @@ def test_inconsistent_collection_lengths_are_an_error(tmp_path: Path) -> None:
 @pytest.mark.parametrize("params, match", [
     ({**PARAMS, "split_fractions": {"train": 0.7, "val": 0.2, "test": 0.2}}, "sum to 1"),
     ({**PARAMS, "split_fractions": {"train": 1.0}}, "ntuplize.split_fractions: missing key\\(s\\) val, test"),
-    ({**PARAMS, "jets": {"algorithm": "ee_genkt", "radius": 0.4}}, "jets must have"),
+    ({**PARAMS, "jets": {"algorithm": "ee_genkt", "radius": 0.4}}, "ntuplize.jets: must have exactly the keys"),
     ({**PARAMS, "jet": {}}, "unknown key"),
     ({**PARAMS, "baseline": {"nonsense": 1}}, "nonsense"),
 ])
