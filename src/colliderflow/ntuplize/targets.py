@@ -12,7 +12,17 @@ event:
 
 When several particles land on one element their four-momenta are summed into one target, and the
 class and charge are those of the most energetic of them (ties: the lower truth index). This is what
-makes two photons merged into one cluster a single, heavier photon target. jet_idx is the index of the
+makes two photons merged into one cluster a single, heavier photon target.
+
+Class and charge are then remapped by the element that hosts the target, as particleflow's
+postprocessing does (`map_charged_to_neutral` / `map_neutral_to_charged` in
+mlpf/data/key4hep/postprocessing.py), because only what the element can show is learnable:
+
+* on a cluster: electron or photon → photon, anything else (charged hadron, muon, neutral hadron)
+  → neutral hadron, charge 0 (a charged particle without a track looks like a neutral one);
+* on a track: photon or neutral hadron → charged hadron (a neutral particle owns a track only as a
+  conversion leg or a fake), electrons and muons keep their class. Where the truth charge is 0 the
+  target takes the sign of the track's measured charge, so every track-hosted target is charged. jet_idx is the index of the
 target jet the particle falls into (see `jet_index`), −1 outside every jet and on empty elements.
 """
 
@@ -56,6 +66,26 @@ def _particle_class_kernel(pdgid, charge, out):
             out[i] = CLS_CHARGED_HADRON
         else:
             out[i] = CLS_NEUTRAL_HADRON
+
+
+def remap_by_element(cls: np.ndarray, charge: np.ndarray, on_track: np.ndarray, track_charge: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(class, charge) of targets after the particleflow element rule (see the module docstring).
+
+    `on_track` says which targets sit on a track; `track_charge` is the measured charge of that track
+    (ignored elsewhere).
+    """
+    cls = np.asarray(cls, dtype=np.int64)
+    on_track = np.asarray(on_track, dtype=bool)
+    egamma = (cls == CLS_PHOTON) | (cls == CLS_ELECTRON)
+    on_cluster_cls = np.where(egamma, CLS_PHOTON, CLS_NEUTRAL_HADRON)
+    neutral = (cls == CLS_PHOTON) | (cls == CLS_NEUTRAL_HADRON)
+    on_track_cls = np.where(neutral, CLS_CHARGED_HADRON, cls)
+    charge = np.asarray(charge, dtype=np.float64)
+    track_charge = np.sign(np.asarray(track_charge, dtype=np.float64))
+    on_track_charge = np.where(charge != 0, charge, track_charge)
+    return (np.where(on_track, on_track_cls, on_cluster_cls),
+            np.where(on_track, on_track_charge, 0.0))
 
 
 def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -203,7 +233,16 @@ def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     safe_pt = np.maximum(pt, _PT_FLOOR)
     along_beam = pt == 0
     block = np.empty((lead_elem.size, N_PARTICLE_FEATURES), dtype=np.float64)
-    block[:, PF["cls_id"]] = particle_class(flat(events.gen_pdgid, np.int64)[lead_gen], charge)
+    # Remap by the hosting element: a flat element index that is some track's position is a track.
+    track_slot = np.full(total, -1, dtype=np.int64)
+    track_slot[layout.track_pos] = np.arange(layout.track_pos.size, dtype=np.int64)
+    slot = track_slot[lead_elem]
+    on_track = slot >= 0
+    measured = np.zeros(lead_elem.size)
+    measured[on_track] = flat(events.track_charge)[slot[on_track]]
+    cls, charge = remap_by_element(particle_class(flat(events.gen_pdgid, np.int64)[lead_gen], charge),
+                                   charge, on_track, measured)
+    block[:, PF["cls_id"]] = cls
     block[:, PF["charge"]] = charge
     block[:, PF["pt"]] = pt
     block[:, PF["eta"]] = np.arcsinh(pz / safe_pt)
