@@ -125,8 +125,10 @@ def test_neutral_hadron_energy_resolution_and_ecal_hcal_sharing() -> None:
     e = c["cluster_energy"].astype(np.float64)
     assert len(e) > 0.99 * n
     expected = np.hypot(0.5 / np.sqrt(energy), 0.05)
-    assert np.mean(e) / energy == pytest.approx(1.0, abs=0.005)
-    assert np.std(e) / energy == pytest.approx(expected, rel=0.04)
+    # Showers that start deep in the 8.5 lambda_I of ECAL + HCAL leak out at the back: the mean response
+    # sits up to a per cent or so below 1 (it was exactly 1 before showers had a longitudinal profile).
+    assert 0.985 < np.mean(e) / energy < 1.0
+    assert np.std(e) / energy == pytest.approx(expected, rel=0.06)
     # The first interaction is exponential in lambda_I: 1 - exp(-1) = 63 % of K0L interact in the
     # 1 lambda_I ECAL; those interacting near its back deposit behind it, so somewhat fewer have ECAL
     # energy. The ECAL share varies continuously (no fixed per-species split).
@@ -246,7 +248,9 @@ def test_link_energies_sum_to_cluster_energies_in_busy_events() -> None:
     np.testing.assert_allclose(total, cols["cluster_energy"], rtol=1e-5)
     assert cols["cluster_energy"].min() >= CLIC.calorimeter.cluster_energy_min_gev
     assert cols["cluster_nhits"].min() >= 1
-    assert cols["cluster_sigma_x"].min() > 0.0
+    # Spreads come from the sampled points; only a hadron first interacting at the very back of the HCAL
+    # (e^-8 of them) can keep a single point inside and so a zero spread.
+    assert np.mean(cols["cluster_sigma_x"] == 0.0) < 1e-3
     assert np.all(np.diff(cluster_event) >= 0)
 
 

@@ -71,6 +71,7 @@ from colliderflow.generate.showers import (
     S_YY,
     S_Z,
     S_ZZ,
+    axis_basis,
     em_shower,
     hadron_shower,
     muon_shower,
@@ -249,6 +250,8 @@ def _deposit_kernel(
     """
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
     n_phi = int(params.ecal_cells_phi)
+    sums = np.zeros(N_SUMS)
+    buf = np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1))
     n = 0
     for i in range(pdgid.shape[0]):
         a = abs(pdgid[i])
@@ -297,22 +300,24 @@ def _deposit_kernel(
         x = x + position_sigma * rng.standard_normal()
         y = y + position_sigma * rng.standard_normal()
         z = z + position_sigma * rng.standard_normal()
-        sums = np.zeros(N_SUMS)
+        sums[:] = 0.0
+        ax, ay, az, bx, by, bz = axis_basis(ux, uy, uz)
+        u = (ux, uy, uz, ax, ay, az, bx, by, bz)
         if kind == KIND_MIP:
-            muon_shower(rng, params, energy[i] - mass[i], x, y, z, ux, uy, uz, sums)
+            muon_shower(rng, params, energy[i] - mass[i], x, y, z, u, sums)
         elif kind == KIND_EM:
             sigma = math.hypot(params.em_stochastic / math.sqrt(energy[i]), params.em_constant)
             measured = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0)
             # Electrons start their shower half a radiation length earlier than photons (PDG: C = -0.5, +0.5).
             shift = -0.5 if a == ELECTRON_ABS_PDGID else 0.5
-            em_shower(rng, params, measured, shift, 0.0, x, y, z, ux, uy, uz, int(params.em_spots), sums)
+            em_shower(rng, params, measured, shift, 0.0, x, y, z, u, int(params.em_spots), sums, buf)
         else:
             # Baryons keep their rest mass, antibaryons annihilate it as well.
             baryon = 1.0 if (a % 10000) >= 1000 and a < 1000000 else 0.0
             available = energy[i] - baryon * (1.0 if pdgid[i] > 0 else -1.0) * mass[i]
             sigma = math.hypot(params.hadron_stochastic / math.sqrt(max(available, 1e-12)), params.hadron_constant)
             measured = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
-            hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, ux, uy, uz, sums)
+            hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, u, sums, buf)
         ecal, hcal, weight = sums[S_ECAL], sums[S_HCAL], sums[S_W]
         if ecal + hcal <= 0.0 or weight <= 0.0:
             continue

@@ -116,12 +116,13 @@ class CalorimeterConfig:
     hadron_lateral_radius_mm: float = 200.0
     # Energy-carrying points sampled per shower: electromagnetic, the electromagnetic part of a hadron
     # shower, its hadronic part; their energies are Gamma-distributed with these shapes (fewer, more
-    # unequal points: larger fluctuations of the shower shape).
-    em_spots: int = 12
-    hadron_em_spots: int = 4
-    hadron_spots: int = 12
-    em_spot_shape: float = 4.0
-    hadron_spot_shape: float = 1.5
+    # unequal points: larger fluctuations of the shower shape; integer shapes, drawn as -log of a product of
+    # uniforms).
+    em_spots: int = 6
+    hadron_em_spots: int = 2
+    hadron_spots: int = 6
+    em_spot_shape: int = 3
+    hadron_spot_shape: int = 1
     # Minimum-ionising deposits (charged hadrons that pass the ECAL, muons), GeV, and their log-normal width.
     mip_ecal_gev: float = 0.02
     mip_hcal_gev: float = 0.30
