@@ -73,7 +73,7 @@ def build_events() -> list[EventBuilder]:
     g3 = ev.particle(22, 0.0, *p3(3, -1.02, -0.98))
     ev.particle(12, 0.0, *p3(7, 0.3, 1.0))
     g5 = ev.particle(11, -1.0, *p3(6, -0.4, 2.8), mass=E_MASS)
-    ev.particle(130, 0.0, *p3(6, 2.9, -2.5), mass=K0_MASS)
+    ev.particle(130, 0.0, *p3(6, 2.5, -2.5), mass=K0_MASS)  # inside the |cos θ| ≤ 0.99 acceptance, no element
     g7 = ev.particle(-211, -1.0, *p3(8, 0.2, 1.3), mass=PI_MASS)
     g8 = ev.particle(2112, 0.0, *p3(12, 0.25, 1.4), mass=N_MASS)
     g9 = ev.particle(13, -1.0, *p3(20, -1.5, -2.0), mass=MU_MASS)
@@ -482,3 +482,16 @@ def test_nearest_within_stays_inside_events_and_breaks_ties_by_index() -> None:
     empty = nearest_within(query_event, query_key, ref_event[:0], ref_key[:0], window=1.0, distance=distance,
                            max_distance=1.0)
     assert empty.tolist() == [-1] * 5
+
+
+def test_energy_outside_the_polar_acceptance_is_not_unassigned(tmp_path: Path) -> None:
+    """A photon along the beam (ISR) reaches no element but is no reconstruction loss: not counted."""
+    ev = EventBuilder()
+    ev.particle(22, 0.0, *p3(2, 4.0, 0.0))  # |cos θ| = tanh(4) > 0.99: down the beam pipe
+    lost = ev.particle(22, 0.0, *p3(2, 2.0, 0.0))  # inside the acceptance, but no deposit either
+    seen = ev.particle(22, 0.0, *p3(5, 0.1, 0.3))
+    ev.cluster({seen: 5.0}, ecal_fraction=1.0)
+    events = read_sim(write_sim(tmp_path / "a.root", events_to_arrays([ev])))
+    targets = assign_targets(events, layout_of(events))
+    assert targets.unassigned_energy[0] == pytest.approx(float(events.gen_energy[0][lost]), rel=1e-6)
+    assert targets.n_unassigned == 1

@@ -8,7 +8,9 @@ event:
 
 * a particle with a track goes to its track (the first one, if a particle made several);
 * otherwise to the cluster holding most of its deposited energy (ties: the lower cluster index);
-* otherwise it reached no element, and its energy is counted in `gen_unassigned_energy`.
+* otherwise it reached no element, and its energy is counted in `gen_unassigned_energy` if it flew
+  inside the detector's polar acceptance (|cos θ| ≤ ACCEPTANCE_COS_THETA); outside it (initial-state
+  photons along the beam, beam-pipe losses) no detector could have seen it, and it is not counted.
 
 When several particles land on one element their four-momenta are summed into one target, and the
 class and charge are those of the most energetic of them (ties: the lower truth index). This is what
@@ -96,13 +98,17 @@ def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarr
 
 _NO_INDEX = np.iinfo(np.int64).max
 
+# Polar acceptance of the tracker and calorimeters (CLICdet: down to θ ≈ 8°, arXiv:1812.07337): a truth
+# particle beyond it that reached no element is outside the detector, not a reconstruction loss.
+ACCEPTANCE_COS_THETA = 0.99
+
 
 @dataclass(frozen=True)
 class Targets:
     rows: np.ndarray  # [total elements, 8] float64, PARTICLE_FEATURES; jet_idx still −1 everywhere
-    unassigned_energy: np.ndarray  # [events] GeV of visible truth energy that reached no element
+    unassigned_energy: np.ndarray  # [events] GeV of visible truth energy in acceptance that reached no element
     n_visible: int  # visible truth particles in all events
-    n_unassigned: int  # of which reached no element
+    n_unassigned: int  # of which reached no element inside the acceptance
 
 
 def _gen_offsets(n_gen: np.ndarray) -> np.ndarray:
@@ -211,7 +217,10 @@ def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     visible = target_mask(events, elem)
 
     energy = flat(events.gen_energy)
-    lost = visible & (elem < 0)
+    px, py, pz = flat(events.gen_px), flat(events.gen_py), flat(events.gen_pz)
+    p = np.sqrt(px * px + py * py + pz * pz)
+    inside = np.abs(pz) <= ACCEPTANCE_COS_THETA * p
+    lost = visible & (elem < 0) & inside
     unassigned = np.bincount(gen_event[lost], weights=energy[lost], minlength=layout.n_events)
 
     sel = np.flatnonzero(visible & (elem >= 0))
