@@ -302,7 +302,7 @@ def test_jets_of_the_event(ntuple: ak.Array) -> None:
     assert pts == sorted(pts, reverse=True) and min(pts) >= 5.0
     # The forward K0L (pT 6 GeV) that reached no element is a gen jet of its own, but no target jet.
     assert len(genjets[0]) == len(targetjets[0]) + 1
-    k0_jets = [j for j in genjets[0] if abs(j[1] - 2.9) < 0.01]
+    k0_jets = [j for j in genjets[0] if abs(j[1] - 2.5) < 0.01]
     assert len(k0_jets) == 1 and k0_jets[0][0] == pytest.approx(6.0, rel=1e-5)
 
 
