@@ -13,7 +13,9 @@ from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE
 from colliderflow.generate.particles import GenParticles
 from colliderflow.schema import SIM_CALOLINK_BRANCHES, SIM_CLUSTER_BRANCHES, SIM_TRACK_BRANCHES
 
-CLIC = detector_config("clic_like")
+CLIC_WITH_FAKES = detector_config("clic_like")
+# Resolution and acceptance tests look at one particle at a time: without fake tracks (tested on their own).
+CLIC = replace(CLIC_WITH_FAKES, tracker=replace(CLIC_WITH_FAKES.tracker, fake_tracks_per_track=0.0))
 # The merging tests place particles at cell centres; without position smearing their cells are exact.
 SHARP = replace(
     CLIC, calorimeter=replace(CLIC.calorimeter, em_position_resolution_mm=0.0, hadron_position_resolution_mm=0.0)
@@ -417,3 +419,20 @@ def test_shared_batch_geometry_is_what_each_kernel_would_compute() -> None:
         shared = impact_point_on_circle(gen.vx[i], gen.vy[i], gen.vz[i], cos0, sin0, tl, k, geometry.r0[i],
                                         geometry.dist[i], geometry.base[i], *faces)
         assert own == shared
+
+
+def test_fake_tracks_have_no_truth_and_the_configured_rate() -> None:
+    """About `fake_tracks_per_track` fakes per real track, each with track_gen_idx -1 and a poor fit."""
+    n = 20_000
+    rng = np.random.default_rng(31)
+    gen = make_gen([211] * n, 5.0, rng.uniform(-1, 1, n), rng.uniform(-3, 3, n))
+    tracks = simulate_detector(gen, CLIC_WITH_FAKES, detector_rng(3)).tracks
+    gen_idx = tracks.columns["track_gen_idx"]
+    fake = gen_idx == -1
+    n_real = int(np.sum(~fake))
+    rate = CLIC_WITH_FAKES.tracker.fake_tracks_per_track
+    assert np.sum(fake) == pytest.approx(rate * n_real, rel=5 / np.sqrt(rate * n_real))
+    chi2_ndf = tracks.columns["track_chi2"] / tracks.columns["track_ndf"]
+    assert np.median(chi2_ndf[fake]) > 2.0 * np.median(chi2_ndf[~fake])
+    # Tracks stay grouped by event: every event's tracks are contiguous and counted.
+    assert tracks.counts.sum() == len(gen_idx)

@@ -72,6 +72,13 @@ class TrackerConfig:
     # resolution of the truncated mean over the track's hits.
     dedx_mip_gev_per_mm: float = 2.7e-4
     dedx_relative_resolution: float = 0.07
+    # Fake tracks (generate/fakes.py): mean number per real track, their pT scale above pt_min_gev (GeV),
+    # the spread of their impact parameters (mm) and the factor on their chi2. The CLICdet tracking
+    # studies (arXiv:1812.07337) find fake rates at or below the per-cent level in tt̄ events; 1 % is taken.
+    fake_tracks_per_track: float = 0.01
+    fake_pt_scale_gev: float = 0.5
+    fake_impact_sigma_mm: float = 1.0
+    fake_chi2_scale: float = 3.0
 
 
 @dataclass(frozen=True)
