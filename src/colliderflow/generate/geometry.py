@@ -125,7 +125,7 @@ class CalorimeterConfig:
     # shower, its hadronic part; their energies are Gamma-distributed with these shapes (fewer, more
     # unequal points: larger fluctuations of the shower shape; integer shapes, drawn as -log of a product of
     # uniforms).
-    em_spots: int = 6
+    em_spots: int = 5
     hadron_em_spots: int = 2
     hadron_spots: int = 6
     em_spot_shape: int = 3
