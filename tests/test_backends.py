@@ -26,6 +26,7 @@ from colliderflow.generate.backends.delphes import (
     resolve_card,
 )
 from colliderflow.generate.backends.hepmc import hepmc_status, mother_lists, write_hepmc2
+from colliderflow.generate.processes import beam_settings
 from colliderflow.generate.backends.key4hep import (
     Key4hepOptions,
     check_key4hep_environment,
@@ -101,14 +102,17 @@ def test_hepmc2_file_reads_back_with_full_energy_and_sane_particles(hepmc_file: 
         status = np.array([p.status for p in event.particles])
         pid = np.array([p.pid for p in event.particles])
         energy = np.array([p.momentum.e for p in event.particles])
-        # ISR is off (see generate/processes.py): the final state carries exactly sqrt(s).
+        # ISR photons are final-state particles (generate/processes.py): the final state carries exactly sqrt(s).
         np.testing.assert_allclose(energy[status == 1].sum(), 380.0, rtol=1e-9)
         assert sorted(p.pid for p in event.beams) == [-11, 11]
         assert all(p.status == 4 for p in event.beams)
         assert 6 in np.abs(pid) and 24 in np.abs(pid)  # tops and Ws in the history
         assert np.all(pid != 0) and np.all(pid != 90)
         final = pid[status == 1]
-        assert np.isin(np.abs(final), [11, 12, 13, 14, 16, 22, 130, 211, 321, 2112, 2212]).all()
+        # With the cards' decay cylinder, a strange hadron that would decay beyond r = 2.25 m or |z| = 2.5 m
+        # stays stable in the generator (the detector simulation decays or absorbs it).
+        long_lived = [310, 3122, 3112, 3222, 3312, 3322, 3334]
+        assert np.isin(np.abs(final), [11, 12, 13, 14, 16, 22, 130, 211, 321, 2112, 2212, *long_lived]).all()
         # The graph is joined: only the beams lack a production vertex; final particles have no end vertex.
         assert all(
             p.production_vertex is not None and p.production_vertex.id < 0 for p in event.particles if p.status != 4
@@ -264,6 +268,8 @@ def test_generate_shard_with_delphes_writes_output_and_provenance(tmp_path: Path
     record = json.loads(prov.read_text())
     assert record["backend"] == "delphes" and record["backend_options"] == {"card": str(fake_delphes)}
     assert Path(record["commands"][0][0]).name == "DelphesHepMC2"
+    # Delphes reads the events of the same generator, with the CLIC beams of the other backends.
+    assert set(beam_settings(380.0)) <= set(json.dumps(record).split('"'))
 
 
 def test_cli_delphes_without_the_tool_is_exit_2_naming_it(
@@ -387,6 +393,9 @@ def test_key4hep_runner_plumbing_with_fake_tools(tmp_path: Path, monkeypatch: py
     assert out.read_text() == "reco of sim 3 8"
     assert sorted(p.name for p in out.parent.iterdir()) == ["0.root"]
     assert [c[-1].split()[2] for c in info["commands"]] == ["ddsim", "cd"]
+    # The card given to Key4HEP is the generator's settings: the CLIC beams of the other backends.
+    card = pythia_card(info["generator"]["settings"], n_events=3).splitlines()
+    assert set(beam_settings(380.0)) <= set(card)
 
     # A failing reconstruction: no output, the error names the step and its exit code.
     make_executable(tmp_path / "bin", "k4run", "import sys\nsys.exit(3)\n")

@@ -13,7 +13,9 @@ from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE
 from colliderflow.generate.particles import GenParticles
 from colliderflow.schema import SIM_CALOLINK_BRANCHES, SIM_CLUSTER_BRANCHES, SIM_TRACK_BRANCHES
 
-CLIC = detector_config("clic_like")
+CLIC_WITH_FAKES = detector_config("clic_like")
+# Resolution and acceptance tests look at one particle at a time: without fake tracks (tested on their own).
+CLIC = replace(CLIC_WITH_FAKES, tracker=replace(CLIC_WITH_FAKES.tracker, fake_tracks_per_track=0.0))
 # The merging tests place particles at cell centres; without position smearing their cells are exact.
 SHARP = replace(
     CLIC, calorimeter=replace(CLIC.calorimeter, em_position_resolution_mm=0.0, hadron_position_resolution_mm=0.0)
@@ -85,7 +87,36 @@ def test_photon_energy_resolution_matches_em_parametrisation(energy: float) -> N
     expected = np.hypot(0.15 / np.sqrt(energy), 0.01)
     assert np.mean(e) / energy == pytest.approx(1.0, abs=3 * expected / np.sqrt(n))
     assert np.std(e) / energy == pytest.approx(expected, rel=0.03)
-    np.testing.assert_array_equal(clusters.columns["cluster_energy_hcal"], 0.0)
+    # The sampled longitudinal profile leaks past the 22 X0 ECAL now and then (it was exactly 0 when every
+    # photon was one ECAL deposit): a few per cent of the energy on average, more at higher energy.
+    hcal = clusters.columns["cluster_energy_hcal"].astype(np.float64)
+    assert 0.0 < np.mean(hcal / e) < 0.06
+    assert 0.01 < np.mean(hcal > 0) < 0.6
+
+
+def test_shower_shapes_fluctuate_and_overlap_between_species() -> None:
+    """σx/σy/σz come from each shower's sampled points: no value repeats, and species overlap.
+
+    Before the sampled showers every EM cluster had σ = 15.00 mm exactly (a species tag).
+    """
+    n = 4000
+    rng = np.random.default_rng(12)
+    pdgid = rng.choice([22, 11, 130, 211, 2112], n)
+    gen = make_gen(pdgid, rng.uniform(2.0, 30.0, n), rng.uniform(-1.0, 1.0, n), rng.uniform(-3, 3, n))
+    response = simulate(gen)
+    c = response.clusters.columns
+    for name in ("cluster_sigma_x", "cluster_sigma_y", "cluster_sigma_z"):
+        _, counts = np.unique(c[name], return_counts=True)
+        assert counts.max() / len(c[name]) < 0.05, name
+    links = response.calolinks.columns
+    first = np.concatenate([[0], np.cumsum(response.clusters.counts)])[:-1]
+    link_event = np.repeat(np.arange(len(response.clusters.counts)), response.calolinks.counts)
+    cluster = first[link_event] + links["calolink_cluster_idx"]
+    species = np.abs(pdgid[link_event])  # one particle per event here
+    sx = c["cluster_sigma_x"][cluster]
+    em_sx, had_sx = sx[np.isin(species, [22, 11])], sx[~np.isin(species, [22, 11])]
+    # The distributions overlap: some hadron showers are narrower than the widest EM ones.
+    assert np.mean(had_sx < np.percentile(em_sx, 95)) > 0.01
 
 
 def test_neutral_hadron_energy_resolution_and_ecal_hcal_sharing() -> None:
@@ -96,13 +127,21 @@ def test_neutral_hadron_energy_resolution_and_ecal_hcal_sharing() -> None:
     e = c["cluster_energy"].astype(np.float64)
     assert len(e) > 0.99 * n
     expected = np.hypot(0.5 / np.sqrt(energy), 0.05)
-    assert np.mean(e) / energy == pytest.approx(1.0, abs=0.005)
-    assert np.std(e) / energy == pytest.approx(expected, rel=0.04)
-    # Showers starting in the ECAL (probability 0.6) leave 10-70 % there; the others leave none.
-    no_ecal = np.mean(c["cluster_energy_ecal"] == 0)
-    assert no_ecal == pytest.approx(1 - CLIC.calorimeter.hadron_ecal_start_probability, abs=0.015)
+    # Showers that start deep in the 8.5 lambda_I of ECAL + HCAL leak out at the back: the mean response
+    # sits up to a per cent or so below 1 (it was exactly 1 before showers had a longitudinal profile).
+    assert 0.985 < np.mean(e) / energy < 1.0
+    assert np.std(e) / energy == pytest.approx(expected, rel=0.06)
+    # The first interaction is exponential in lambda_I: 1 - exp(-1) = 63 % of K0L interact in the
+    # 1 lambda_I ECAL; those interacting near its back deposit behind it, so somewhat fewer have ECAL
+    # energy. The ECAL share varies continuously (no fixed per-species split).
+    in_ecal = np.mean(c["cluster_energy_ecal"] > 0)
+    start_in_ecal = 1 - np.exp(-CLIC.calorimeter.ecal_interaction_lengths)
+    assert 0.75 * start_in_ecal < in_ecal <= start_in_ecal + 0.01
     fraction = (c["cluster_energy_ecal"] / c["cluster_energy"])[c["cluster_energy_ecal"] > 0]
-    assert fraction.min() >= 0.1 - 1e-6 and fraction.max() <= 0.7 + 1e-6
+    assert fraction.min() < 0.05 and fraction.max() > 0.8
+    # Charged hadrons always ionise the ECAL before (or instead of) showering there.
+    pions = simulate(make_gen([211] * 2000, 20.0, rng.uniform(-1, 1, 2000), rng.uniform(-3, 3, 2000))).clusters
+    assert np.all(pions.columns["cluster_energy_ecal"] > 0)
 
 
 def test_baryons_deposit_kinetic_energy_and_antibaryons_annihilate() -> None:
@@ -211,7 +250,9 @@ def test_link_energies_sum_to_cluster_energies_in_busy_events() -> None:
     np.testing.assert_allclose(total, cols["cluster_energy"], rtol=1e-5)
     assert cols["cluster_energy"].min() >= CLIC.calorimeter.cluster_energy_min_gev
     assert cols["cluster_nhits"].min() >= 1
-    assert cols["cluster_sigma_x"].min() >= CLIC.calorimeter.mip_shower_size_mm - 1e-3
+    # Spreads come from the sampled points; only a hadron first interacting at the very back of the HCAL
+    # (e^-8 of them) can keep a single point inside and so a zero spread.
+    assert np.mean(cols["cluster_sigma_x"] == 0.0) < 1e-3
     assert np.all(np.diff(cluster_event) >= 0)
 
 
@@ -232,10 +273,12 @@ def test_charged_particles_bend_curl_and_neutral_ones_escape_through_the_beam_ho
     phi0 = 0.3
     # A 2 GeV pi+ reaches the barrel bent clockwise: its azimuth there is phi0 - asin(r / 2R).
     radius_mm = 2.0 / (C_GEV_PER_TESLA_METRE * CLIC.b_field_t) * 1000.0
+    # The cluster position is the shower's centroid (behind the ECAL face, scattered by the sampled
+    # lateral profile), no longer the impact point itself: the bend (0.47 rad) is checked to 0.05 rad.
     c = simulate(make_gen([211], 2.0, 0.0, phi0), SHARP).clusters.columns
-    assert np.hypot(c["cluster_x"], c["cluster_y"])[0] == pytest.approx(1500.0, abs=1.0)
+    assert 1500.0 <= np.hypot(c["cluster_x"], c["cluster_y"])[0] < 1500.0 + 202.0 + 38.0 + 1590.0
     expected_phi = phi0 - np.arcsin(1500.0 / (2 * radius_mm))
-    assert np.arctan2(c["cluster_y"], c["cluster_x"])[0] == pytest.approx(expected_phi, abs=1e-3)
+    assert np.arctan2(c["cluster_y"], c["cluster_x"])[0] == pytest.approx(expected_phi, abs=0.05)
     # A 0.5 GeV pi+ curls up inside the ECAL radius: a track, no cluster; a K0L of the same momentum
     # goes straight through.
     curler = simulate(make_gen([211], 0.5, 0.0, phi0))
@@ -244,7 +287,7 @@ def test_charged_particles_bend_curl_and_neutral_ones_escape_through_the_beam_ho
     # Photons at 3 degrees leave through the beam hole; at 20 degrees they hit the endcap face.
     forward = simulate(make_gen([22, 22], 50.0, [-np.log(np.tan(np.radians(3) / 2)), 1.735], 1.0), SHARP)
     np.testing.assert_array_equal(forward.clusters.counts, [0, 1])
-    assert forward.clusters.columns["cluster_z"][0] == pytest.approx(2307.0, abs=0.5)
+    assert 2307.0 <= forward.clusters.columns["cluster_z"][0] < 2307.0 + 202.0
 
 
 # ------------------------------------------------------------------------------------------------ tracker
@@ -376,3 +419,20 @@ def test_shared_batch_geometry_is_what_each_kernel_would_compute() -> None:
         shared = impact_point_on_circle(gen.vx[i], gen.vy[i], gen.vz[i], cos0, sin0, tl, k, geometry.r0[i],
                                         geometry.dist[i], geometry.base[i], *faces)
         assert own == shared
+
+
+def test_fake_tracks_have_no_truth_and_the_configured_rate() -> None:
+    """About `fake_tracks_per_track` fakes per real track, each with track_gen_idx -1 and a poor fit."""
+    n = 20_000
+    rng = np.random.default_rng(31)
+    gen = make_gen([211] * n, 5.0, rng.uniform(-1, 1, n), rng.uniform(-3, 3, n))
+    tracks = simulate_detector(gen, CLIC_WITH_FAKES, detector_rng(3)).tracks
+    gen_idx = tracks.columns["track_gen_idx"]
+    fake = gen_idx == -1
+    n_real = int(np.sum(~fake))
+    rate = CLIC_WITH_FAKES.tracker.fake_tracks_per_track
+    assert np.sum(fake) == pytest.approx(rate * n_real, rel=5 / np.sqrt(rate * n_real))
+    chi2_ndf = tracks.columns["track_chi2"] / tracks.columns["track_ndf"]
+    assert np.median(chi2_ndf[fake]) > 2.0 * np.median(chi2_ndf[~fake])
+    # Tracks stay grouped by event: every event's tracks are contiguous and counted.
+    assert tracks.counts.sum() == len(gen_idx)

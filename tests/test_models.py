@@ -111,6 +111,7 @@ def test_parameter_count_grows_with_size() -> None:
         ({"model": "mlpf", "mlpf": {**SMALL, "embedding_dim": 30}}, "not divisible"),
         ({"model": "mlpf", "mlpf": {**SMALL, "width": 3}}, r"unknown keys \['width'\]"),
         ({"model": "mlpf", "mlpf": {**SMALL, "num_layers": 0}}, "num_layers"),
+        ({"model": "mlpf", "mlpf": {**SMALL, "link_features": "no"}}, "train.mlpf.link_features"),
     ],
 )
 def test_bad_model_config_is_a_value_error(params: dict, match: str) -> None:
@@ -279,3 +280,25 @@ def test_decode_gives_each_class_a_charge_it_allows() -> None:
     charge_logits = torch.tensor([[[0.0, 5.0, 1.0], [0.0, 0.0, 5.0], [2.0, 5.0, 0.0], [5.0, 0.0, 0.0]]])
     rows = decode_particles(X, MLPFOutput(logits, charge_logits, torch.zeros(1, 4, 5)))[0]
     assert rows[:, PF["charge"]].tolist() == [1.0, 0.0, -1.0, 0.0]
+
+
+def test_without_link_features_the_model_sees_only_the_elements(events: list[dict]) -> None:
+    """`link_features: false` drops the physics-informed track–cluster features from every input.
+
+    With them, moving a track changes a cluster's encoder input (its link features); without them the
+    cluster's input is its own normalised features only, so only attention can relate the two.
+    """
+    torch.manual_seed(0)
+    plain = build_model({"model": "mlpf", "mlpf": {**SMALL, "link_features": False}})
+    linked = build_model({"model": "mlpf", "mlpf": SMALL})
+    for m in (plain, linked):
+        m.normaliser.set_statistics(fit_normalisation(events))
+        m.eval()
+    assert plain.encode_cluster.net[0].in_features + N_LINK_FEATURES == linked.encode_cluster.net[0].in_features
+    batch = collate_events(events)
+    X, mask = batch.X, batch.mask
+    z, feats = plain.element_features(X, mask)
+    assert torch.equal(z, feats)
+    out = plain(X, mask)
+    assert out.cls_logits.shape[:2] == X.shape[:2]
+    assert count_parameters(plain) < count_parameters(linked)

@@ -23,7 +23,7 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 import pytest
-from sim_fixture import BFIELD, EventBuilder, calo_position, events_to_arrays, write_sim
+from sim_fixture import BFIELD, EventBuilder, calo_position, events_to_arrays, omega_of, write_sim
 
 from colliderflow.io.parquet import read_event_parquet
 from colliderflow.io.sim_reader import read_sim
@@ -74,7 +74,7 @@ def build_events() -> list[EventBuilder]:
     g3 = ev.particle(22, 0.0, *p3(3, -1.02, -0.98))
     ev.particle(12, 0.0, *p3(7, 0.3, 1.0))
     g5 = ev.particle(11, -1.0, *p3(6, -0.4, 2.8), mass=E_MASS)
-    ev.particle(130, 0.0, *p3(6, 2.9, -2.5), mass=K0_MASS)
+    ev.particle(130, 0.0, *p3(6, 2.5, -2.5), mass=K0_MASS)  # inside the |cos θ| ≤ 0.99 acceptance, no element
     g7 = ev.particle(-211, -1.0, *p3(8, 0.2, 1.3), mass=PI_MASS)
     g8 = ev.particle(2112, 0.0, *p3(12, 0.25, 1.4), mass=N_MASS)
     g9 = ev.particle(13, -1.0, *p3(20, -1.5, -2.0), mass=MU_MASS)
@@ -220,16 +220,55 @@ def test_merged_photons_sum_their_four_momenta(sim: ak.Array, ntuple: ak.Array) 
 
 
 def test_class_and_charge_of_a_merged_target_come_from_the_most_energetic_particle(tmp_path: Path) -> None:
+    """The leading particle gives the class, which is then remapped by the hosting cluster.
+
+    Before the particleflow element rule this cluster-hosted pion target was a charged hadron with
+    charge +1; a cluster cannot show a charge, so particleflow (and now we) make it a neutral hadron.
+    With the photon leading instead, the merged target is a photon.
+    """
     ev = EventBuilder()
     photon = ev.particle(22, 0.0, *p3(2, 0.0, 0.0))
     pion = ev.particle(211, 1.0, *p3(9, 0.01, 0.01), mass=PI_MASS)  # no track: deposits only
     ev.cluster({photon: 2.0, pion: 9.0}, ecal_fraction=0.5)
-    events = read_sim(write_sim(tmp_path / "m.root", events_to_arrays([ev])))
+    ev2 = EventBuilder()
+    photon2 = ev2.particle(22, 0.0, *p3(9, 0.0, 0.0))
+    pion2 = ev2.particle(211, 1.0, *p3(2, 0.01, 0.01), mass=PI_MASS)
+    ev2.cluster({photon2: 9.0, pion2: 2.0}, ecal_fraction=0.5)
+    events = read_sim(write_sim(tmp_path / "m.root", events_to_arrays([ev, ev2])))
     targets = assign_targets(events, layout_of(events))
     row = targets.rows[0]
-    assert row[PF["cls_id"]] == CLS_CHARGED_HADRON
-    assert row[PF["charge"]] == 1.0
+    assert row[PF["cls_id"]] == CLS_NEUTRAL_HADRON
+    assert row[PF["charge"]] == 0.0
     assert row[PF["energy"]] == pytest.approx(2.0 + float(events.gen_energy[0][1]), rel=1e-6)
+    assert targets.rows[1][PF["cls_id"]] == CLS_PHOTON
+
+
+@pytest.mark.parametrize(("pdgid", "charge", "expected"), [
+    (11, -1.0, CLS_PHOTON), (22, 0.0, CLS_PHOTON), (13, -1.0, CLS_NEUTRAL_HADRON),
+    (211, 1.0, CLS_NEUTRAL_HADRON), (2112, 0.0, CLS_NEUTRAL_HADRON)])
+def test_a_cluster_hosted_target_is_a_neutral_by_the_particleflow_rule(tmp_path: Path, pdgid: int, charge: float,
+                                                                       expected: int) -> None:
+    ev = EventBuilder()
+    g = ev.particle(pdgid, charge, *p3(5, 0.2, 0.3), mass=0.0)
+    ev.cluster({g: 5.0}, ecal_fraction=0.9)
+    events = read_sim(write_sim(tmp_path / "c.root", events_to_arrays([ev])))
+    row = assign_targets(events, layout_of(events)).rows[0]
+    assert (row[PF["cls_id"]], row[PF["charge"]]) == (expected, 0.0)
+
+
+@pytest.mark.parametrize(("pdgid", "charge", "expected"), [
+    (11, -1.0, CLS_ELECTRON), (13, 1.0, CLS_MUON), (211, -1.0, CLS_CHARGED_HADRON),
+    (22, 0.0, CLS_CHARGED_HADRON), (130, 0.0, CLS_CHARGED_HADRON)])
+def test_a_track_hosted_target_is_charged_by_the_particleflow_rule(tmp_path: Path, pdgid: int, charge: float,
+                                                                   expected: int) -> None:
+    """A neutral on a track (a conversion leg or a fake) becomes a charged hadron with the track's charge."""
+    ev = EventBuilder()
+    g = ev.particle(pdgid, charge, *p3(5, 0.2, 0.3), mass=0.0)
+    ev.track(g, track_charge=-1.0, track_omega=float(omega_of(5.0, -1.0)))
+    events = read_sim(write_sim(tmp_path / "t.root", events_to_arrays([ev])))
+    row = assign_targets(events, layout_of(events)).rows[0]
+    assert row[PF["cls_id"]] == expected
+    assert row[PF["charge"]] == (charge if charge != 0 else -1.0)
 
 
 def test_unassigned_energy_counts_only_visible_particles_without_element(sim: ak.Array, ntuple: ak.Array) -> None:
@@ -264,7 +303,7 @@ def test_jets_of_the_event(ntuple: ak.Array) -> None:
     assert pts == sorted(pts, reverse=True) and min(pts) >= 5.0
     # The forward K0L (pT 6 GeV) that reached no element is a gen jet of its own, but no target jet.
     assert len(genjets[0]) == len(targetjets[0]) + 1
-    k0_jets = [j for j in genjets[0] if abs(j[1] - 2.9) < 0.01]
+    k0_jets = [j for j in genjets[0] if abs(j[1] - 2.5) < 0.01]
     assert len(k0_jets) == 1 and k0_jets[0][0] == pytest.approx(6.0, rel=1e-5)
 
 
@@ -447,3 +486,16 @@ def test_nearest_within_stays_inside_events_and_breaks_ties_by_index() -> None:
     empty = nearest_within(query_event, query_key, ref_event[:0], ref_key[:0], window=1.0, distance=distance,
                            max_distance=1.0)
     assert empty.tolist() == [-1] * 5
+
+
+def test_energy_outside_the_polar_acceptance_is_not_unassigned(tmp_path: Path) -> None:
+    """A photon along the beam (ISR) reaches no element but is no reconstruction loss: not counted."""
+    ev = EventBuilder()
+    ev.particle(22, 0.0, *p3(2, 4.0, 0.0))  # |cos θ| = tanh(4) > 0.99: down the beam pipe
+    lost = ev.particle(22, 0.0, *p3(2, 2.0, 0.0))  # inside the acceptance, but no deposit either
+    seen = ev.particle(22, 0.0, *p3(5, 0.1, 0.3))
+    ev.cluster({seen: 5.0}, ecal_fraction=1.0)
+    events = read_sim(write_sim(tmp_path / "a.root", events_to_arrays([ev])))
+    targets = assign_targets(events, layout_of(events))
+    assert targets.unassigned_energy[0] == pytest.approx(float(events.gen_energy[0][lost]), rel=1e-6)
+    assert targets.n_unassigned == 1

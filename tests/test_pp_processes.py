@@ -70,7 +70,12 @@ def test_ee_processes_keep_their_settings() -> None:
     assert set(PROCESSES) == {"ee_ttbar", "ee_qq", "ee_ww_fullhad"}
     for process in PROCESSES:
         assert run_settings(process, 380.0) == (*beam_settings(380.0), *process_settings(process))
-    assert beam_settings(380.0) == ("Beams:idA = 11", "Beams:idB = -11", "Beams:eCM = 380.0", "PDF:lepton = off")
+    # The CLIC cards' beams (key4hep-sim clic/pythia/p8_ee_*_ecm380.cmd): ISR, beam spot, decay cylinder.
+    assert beam_settings(380.0) == (
+        "Beams:idA = 11", "Beams:idB = -11", "Beams:eCM = 380.0", "PDF:lepton = on", "PartonLevel:ISR = on",
+        "PartonLevel:FSR = on", "Beams:allowVertexSpread = on", "Beams:sigmaVertexX = 0.0273",
+        "Beams:sigmaVertexY = 4.88e-05", "Beams:sigmaVertexZ = 1.33", "ParticleDecays:limitCylinder = on",
+        "ParticleDecays:xyMax = 2250.0", "ParticleDecays:zMax = 2500.0")
 
 
 @pytest.mark.parametrize(

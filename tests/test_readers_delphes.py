@@ -63,9 +63,10 @@ def test_ntuple_features_targets_and_baseline(ntuple: Path) -> None:
 
 @needs_real
 def test_validation_passes_every_check_but_closure(ntuple: Path, tmp_path: Path) -> None:
-    """This file is pp at 14 TeV (JetClass-II card): most visible truth energy is forward, beyond the
-    PF candidates' acceptance, and PUPPI-zeroed candidates are not elements; so the e+e− closure check
-    cannot pass on it. Every other check must."""
+    """This file is pp at 14 TeV (JetClass-II card): PUPPI-zeroed candidates are not elements and the PF
+    candidates' acceptance ends before |cos θ| = 0.99, so the e+e− closure check cannot pass on it.
+    Every other check must. The forward beam remnants beyond |cos θ| = 0.99 are outside the acceptance
+    and no longer count against the closure (they made it ~0.1–0.4 before); what is left is measured."""
     with pytest.raises(ValueError, match="max_closure_outlier_fraction") as info:
         validate_dataset([ntuple], params={}, summary=tmp_path / "v.json", plot=tmp_path / "v.png")
     failed = str(info.value).split(":", 2)[-1]
@@ -74,7 +75,8 @@ def test_validation_passes_every_check_but_closure(ntuple: Path, tmp_path: Path)
     summary = validate_dataset([ntuple], params={"max_closure_outlier_fraction": 1.0},
                                summary=tmp_path / "pp.json", plot=tmp_path / "pp.png")
     assert all(c["passed"] for c in summary["checks"])
-    assert 0.1 < summary["closure"]["median"] < 0.4  # the beam remnants' share, measured, not hidden
+    # In-acceptance losses (PUPPI, the 2.5 < |η| < 2.65 ring): measured 0.88, still visibly below 1.
+    assert 0.6 < summary["closure"]["median"] < 0.95
 
 
 @needs_real

@@ -167,7 +167,7 @@ EVENT_COLUMNS: Final = {
     "genmet": "float32, GeV, from all status=1 truth particles except neutrinos",
     "genjets": "list<[4] float32>: jets of status=1 truth particles (no neutrinos)",
     "targetjets": "list<[4] float32>: jets of the target particles",
-    "gen_unassigned_energy": "float32, GeV of truth energy reaching no element",
+    "gen_unassigned_energy": "float32, GeV of truth energy in acceptance (|cos θ| ≤ 0.99) reaching no element",
 }
 
 # The per-event (not per-element) columns: what a weights section may name as `vars` or `class_column`.

@@ -1,17 +1,25 @@
-"""Parametric ECAL + HCAL: one smeared energy deposit per particle, merged into clusters by cell.
+"""Parametric ECAL + HCAL: one sampled shower per particle, merged into clusters by cell.
 
-Every visible particle that reaches the calorimeter leaves one deposit at its impact point on the ECAL
-front face (barrel r = 1.5 m, endcaps |z| = 2.307 m with a 260 mm beam hole): charged particles follow
-their helix and must reach the face on their outgoing half-turn (curlers leave nothing), neutral ones
-a straight line; neutrinos leave nothing. Positions, also for the HCAL part of a hadron shower, are
-given at the ECAL face, smeared by 2 mm (EM) or 10 mm (hadronic).
+Every visible particle that reaches the calorimeter showers from its impact point on the ECAL front
+face (barrel r = 1.5 m, endcaps |z| = 2.307 m with a 260 mm beam hole): charged particles follow their
+helix and must reach the face on their outgoing half-turn (curlers leave nothing), neutral ones a
+straight line; neutrinos leave nothing. The total measured energy is smeared with the resolution of
+the species' calorimetry (EM 15 %/sqrt(E) (+) 1 %, hadronic 50 %/sqrt(E) (+) 5 %, of E; E - m for
+baryons, E + m for antibaryons); the shower then places that energy at a dozen or so sampled points:
 
-* Photons and electrons: all energy in the ECAL, sigma/E = 15 %/sqrt(E) (+) 1 %.
-* Hadrons: the energy a shower can release (E; E - m for baryons, which keep their mass; E + m for
-  antibaryons, which annihilate) is smeared with 50 %/sqrt(E) (+) 5 % and then split: with probability
-  0.6 the shower starts in the ECAL and leaves a uniform 10-70 % there; otherwise a charged hadron
-  leaves a MIP in the ECAL and a neutral one nothing, and the rest goes to the HCAL.
-* Muons: MIP deposits, ~20 MeV in the ECAL and ~300 MeV in the HCAL (log-normal spread).
+* Electromagnetic (photons, electrons): depths from the Gamma profile in radiation lengths with
+  t_max = ln(E / E_c) ± 0.5, fluctuating shower by shower; lateral distances from
+  2 r R² / (r² + R²)² with 90 % inside the ECAL's effective Molière radius. Points behind the 22 X0
+  ECAL are HCAL energy (longitudinal leakage).
+* Hadrons: the first interaction at an exponential depth in interaction lengths (so 1 - e^-1 of them
+  start in the 1 lambda_I ECAL); a charged hadron ionises like a MIP before it; from there an EM part
+  (Groom's π0 fraction, fluctuating) showers compactly and the hadronic rest follows a Gamma profile
+  in lambda_I with a wide lateral profile. Energy behind the HCAL leaks out.
+* Muons: MIP deposits (log-normal) spread along their path through ECAL and HCAL.
+
+ECAL and HCAL energies are sums over the points in each; the deposit's position is the points'
+energy-weighted centroid and its spread their variance, so cluster shapes are computed, not assigned.
+Parameters and their sources: docs/detector.md.
 
 Merging is what makes this more than smearing: deposits are binned in (eta, phi) cells and all deposits
 of one event in one cell form one cluster, so nearby showers become a single cluster, the confusion that
@@ -22,8 +30,7 @@ hadron shower). Binning is one sort over (event, HCAL cell, ECAL cell) keys for 
 
 A cluster's energy is the sum of its deposits (ECAL + HCAL; "other" is always 0 here), its position
 and iTheta (the particles' polar angle, smeared by 0.01 / 0.05 rad) energy-weighted, its spread the
-energy-weighted rms of the deposit positions combined with the showers' own size (15 mm EM, 60 mm
-hadronic, 10 mm MIP), and its hit count Poisson with 40 hits per GeV in the ECAL, 15 in the HCAL (at
+energy-weighted rms of all the sampled points of its showers, and its hit count Poisson with 40 hits per GeV in the ECAL, 15 in the HCAL (at
 least 1; above 30 expected hits its normal approximation). Clusters below `cluster_energy_min_gev`
 (0.1 GeV) are dropped with their truth links.
 
@@ -53,6 +60,22 @@ from colliderflow.generate.helix import (
 )
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
+from colliderflow.generate.showers import (
+    N_SUMS,
+    S_ECAL,
+    S_HCAL,
+    S_W,
+    S_X,
+    S_XX,
+    S_Y,
+    S_YY,
+    S_Z,
+    S_ZZ,
+    axis_basis,
+    em_shower,
+    hadron_shower,
+    muon_shower,
+)
 from colliderflow.generate.tracker import particle_geometry
 from colliderflow.schema import NEUTRINO_PDGIDS, SIM_CLUSTER_BRANCHES
 
@@ -77,11 +100,13 @@ class Deposits:
     kind: np.ndarray  # int8, KIND_*
     e_ecal: np.ndarray  # GeV
     e_hcal: np.ndarray  # GeV
-    x: np.ndarray  # mm
+    x: np.ndarray  # mm, energy-weighted centroid of the shower's sampled points
     y: np.ndarray
     z: np.ndarray
     itheta: np.ndarray  # rad
-    shower_size: np.ndarray  # mm, rms
+    var_x: np.ndarray  # mm², energy-weighted variance of the sampled points about the centroid
+    var_y: np.ndarray
+    var_z: np.ndarray
     ieta: np.ndarray  # int64, ECAL cell index in eta
     iphi: np.ndarray  # int64, ECAL cell index in phi, 0 .. ecal_cells_phi - 1
 
@@ -101,15 +126,30 @@ class CalorimeterParams(NamedTuple):
     em_constant: float
     hadron_stochastic: float
     hadron_constant: float
-    hadron_ecal_start_probability: float
-    hadron_ecal_fraction_min: float
-    hadron_ecal_fraction_max: float
     mip_ecal_gev: float
     mip_hcal_gev: float
     mip_log_width: float
-    em_shower_size_mm: float
-    hadron_shower_size_mm: float
-    mip_shower_size_mm: float
+    ecal_thickness_mm: float
+    ecal_radiation_lengths: float
+    ecal_interaction_lengths: float
+    ecal_hcal_gap_mm: float
+    hcal_thickness_mm: float
+    hcal_interaction_lengths: float
+    hcal_radiation_length_mm: float
+    em_critical_energy_gev: float
+    em_profile_b: float
+    em_tmax_log_fluctuation: float
+    ecal_moliere_radius_mm: float
+    hadron_em_fraction_e0_gev: float
+    hadron_em_fraction_k: float
+    hadron_em_fraction_spread: float
+    hadron_profile_scale: float
+    hadron_lateral_radius_mm: float
+    em_spots: float
+    hadron_em_spots: float
+    hadron_spots: float
+    em_spot_shape: float
+    hadron_spot_shape: float
     em_position_resolution_mm: float
     hadron_position_resolution_mm: float
     em_itheta_resolution: float
@@ -198,7 +238,9 @@ def _deposit_kernel(
     y_out,
     z_out,
     itheta,
-    shower_size,
+    var_x,
+    var_y,
+    var_z,
     ieta,
     iphi,
 ):
@@ -208,6 +250,8 @@ def _deposit_kernel(
     """
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
     n_phi = int(params.ecal_cells_phi)
+    sums = np.zeros(N_SUMS)
+    buf = np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1))
     n = 0
     for i in range(pdgid.shape[0]):
         a = abs(pdgid[i])
@@ -243,58 +287,55 @@ def _deposit_kernel(
             kind = KIND_MIP
         else:
             kind = KIND_HADRON
+        em = kind == KIND_EM
+        position_sigma = params.em_position_resolution_mm if em else params.hadron_position_resolution_mm
+        # The shower axis: from the production point through the impact point (its cell is the deposit's).
+        ux, uy, uz = x - vx[i], y - vy[i], z - vz[i]
+        norm = math.sqrt(ux * ux + uy * uy + uz * uz)
+        if norm > 0.0:
+            ux, uy, uz = ux / norm, uy / norm, uz / norm
+        else:
+            p_abs = math.sqrt(px[i] ** 2 + py[i] ** 2 + pz[i] ** 2)
+            ux, uy, uz = px[i] / p_abs, py[i] / p_abs, pz[i] / p_abs
+        x = x + position_sigma * rng.standard_normal()
+        y = y + position_sigma * rng.standard_normal()
+        z = z + position_sigma * rng.standard_normal()
+        sums[:] = 0.0
+        ax, ay, az, bx, by, bz = axis_basis(ux, uy, uz)
+        u = (ux, uy, uz, ax, ay, az, bx, by, bz)
         if kind == KIND_MIP:
-            mip_ecal = params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal())
-            mip_hcal = params.mip_hcal_gev * math.exp(params.mip_log_width * rng.standard_normal())
-            # A slow muon cannot lose more than its kinetic energy.
-            scale = min(1.0, (energy[i] - mass[i]) / (mip_ecal + mip_hcal))
-            ecal, hcal = mip_ecal * scale, mip_hcal * scale
+            muon_shower(rng, params, energy[i] - mass[i], x, y, z, u, sums)
         elif kind == KIND_EM:
             sigma = math.hypot(params.em_stochastic / math.sqrt(energy[i]), params.em_constant)
-            ecal, hcal = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0), 0.0
+            measured = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0)
+            # Electrons start their shower half a radiation length earlier than photons (PDG: C = -0.5, +0.5).
+            shift = -0.5 if a == ELECTRON_ABS_PDGID else 0.5
+            em_shower(rng, params, measured, shift, 0.0, x, y, z, u, int(params.em_spots), sums, buf)
         else:
             # Baryons keep their rest mass, antibaryons annihilate it as well.
             baryon = 1.0 if (a % 10000) >= 1000 and a < 1000000 else 0.0
             available = energy[i] - baryon * (1.0 if pdgid[i] > 0 else -1.0) * mass[i]
             sigma = math.hypot(params.hadron_stochastic / math.sqrt(max(available, 1e-12)), params.hadron_constant)
-            shower = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
-            if rng.random() < params.hadron_ecal_start_probability:
-                fraction = (
-                    params.hadron_ecal_fraction_min
-                    + (params.hadron_ecal_fraction_max - params.hadron_ecal_fraction_min) * rng.random()
-                )
-                ecal = fraction * shower
-            elif charge[i] != 0.0:
-                # A MIP through the ECAL, showering in the HCAL.
-                ecal = min(params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal()), shower)
-            else:
-                ecal = 0.0  # a neutral hadron that passes the ECAL leaves nothing there
-            hcal = shower - ecal
-        if ecal + hcal <= 0.0:
+            measured = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
+            hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, u, sums, buf)
+        ecal, hcal, weight = sums[S_ECAL], sums[S_HCAL], sums[S_W]
+        if ecal + hcal <= 0.0 or weight <= 0.0:
             continue
-
-        em = kind == KIND_EM
-        position_sigma = params.em_position_resolution_mm if em else params.hadron_position_resolution_mm
-        itheta_sigma = params.em_itheta_resolution if em else params.hadron_itheta_resolution
         gen_index[n] = i
         kind_out[n] = kind
         e_ecal[n] = ecal
         e_hcal[n] = hcal
-        x = x + position_sigma * rng.standard_normal()
-        y = y + position_sigma * rng.standard_normal()
-        z = z + position_sigma * rng.standard_normal()
-        x_out[n], y_out[n], z_out[n] = x, y, z
-        # The deposit's ECAL cell.
+        mx, my, mz = sums[S_X] / weight, sums[S_Y] / weight, sums[S_Z] / weight
+        x_out[n], y_out[n], z_out[n] = mx, my, mz
+        var_x[n] = max(sums[S_XX] / weight - mx * mx, 0.0)
+        var_y[n] = max(sums[S_YY] / weight - my * my, 0.0)
+        var_z[n] = max(sums[S_ZZ] / weight - mz * mz, 0.0)
+        # The deposit's ECAL cell: where its (smeared) axis enters the ECAL.
         eta = math.asinh(z / max(math.hypot(x, y), 1e-9))
         ieta[n] = int(min(max(math.floor(eta / params.ecal_cell_eta), -_ETA_OFFSET), _ETA_OFFSET - 1))
         iphi[n] = min(int((math.atan2(y, x) + math.pi) * (n_phi / (2.0 * math.pi))), n_phi - 1)
+        itheta_sigma = params.em_itheta_resolution if em else params.hadron_itheta_resolution
         itheta[n] = math.atan2(pt, pz[i]) + itheta_sigma * rng.standard_normal()
-        if em:
-            shower_size[n] = params.em_shower_size_mm
-        elif kind == KIND_MIP:
-            shower_size[n] = params.mip_shower_size_mm
-        else:
-            shower_size[n] = params.hadron_shower_size_mm
         n += 1
     return n
 
@@ -310,7 +351,7 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
     params = calorimeter_params(detector)
     gen_index = np.empty(n, dtype=np.int64)
     kind = np.empty(n, dtype=np.int8)
-    values = {name: np.empty(n) for name in ("e_ecal", "e_hcal", "x", "y", "z", "itheta", "shower_size")}
+    values = {name: np.empty(n) for name in ("e_ecal", "e_hcal", "x", "y", "z", "itheta", "var_x", "var_y", "var_z")}
     cells = {name: np.empty(n, dtype=np.int64) for name in ("ieta", "iphi")}
     n_dep = _deposit_kernel(
         rng,
@@ -403,7 +444,7 @@ def _hit_count(rng, expected):
 
 @numba.njit(cache=True, nogil=True)
 def _build_clusters(
-    rng, order, cluster_sorted, event, gen_local, e_ecal, e_hcal, x, y, z, itheta, shower_size,
+    rng, order, cluster_sorted, event, gen_local, e_ecal, e_hcal, x, y, z, itheta, var_x, var_y, var_z,
     energy_min, ecal_hits_per_gev, hcal_hits_per_gev, values, nhits, cluster_event,
     link_cluster, link_gen, link_energy, link_event,
 ):  # fmt: skip
@@ -423,7 +464,7 @@ def _build_clusters(
     while start < n:
         c = cluster_sorted[start]
         stop = start
-        s_ecal = s_hcal = s_x = s_y = s_z = s_xx = s_yy = s_zz = s_size2 = s_itheta = 0.0
+        s_ecal = s_hcal = s_x = s_y = s_z = s_xx = s_yy = s_zz = s_itheta = 0.0
         while stop < n and cluster_sorted[stop] == c:
             d = order[stop]
             w = e_ecal[d] + e_hcal[d]
@@ -432,10 +473,10 @@ def _build_clusters(
             s_x += w * x[d]
             s_y += w * y[d]
             s_z += w * z[d]
-            s_xx += w * x[d] * x[d]
-            s_yy += w * y[d] * y[d]
-            s_zz += w * z[d] * z[d]
-            s_size2 += w * shower_size[d] * shower_size[d]
+            # Second moments of all the cluster's sampled points: each deposit's centroid and spread.
+            s_xx += w * (x[d] * x[d] + var_x[d])
+            s_yy += w * (y[d] * y[d] + var_y[d])
+            s_zz += w * (z[d] * z[d] + var_z[d])
             s_itheta += w * itheta[d]
             stop += 1
         energy = s_ecal + s_hcal
@@ -447,7 +488,6 @@ def _build_clusters(
             previous_event = ev
             in_event = 0  # clusters are numbered within their event (they come event-major)
         mx, my, mz = s_x / energy, s_y / energy, s_z / energy
-        intrinsic = s_size2 / energy
         values[0, n_kept] = energy
         values[1, n_kept] = mx
         values[2, n_kept] = my
@@ -456,10 +496,10 @@ def _build_clusters(
         values[5, n_kept] = s_ecal
         values[6, n_kept] = s_hcal
         values[7, n_kept] = 0.0  # no energy outside ECAL and HCAL in this model
-        # Spread: the energy-weighted rms of the deposit positions with the showers' own size.
-        values[8, n_kept] = math.sqrt(max(s_xx / energy - mx * mx, 0.0) + intrinsic)
-        values[9, n_kept] = math.sqrt(max(s_yy / energy - my * my, 0.0) + intrinsic)
-        values[10, n_kept] = math.sqrt(max(s_zz / energy - mz * mz, 0.0) + intrinsic)
+        # Spread: the energy-weighted rms of all sampled shower points of the cluster.
+        values[8, n_kept] = math.sqrt(max(s_xx / energy - mx * mx, 0.0))
+        values[9, n_kept] = math.sqrt(max(s_yy / energy - my * my, 0.0))
+        values[10, n_kept] = math.sqrt(max(s_zz / energy - mz * mz, 0.0))
         nhits[n_kept] = _hit_count(rng, ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal)
         cluster_event[n_kept] = ev
         # Links, in particle order within the cluster (the sort is stable).
@@ -496,7 +536,8 @@ def cluster_deposits(
     link_event = np.empty(n_deposits, dtype=np.int64)
     n_kept, n_links = _build_clusters(
         rng, order, cluster_sorted, deposits.event, gen.local_index[deposits.gen_index], deposits.e_ecal,
-        deposits.e_hcal, deposits.x, deposits.y, deposits.z, deposits.itheta, deposits.shower_size,
+        deposits.e_hcal, deposits.x, deposits.y, deposits.z, deposits.itheta, deposits.var_x, deposits.var_y,
+        deposits.var_z,
         float(calo.cluster_energy_min_gev), float(calo.ecal_hits_per_gev), float(calo.hcal_hits_per_gev),
         values, nhits, cluster_event, link_cluster, link_gen, link_energy, link_event,
     )  # fmt: skip

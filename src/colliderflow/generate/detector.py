@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from colliderflow.generate.calorimeter import simulate_calorimeter
+from colliderflow.generate.fakes import fake_tracks, merge_tracks
 from colliderflow.generate.geometry import DetectorConfig, detector_config
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.records import Collection
@@ -42,4 +43,5 @@ def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np
     geometry = particle_geometry(gen, config)  # shared by both, computed once
     tracks = simulate_tracks(gen, config, rng, geometry)
     clusters, links = simulate_calorimeter(gen, config, rng, geometry)
+    tracks = merge_tracks(tracks, fake_tracks(tracks.counts, config, rng))
     return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

@@ -72,6 +72,13 @@ class TrackerConfig:
     # resolution of the truncated mean over the track's hits.
     dedx_mip_gev_per_mm: float = 2.7e-4
     dedx_relative_resolution: float = 0.07
+    # Fake tracks (generate/fakes.py): mean number per real track, their pT scale above pt_min_gev (GeV),
+    # the spread of their impact parameters (mm) and the factor on their chi2. The CLICdet tracking
+    # studies (arXiv:1812.07337) find fake rates at or below the per-cent level in tt̄ events; 1 % is taken.
+    fake_tracks_per_track: float = 0.01
+    fake_pt_scale_gev: float = 0.5
+    fake_impact_sigma_mm: float = 1.0
+    fake_chi2_scale: float = 3.0
 
 
 @dataclass(frozen=True)
@@ -87,11 +94,42 @@ class CalorimeterConfig:
     em_constant: float = 0.01
     hadron_stochastic: float = 0.50
     hadron_constant: float = 0.05
-    # Hadron showers start in the ECAL (about one interaction length deep) with this probability; they
-    # then leave a uniform fraction in [min, max] of their energy there, the rest in the HCAL.
-    hadron_ecal_start_probability: float = 0.6
-    hadron_ecal_fraction_min: float = 0.1
-    hadron_ecal_fraction_max: float = 0.7
+    # Depths (CLICdet, CLICdp-Note-2017-001): the ECAL is 40 Si-W layers, 202 mm, 22 X0 and about 1 lambda_I;
+    # the HCAL starts 38 mm behind it (barrel 1740 mm) and is 60 steel-scintillator layers, 1590 mm,
+    # 7.5 lambda_I; its effective radiation length (19 mm steel per 26.5 mm layer) is about 24.5 mm.
+    ecal_thickness_mm: float = 202.0
+    ecal_radiation_lengths: float = 22.0
+    ecal_interaction_lengths: float = 1.0
+    ecal_hcal_gap_mm: float = 38.0
+    hcal_thickness_mm: float = 1590.0
+    hcal_interaction_lengths: float = 7.5
+    hcal_radiation_length_mm: float = 24.5
+    # Electromagnetic showers: critical energy of tungsten (GeV), the longitudinal Gamma profile's
+    # b parameter (PDG), the log-normal per-shower fluctuation of its maximum, and the effective
+    # Molière radius of the sampling ECAL (mm; 90 % of the energy inside it).
+    em_critical_energy_gev: float = 0.00797
+    em_profile_b: float = 0.5
+    em_tmax_log_fluctuation: float = 0.2
+    ecal_moliere_radius_mm: float = 24.0
+    # Hadron showers: the first interaction is exponential in lambda_I; the electromagnetic fraction
+    # follows Groom's power law 1 - (E / e0)^(k - 1) with a Gaussian spread; the hadronic part's
+    # longitudinal Gamma profile has scale `hadron_profile_scale` lambda_I and its maximum
+    # 0.2 ln(E / GeV) + 0.7 lambda_I behind the start (PDG); 90 % of it lies within
+    # `hadron_lateral_radius_mm` of the axis.
+    hadron_em_fraction_e0_gev: float = 1.0
+    hadron_em_fraction_k: float = 0.82
+    hadron_em_fraction_spread: float = 0.1
+    hadron_profile_scale: float = 0.8
+    hadron_lateral_radius_mm: float = 200.0
+    # Energy-carrying points sampled per shower: electromagnetic, the electromagnetic part of a hadron
+    # shower, its hadronic part; their energies are Gamma-distributed with these shapes (fewer, more
+    # unequal points: larger fluctuations of the shower shape; integer shapes, drawn as -log of a product of
+    # uniforms).
+    em_spots: int = 5
+    hadron_em_spots: int = 2
+    hadron_spots: int = 6
+    em_spot_shape: int = 3
+    hadron_spot_shape: int = 1
     # Minimum-ionising deposits (charged hadrons that pass the ECAL, muons), GeV, and their log-normal width.
     mip_ecal_gev: float = 0.02
     mip_hcal_gev: float = 0.30
@@ -101,10 +139,7 @@ class CalorimeterConfig:
     ecal_cell_eta: float = 0.025
     ecal_cells_phi: int = 256
     hcal_cell_factor: int = 2
-    # Transverse shower size (rms, mm) and the scatter of a deposit's position around the impact point.
-    em_shower_size_mm: float = 15.0
-    hadron_shower_size_mm: float = 60.0
-    mip_shower_size_mm: float = 10.0
+    # Scatter of a shower axis' impact point (which decides its cell) around the particle's.
     em_position_resolution_mm: float = 2.0
     hadron_position_resolution_mm: float = 10.0
     # Spread of the shower-axis polar angle around the particle's direction (rad).

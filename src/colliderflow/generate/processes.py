@@ -3,14 +3,21 @@
 The process catalogue lives here, apart from the driver, so that adding a process is one entry and the
 provenance of a sample can quote exactly the strings Pythia was given.
 
-Beam choices, applied to every process:
+Beam choices for every e+e- process follow key4hep-sim's CLIC cards (`clic/pythia/p8_ee_*_ecm380.cmd`,
+the generator cards of the published CLIC MLPF datasets), so that the builtin, Delphes and Key4HEP
+backends all see the same beams (all three call `beam_settings` through `PythiaGenerator`, and the
+Key4HEP card is written from the generator's own settings):
 
-* `PDF:lepton = off`: the beam leptons carry the full beam energy. There is no initial-state photon
-  radiation and no beamstrahlung, so the visible + invisible final state sums to exactly sqrt(s). This is
-  a simplification of CLIC (whose luminosity spectrum has a long tail) that makes the truth energy sum a
-  usable check and keeps the event kinematics easy to reason about; final-state radiation stays on.
-* No beam-spot spread: every primary vertex sits at the origin, so impact parameters measure only the
-  displacement from decays of long-lived particles.
+* `PDF:lepton = on`, `PartonLevel:ISR = on`: initial-state photon radiation. The beam leptons carry a
+  fraction of the beam energy; the radiated photons are final-state particles, mostly along the beam,
+  so the final state still sums to sqrt(s) in four-momentum while the detector sees less.
+* Vertex smearing as in the cards: Gaussian beam spot σx = 27.3 µm, σy = 48.8 nm, σz = 1.33 mm
+  (`Beams:allowVertexSpread`, values in mm). Impact parameters therefore measure the displacement from
+  the beam line plus the spot size.
+* `ParticleDecays:limitCylinder = on` with xyMax = 2250 mm and zMax = 2500 mm, as in the cards: a
+  long-lived particle decays in the generator only inside the tracker+calorimeter cylinder.
+* No beam-energy spread: the cards leave `Beams:allowMomentumSpread` at Pythia's default (off), and CLIC's
+  luminosity spectrum (beamstrahlung) is not in them either; matching the anchors wins over adding it.
 * Long-lived particles decay in the generator with Pythia's default stability rules: pi+-, K+-, K0L,
   muons, (anti)protons and (anti)neutrons are stable; K0S, Lambda, Sigma, Xi, Omega, charm and bottom
   hadrons and taus decay, at their proper-lifetime-sampled vertices (in mm). The detector simulation then
@@ -181,8 +188,8 @@ def pp_option_settings(process: str, options: Mapping[str, Any] | None) -> tuple
 def run_settings(process: str, sqrt_s: float, options: Mapping[str, Any] | None = None) -> tuple[str, ...]:
     """Beams, process and options of one run, in the order Pythia is given them.
 
-    The e+e- processes take no options and keep exactly their historical settings, so their samples
-    are unchanged; pp processes get proton beams and their options.
+    The e+e- processes take no options and get the CLIC beams of `beam_settings`; pp processes get
+    proton beams and their options.
     """
     if not is_pp(process):
         if options:
@@ -191,13 +198,24 @@ def run_settings(process: str, sqrt_s: float, options: Mapping[str, Any] | None 
     return (*pp_beam_settings(sqrt_s), *process_settings(process), *pp_option_settings(process, options))
 
 
+# The beam spot of key4hep-sim's CLIC 380 GeV cards (mm), and the decay cylinder (mm) of the same cards.
+CLIC_VERTEX_SIGMA_MM: Final = {"X": 2.73e-2, "Y": 48.8e-6, "Z": 1.33}
+CLIC_DECAY_CYLINDER_MM: Final = {"xyMax": 2250.0, "zMax": 2500.0}
+
+
 def beam_settings(sqrt_s: float) -> tuple[str, ...]:
-    """Pythia strings for e- e+ beams at centre-of-mass energy `sqrt_s` (GeV), without ISR (see module doc)."""
+    """Pythia strings for e- e+ beams at `sqrt_s` (GeV) as key4hep-sim's CLIC cards set them (module doc)."""
     return (
         f"Beams:idA = {_ELECTRON_PDGID}",
         f"Beams:idB = {-_ELECTRON_PDGID}",
         f"Beams:eCM = {sqrt_s!r}",
-        "PDF:lepton = off",
+        "PDF:lepton = on",
+        "PartonLevel:ISR = on",
+        "PartonLevel:FSR = on",
+        "Beams:allowVertexSpread = on",
+        *(f"Beams:sigmaVertex{axis} = {sigma!r}" for axis, sigma in CLIC_VERTEX_SIGMA_MM.items()),
+        "ParticleDecays:limitCylinder = on",
+        *(f"ParticleDecays:{name} = {value!r}" for name, value in CLIC_DECAY_CYLINDER_MM.items()),
     )
 
 

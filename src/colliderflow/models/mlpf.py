@@ -1,4 +1,9 @@
-"""MLPF: a transformer that turns each detector element (track or cluster) into zero or one particle.
+"""MLPF-style transformer with physics-informed track–cluster link features: each detector element
+(track or cluster) becomes zero or one particle.
+
+`train.mlpf.link_features: false` trains the same network without the link features (the encoders then
+see only the normalised elements), so the gain from learning can be told apart from the gain from the
+built-in, rule-like linking.
 
 The model follows the published MLPF design (Pata et al., Commun. Phys. 7, 124 (2024)) at small scale:
 
@@ -93,6 +98,8 @@ class MLPFConfig:
     num_layers: int = 2
     ff_dim: int = 128
     dropout: float = 0.0
+    # Feed the physics-informed track–cluster link features (`link_features`) to the encoders and heads.
+    link_features: bool = True
 
     def check(self, where: str) -> None:
         """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
@@ -105,6 +112,8 @@ class MLPFConfig:
             raise ValueError(
                 f"{where}: embedding_dim={config.embedding_dim} not divisible by num_heads={config.num_heads}"
             )
+        if not isinstance(config.link_features, bool):
+            raise ValueError(f"{where}.link_features: expected true or false, got {config.link_features!r}")
         if not 0.0 <= float(config.dropout) < 1.0:
             raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
 
@@ -245,7 +254,7 @@ class MLPF(nn.Module):
         # target: the heads predict (target − element − center) / scale (see fit_regression_standardisation).
         self.register_buffer("regression_center", torch.zeros(_N_TYPES, N_REG))
         self.register_buffer("regression_scale", torch.ones(_N_TYPES, N_REG))
-        n_in = _N_INPUTS + N_LINK_FEATURES
+        n_in = _N_INPUTS + (N_LINK_FEATURES if config.link_features else 0)
         # Tracks and clusters measure different things in the same columns: one encoder each.
         self.encode_track = MLP(n_in, ff, d, dropout=p)
         self.encode_cluster = MLP(n_in, ff, d, dropout=p)
@@ -298,6 +307,8 @@ class MLPF(nn.Module):
         """The normalised elements z [B, N, 16] and the encoder inputs [z, link features] [B, N, 16 + L],
         in float32 under autocast (logs of momenta, helix geometry, energy sums and balances)."""
         z = self.normaliser(X)  # [B, N, 16]
+        if not self.config.link_features:
+            return z, z
         dist2 = track_cluster_distance2(X, mask)  # [B, N, N]
         kernels = proximity_kernels(dist2)  # [B, K, N, N]
         return z, torch.cat([z, link_features(X, mask, kernels, dist2)], dim=-1)

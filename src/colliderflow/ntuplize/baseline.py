@@ -21,6 +21,9 @@ It sees only the element features (never the truth), in the spirit of Pandora bu
    `min_neutral_hadron_energy`, where most such clusters are fragments of charged hadron showers.
    Direction from the cluster position, massless.
 
+The EM-fraction and MIP thresholds are checked against the builtin detector's sampled showers in
+docs/detector.md ("Baseline thresholds against the detector's behaviour").
+
 Linking is a compiled nearest-neighbour search over the flattened tracks and clusters of all events
 (`kinematics.nearest_in_events`); everything else is numpy columns. One candidate or none per element, in the
 PARTICLE_FEATURES layout (jet_idx −1 here; the caller fills it).

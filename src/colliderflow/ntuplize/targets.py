@@ -8,11 +8,23 @@ event:
 
 * a particle with a track goes to its track (the first one, if a particle made several);
 * otherwise to the cluster holding most of its deposited energy (ties: the lower cluster index);
-* otherwise it reached no element, and its energy is counted in `gen_unassigned_energy`.
+* otherwise it reached no element, and its energy is counted in `gen_unassigned_energy` if it flew
+  inside the detector's polar acceptance (|cos θ| ≤ ACCEPTANCE_COS_THETA); outside it (initial-state
+  photons along the beam, beam-pipe losses) no detector could have seen it, and it is not counted.
 
 When several particles land on one element their four-momenta are summed into one target, and the
 class and charge are those of the most energetic of them (ties: the lower truth index). This is what
-makes two photons merged into one cluster a single, heavier photon target. jet_idx is the index of the
+makes two photons merged into one cluster a single, heavier photon target.
+
+Class and charge are then remapped by the element that hosts the target, as particleflow's
+postprocessing does (`map_charged_to_neutral` / `map_neutral_to_charged` in
+mlpf/data/key4hep/postprocessing.py), because only what the element can show is learnable:
+
+* on a cluster: electron or photon → photon, anything else (charged hadron, muon, neutral hadron)
+  → neutral hadron, charge 0 (a charged particle without a track looks like a neutral one);
+* on a track: photon or neutral hadron → charged hadron (a neutral particle owns a track only as a
+  conversion leg or a fake), electrons and muons keep their class. Where the truth charge is 0 the
+  target takes the sign of the track's measured charge, so every track-hosted target is charged. jet_idx is the index of the
 target jet the particle falls into (see `jet_index`), −1 outside every jet and on empty elements.
 """
 
@@ -58,6 +70,26 @@ def _particle_class_kernel(pdgid, charge, out):
             out[i] = CLS_NEUTRAL_HADRON
 
 
+def remap_by_element(cls: np.ndarray, charge: np.ndarray, on_track: np.ndarray, track_charge: np.ndarray
+                     ) -> tuple[np.ndarray, np.ndarray]:
+    """(class, charge) of targets after the particleflow element rule (see the module docstring).
+
+    `on_track` says which targets sit on a track; `track_charge` is the measured charge of that track
+    (ignored elsewhere).
+    """
+    cls = np.asarray(cls, dtype=np.int64)
+    on_track = np.asarray(on_track, dtype=bool)
+    egamma = (cls == CLS_PHOTON) | (cls == CLS_ELECTRON)
+    on_cluster_cls = np.where(egamma, CLS_PHOTON, CLS_NEUTRAL_HADRON)
+    neutral = (cls == CLS_PHOTON) | (cls == CLS_NEUTRAL_HADRON)
+    on_track_cls = np.where(neutral, CLS_CHARGED_HADRON, cls)
+    charge = np.asarray(charge, dtype=np.float64)
+    track_charge = np.sign(np.asarray(track_charge, dtype=np.float64))
+    on_track_charge = np.where(charge != 0, charge, track_charge)
+    return (np.where(on_track, on_track_cls, on_cluster_cls),
+            np.where(on_track, on_track_charge, 0.0))
+
+
 def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(pT, η, φ) of momenta; η stays finite along the beam axis (see _PT_FLOOR)."""
     pt = np.hypot(px, py)
@@ -66,13 +98,17 @@ def pt_eta_phi(px: np.ndarray, py: np.ndarray, pz: np.ndarray) -> tuple[np.ndarr
 
 _NO_INDEX = np.iinfo(np.int64).max
 
+# Polar acceptance of the tracker and calorimeters (CLICdet: down to θ ≈ 8°, arXiv:1812.07337): a truth
+# particle beyond it that reached no element is outside the detector, not a reconstruction loss.
+ACCEPTANCE_COS_THETA = 0.99
+
 
 @dataclass(frozen=True)
 class Targets:
     rows: np.ndarray  # [total elements, 8] float64, PARTICLE_FEATURES; jet_idx still −1 everywhere
-    unassigned_energy: np.ndarray  # [events] GeV of visible truth energy that reached no element
+    unassigned_energy: np.ndarray  # [events] GeV of visible truth energy in acceptance that reached no element
     n_visible: int  # visible truth particles in all events
-    n_unassigned: int  # of which reached no element
+    n_unassigned: int  # of which reached no element inside the acceptance
 
 
 def _gen_offsets(n_gen: np.ndarray) -> np.ndarray:
@@ -181,7 +217,10 @@ def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     visible = target_mask(events, elem)
 
     energy = flat(events.gen_energy)
-    lost = visible & (elem < 0)
+    px, py, pz = flat(events.gen_px), flat(events.gen_py), flat(events.gen_pz)
+    p = np.sqrt(px * px + py * py + pz * pz)
+    inside = np.abs(pz) <= ACCEPTANCE_COS_THETA * p
+    lost = visible & (elem < 0) & inside
     unassigned = np.bincount(gen_event[lost], weights=energy[lost], minlength=layout.n_events)
 
     sel = np.flatnonzero(visible & (elem >= 0))
@@ -203,7 +242,16 @@ def assign_targets(events: ak.Array, layout: ElementLayout) -> Targets:
     safe_pt = np.maximum(pt, _PT_FLOOR)
     along_beam = pt == 0
     block = np.empty((lead_elem.size, N_PARTICLE_FEATURES), dtype=np.float64)
-    block[:, PF["cls_id"]] = particle_class(flat(events.gen_pdgid, np.int64)[lead_gen], charge)
+    # Remap by the hosting element: a flat element index that is some track's position is a track.
+    track_slot = np.full(total, -1, dtype=np.int64)
+    track_slot[layout.track_pos] = np.arange(layout.track_pos.size, dtype=np.int64)
+    slot = track_slot[lead_elem]
+    on_track = slot >= 0
+    measured = np.zeros(lead_elem.size)
+    measured[on_track] = flat(events.track_charge)[slot[on_track]]
+    cls, charge = remap_by_element(particle_class(flat(events.gen_pdgid, np.int64)[lead_gen], charge),
+                                   charge, on_track, measured)
+    block[:, PF["cls_id"]] = cls
     block[:, PF["charge"]] = charge
     block[:, PF["pt"]] = pt
     block[:, PF["eta"]] = np.arcsinh(pz / safe_pt)

@@ -6,10 +6,11 @@ summary JSON and the plot are always written (so the reason for a failure can be
 ValueError lists the failed checks.
 
 Energy closure. The visible truth energy of an event (status 1, no neutrinos) is split by the
-ntuplizer into the energy carried by the targets and `gen_unassigned_energy` (particles that reached
-no element), so per event closure = Σ target E / (Σ target E + gen_unassigned_energy) is the fraction
-of the visible energy the targets carry: 1 for a perfectly covered event, lower when particles escape
-the detector acceptance or the target assignment drops particles. An event is an outlier when
+ntuplizer into the energy carried by the targets and `gen_unassigned_energy` (particles inside the
+polar acceptance that reached no element), so per event closure = Σ target E / (Σ target E +
+gen_unassigned_energy) is the fraction of the visible energy inside the acceptance that the targets
+carry: 1 for a perfectly covered event, lower when particles curl up, are missed, or the target
+assignment drops particles (ISR photons along the beam do not count against it). An event is an outlier when
 |closure − 1| > closure_tolerance; too many outliers fail the check. Events with no visible energy
 at all have no closure and are counted separately.
 
