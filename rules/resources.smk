@@ -80,11 +80,25 @@ def _whole_request(rule, sample=None):
     return fitted_request(rule, largest, sum(s["events_per_shard"] * s["n_shards"] for s in shards))
 
 
+# The samples whose jobs each per-shard rule runs.
+_SHARD_RULE_SAMPLES = {"generate": SAMPLES, "ntuplize": PF_SAMPLES, "ntuplize_jets": JET_SAMPLES}
+
+
+@functools.cache
+def _array_request(stage):
+    """One request for every job of a per-shard rule: the largest of its samples' (memory and time apart).
+
+    profiles/slurm submits these rules as job arrays, and the SLURM executor gives an array the resources of its
+    first job; a request per sample would then give a pp generate job an e+e- job's memory."""
+    requests = [_shard_job_request(stage, sample) for sample in _SHARD_RULE_SAMPLES[stage]]
+    return max(mem for mem, _ in requests), max(minutes for _, minutes in requests)
+
+
 def shard_resources(rule):
-    """`resources:` mem_mb and runtime functions of a per-shard rule, growing with the attempt."""
+    """`resources:` mem_mb and runtime of a per-shard rule (the same for all its jobs), growing with the attempt."""
     return {
-        "mem_mb": lambda wc, attempt: _shard_job_request(rule, wc.sample)[0] * attempt,
-        "runtime": lambda wc, attempt: _shard_job_request(rule, wc.sample)[1] * attempt,
+        "mem_mb": lambda wc, attempt: _array_request(rule)[0] * attempt,
+        "runtime": lambda wc, attempt: _array_request(rule)[1] * attempt,
     }
 
 

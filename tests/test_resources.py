@@ -52,12 +52,7 @@ def _expectations(config: dict, job) -> tuple[str, int, int] | None:
     samples, spj = config["samples"], config.get("shards_per_job", 1)
     rule = job.rule.name
     if rule in ("generate", "ntuplize", "ntuplize_jets"):
-        own = samples[job.wildcards_dict["sample"]]
-        eps = own["events_per_shard"]
-        if rule == "generate":
-            key = f"generate/builtin/{'pp' if is_pp(own['process']) else 'ee'}"
-            return key, eps, eps * spj
-        return f"{rule}/builtin", eps, eps * spj
+        return _shard_plan(config, rule, samples[job.wildcards_dict["sample"]])
     if rule in ("validate_ntuples", "tfds"):
         own = samples[job.wildcards_dict["sample"]]
         return rule, own["events_per_shard"], own["events_per_shard"] * own["n_shards"]
@@ -67,6 +62,23 @@ def _expectations(config: dict, job) -> tuple[str, int, int] | None:
         total = sum(s["events_per_shard"] * s["n_shards"] for s in members)
         return rule, max(s["events_per_shard"] for s in members), total
     return None
+
+
+def _shard_plan(config: dict, rule: str, own: dict) -> tuple[str, int, int]:
+    """(fit key, events per shard, events per job) of one sample's jobs of a per-shard rule."""
+    eps, spj = own["events_per_shard"], config.get("shards_per_job", 1)
+    if rule == "generate":
+        return f"generate/builtin/{'pp' if is_pp(own['process']) else 'ee'}", eps, eps * spj
+    return f"{rule}/builtin", eps, eps * spj
+
+
+def _shard_rule_expected(config: dict, rule: str, attempt: int) -> tuple[int, int]:
+    """A per-shard rule goes to SLURM as job arrays, one request per array: every job asks the largest of its
+    samples' requests (memory and time apart)."""
+    dataset = {"ntuplize": "pf", "ntuplize_jets": "jets"}.get(rule)
+    own = [s for s in config["samples"].values() if dataset is None or s.get("dataset", "pf") == dataset]
+    wants = [_expected(*_shard_plan(config, rule, s), attempt) for s in own]
+    return max(mem for mem, _ in wants), max(minutes for _, minutes in wants)
 
 
 def _production_like(config: dict) -> dict:
@@ -98,7 +110,10 @@ def test_requests_follow_the_fits_and_grow_with_the_attempt(work, size):
                 continue
             for attempt in (1, 2, 3):
                 job.attempt = attempt
-                want = _expected(*plan, attempt)
+                if job.rule.name in ("generate", "ntuplize", "ntuplize_jets"):
+                    want = _shard_rule_expected(config, job.rule.name, attempt)
+                else:
+                    want = _expected(*plan, attempt)
                 got = (job.resources["mem_mb"], job.resources["runtime"])
                 assert got == want, f"{job.rule.name} {job.wildcards_dict} attempt {attempt}: {got} != {want}"
             checked.add(job.rule.name)

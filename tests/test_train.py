@@ -228,7 +228,7 @@ def test_checkpoint_and_model_contents(datasets: dict, tmp_path: Path) -> None:
     model, meta = load_trained(out)
     assert not model.training
     assert meta["param_count"] == summary["param_count"] == sum(p.numel() for p in model.parameters())
-    assert meta["model_config"] == PARAMS["mlpf"] and meta["step"] == 20
+    assert meta["model_config"] == {**PARAMS["mlpf"], "link_features": True} and meta["step"] == 20
     assert len(meta["normalisation"]["center"]) == 3
     torch.testing.assert_close(model.normaliser.center, torch.tensor(meta["normalisation"]["center"]))
     # the regression standardisation was fitted on the training targets and travels with the weights
