@@ -23,7 +23,7 @@ import glob
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Final
 
@@ -151,6 +151,19 @@ def _in_set(final: Path) -> _OutputSet | None:
 # One file, one directory
 # --------------------------------------------------------------------------------------------------
 @contextlib.contextmanager
+def _discarded_on_failure(final: Path, discard: Callable[[], None]) -> Iterator[None]:
+    """Run `discard` (remove the temporary) when the block fails; an OSError is raised again naming `final`."""
+    try:
+        yield
+    except OSError as exc:
+        discard()
+        raise naming_error(exc, final) from exc
+    except BaseException:
+        discard()
+        raise
+
+
+@contextlib.contextmanager
 def atomic_path(final: str | Path, *, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside `final`; rename it onto `final` only if the block succeeds.
 
@@ -162,14 +175,8 @@ def atomic_path(final: str | Path, *, suffix: str | None = None) -> Iterator[Pat
     group = _in_set(final)
     if group is not None:
         tmp = group.slot(final, suffix)
-        try:
+        with _discarded_on_failure(final, lambda: tmp.unlink(missing_ok=True)):
             yield tmp
-        except OSError as exc:
-            tmp.unlink(missing_ok=True)
-            raise naming_error(exc, final) from exc
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
         if tmp.exists():
             os.chmod(tmp, _default_file_mode())
             group.staged[_absolute(final)] = tmp
@@ -182,17 +189,11 @@ def atomic_path(final: str | Path, *, suffix: str | None = None) -> Iterator[Pat
     )
     os.close(fd)
     tmp = Path(tmp_name)
-    try:
+    with _discarded_on_failure(final, lambda: tmp.unlink(missing_ok=True)):
         yield tmp
         if tmp.exists():
             os.chmod(tmp, _default_file_mode())  # mkstemp's 0600 would hide outputs from collaborators
         os.replace(tmp, final)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise naming_error(exc, final) from exc
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
 
 
 @contextlib.contextmanager
@@ -203,32 +204,20 @@ def atomic_dir(final: str | Path) -> Iterator[Path]:
     if group is not None:
         tmp = group.slot(final, None)
         tmp.mkdir()
-        try:
+        with _discarded_on_failure(final, lambda: shutil.rmtree(tmp, ignore_errors=True)):
             yield tmp
-        except OSError as exc:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise naming_error(exc, final) from exc
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         os.chmod(tmp, _default_file_mode() | 0o111)
         group.staged[_absolute(final)] = tmp
         return
     final.parent.mkdir(parents=True, exist_ok=True)
     remove_stale_temporaries(final)
     tmp = Path(tempfile.mkdtemp(prefix=temporary_prefix(final), dir=final.parent))
-    try:
+    with _discarded_on_failure(final, lambda: shutil.rmtree(tmp, ignore_errors=True)):
         yield tmp
         os.chmod(tmp, _default_file_mode() | 0o111)
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
-    except OSError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise naming_error(exc, final) from exc
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
 
 
 @contextlib.contextmanager
