@@ -18,6 +18,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from colliderflow.io.atomic import atomic_path
+from colliderflow.io.tfds_reader import SplitSource, split_sizes
 
 log = logging.getLogger(__name__)
 
@@ -28,8 +29,6 @@ _CHUNK = 1024
 def write_split_keys(version_dir: Path) -> Path:
     """Read every split of the dataset in `version_dir` once and write `version_dir/keys.parquet`
     (columns split, index, sample, event_id, n_elements)."""
-    from colliderflow.io.tfds_reader import SplitSource, split_sizes
-
     columns: dict[str, list] = {"split": [], "index": [], "sample": [], "event_id": [], "n_elements": []}
     for split, n in split_sizes(version_dir).items():
         source = SplitSource(Path(version_dir), split, n)

@@ -1,5 +1,7 @@
 """Random access to one split of a dataset written by `colliderflow.io.tfds_writer`, without TensorFlow.
 
+The record layout comes from `colliderflow.io.tfds_features`, the contract both sides share.
+
 array_record does not survive fork: once a process has read (or written) array_record files, opening
 a reader in a forked child crashes, even a fresh one. So `open_split` opens nothing: the source is
 opened on first item access, in the process that uses it, and reopened if the object turns up in
@@ -18,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from colliderflow.io.tfds_writer import (
+from colliderflow.io.tfds_features import (
     SCALAR_FEATURES,
     TEXT_FEATURES,
     check_array_record_usable,

@@ -25,7 +25,6 @@ Decisions a reader of the files should know:
 from __future__ import annotations
 
 import logging
-import os
 import re
 import shutil
 from collections.abc import Iterator
@@ -38,6 +37,14 @@ import pyarrow as pa
 
 from colliderflow.io.atomic import atomic_dir
 from colliderflow.io.parquet import ROW_WIDTHS, read_event_columns, read_table
+from colliderflow.io.tfds_features import (
+    ROW_FEATURES,
+    SCALAR_FEATURES,
+    TEXT_FEATURES,
+    check_array_record_usable,
+    note_array_record_use,
+)
+from colliderflow.io.tfds_keys import write_split_keys
 from colliderflow.schema import (
     CLASS_NAMES,
     CLUSTER_FEATURES,
@@ -52,40 +59,7 @@ log = logging.getLogger(__name__)
 BUILDER_NAME: Final = "colliderflow_pf"
 VERSION: Final = "1.0.0"
 
-# Per-element / per-jet blocks written as (None, width) float32 tensors.
-ROW_FEATURES: Final = ("X", "ytarget", "ycand", "genjets", "targetjets")
-# Scalar features and their dtypes.
-SCALAR_FEATURES: Final[dict[str, type[np.generic]]] = {
-    "event_id": np.int64,
-    "n_elements": np.int32,
-    "genmet": np.float32,
-    "gen_unassigned_energy": np.float32,
-}
-TEXT_FEATURES: Final = ("sample",)
-
 _NAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
-
-# The process that has written or read array_record files, if any. The library keeps process-wide
-# native state that does not survive fork: in a forked child of such a process, opening a reader
-# crashed (segfault) every time we tried, even with a fresh reader. Spawned children start clean.
-_array_record_pid: list[int] = []
-
-
-def note_array_record_use() -> None:
-    """Record that this process now holds array_record state (before writing or opening a reader)."""
-    if not _array_record_pid:
-        _array_record_pid.append(os.getpid())
-
-
-def check_array_record_usable() -> None:
-    """Refuse, with the remedy, to touch array_record in a forked child of a process that used it."""
-    if _array_record_pid and _array_record_pid[0] != os.getpid():
-        raise RuntimeError(
-            f"array_record was used in process {_array_record_pid[0]} before it forked this process "
-            f"({os.getpid()}); readers crash in such children. Start workers with the 'spawn' or "
-            "'forkserver' method (torch DataLoader: multiprocessing_context='spawn'), or do not read or "
-            "build datasets in the parent before forking."
-        )
 
 
 def _features() -> Any:
@@ -262,6 +236,4 @@ def prepare_array_record(builder_cls: type, *, name: str, version: str, descript
             )
         shutil.rmtree(tmp / "downloads", ignore_errors=True)
         if write_keys:  # the records' keys for training (io.tfds_keys), before the directory is published
-            from colliderflow.io.tfds_keys import write_split_keys
-
             write_split_keys(Path(builder.data_dir))
