@@ -11,14 +11,11 @@ import functools
 
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
 from colliderflow.devices import uses_gpu
-from colliderflow.generate.backends.delphes_cards import (
-    DEFAULT_MINBIAS_EVENTS,
-    check_pileup_config,
-    parse_delphes_options,
-)
+from colliderflow.generate.backends.delphes_cards import check_pileup_config
 from colliderflow.generate.backends.delphes_install import DELPHES_EXECUTABLE, find_tool, resolve_card
+from colliderflow.generate.backends.options import DEFAULT_MINBIAS_EVENTS, DelphesOptions
 from colliderflow.generate.processes import PP_JET_RESONANCES
-from colliderflow.params import evaluate_section, weaver_section
+from colliderflow.params import evaluate_section, stage_params, weaver_section
 from colliderflow.schema import SPLITS
 
 RESULTS = f"results/{config['run']}"
@@ -113,7 +110,7 @@ def delphes_pileup(sample):
     if own["backend"] != "delphes":
         return None
     where = f"samples.{sample}"
-    options = parse_delphes_options(own.get("delphes"))
+    options = stage_params(DelphesOptions, own.get("delphes"), where=f"{where}.delphes")
     executable = find_tool(DELPHES_EXECUTABLE)
     try:
         card = resolve_card(options.card, executable=executable)

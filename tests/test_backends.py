@@ -22,18 +22,26 @@ from colliderflow.generate.backends.delphes import (
     DEFAULT_DELPHES_CARD,
     check_delphes_environment,
     delphes_commands,
-    parse_delphes_options,
     resolve_card,
 )
 from colliderflow.generate.backends.hepmc import hepmc_status, mother_lists, write_hepmc2
 from colliderflow.generate.processes import beam_settings
 from colliderflow.generate.backends.key4hep import (
-    Key4hepOptions,
     check_key4hep_environment,
     key4hep_commands,
-    parse_key4hep_options,
     pythia_card,
 )
+from colliderflow.generate.backends.options import DelphesOptions, Key4hepOptions
+from colliderflow.params import ConfigError, stage_params
+
+
+def delphes_options(options: dict | None) -> DelphesOptions:
+    """A sample's `delphes:` options as the generate job and the dry run build them."""
+    return stage_params(DelphesOptions, options, where="samples.s.delphes")
+
+
+def key4hep_options(options: dict | None) -> Key4hepOptions:
+    return stage_params(Key4hepOptions, options, where="samples.s.key4hep")
 
 pyhepmc = pytest.importorskip("pyhepmc")
 
@@ -156,12 +164,12 @@ def test_delphes_command_line() -> None:
 
 
 def test_delphes_options() -> None:
-    assert parse_delphes_options(None).card == DEFAULT_DELPHES_CARD == "delphes_card_CLICdet_Stage1.tcl"
-    assert parse_delphes_options({"card": "my.tcl"}).card == "my.tcl"
-    with pytest.raises(ValueError, match="unknown key\\(s\\) cards"):
-        parse_delphes_options({"cards": "x"})
-    with pytest.raises(ValueError, match="card must be a path"):
-        parse_delphes_options({"card": ""})
+    assert delphes_options(None).card == DEFAULT_DELPHES_CARD == "delphes_card_CLICdet_Stage1.tcl"
+    assert delphes_options({"card": "my.tcl"}).card == "my.tcl"
+    with pytest.raises(ConfigError, match=r"^samples\.s\.delphes: unknown keys \['cards'\]"):
+        delphes_options({"cards": "x"})
+    with pytest.raises(ConfigError, match=r"^samples\.s\.delphes\.card: must be a path"):
+        delphes_options({"card": ""})
 
 
 def test_card_is_found_in_the_delphes_installation(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -291,7 +299,7 @@ K4 = {"steering_file": "/k/clicConfig/clic_steer.py", "reco_options": "/k/clicCo
 
 
 def test_key4hep_commands_with_cvmfs() -> None:
-    options = parse_key4hep_options({**K4, "release": "2025-05-29"})
+    options = key4hep_options({**K4, "release": "2025-05-29"})
     commands = key4hep_commands(options, hepmc=Path("/w/events.hepmc"), sim=Path("/w/sim.edm4hep.root"),
                                 reco=Path("/w/reco.edm4hep.root"), n_events=100, seed=7)  # fmt: skip
     setup = "set -e; source /cvmfs/sw.hsf.org/key4hep/setup.sh -r 2025-05-29 && "
@@ -305,7 +313,7 @@ def test_key4hep_commands_with_cvmfs() -> None:
 
 
 def test_key4hep_commands_in_a_container_quote_paths() -> None:
-    options = parse_key4hep_options({**K4, "container": "docker://example/key4hep:1", "setup_script": None,
+    options = key4hep_options({**K4, "container": "docker://example/key4hep:1", "setup_script": None,
                                      "compact_file": "/geo/my detector.xml"})  # fmt: skip
     commands = key4hep_commands(options, hepmc=Path("/w d/events.hepmc"), sim=Path("/w d/sim.root"),
                                 reco=Path("/w d/reco.root"), n_events=5, seed=1)  # fmt: skip
@@ -326,13 +334,15 @@ def test_key4hep_commands_in_a_container_quote_paths() -> None:
 
 
 def test_key4hep_options_errors() -> None:
-    with pytest.raises(ValueError, match="key4hep options lack steering_file, reco_options"):
-        parse_key4hep_options(None)
-    with pytest.raises(ValueError, match="unknown key\\(s\\) image"):
-        parse_key4hep_options({**K4, "image": "x"})
-    with pytest.raises(ValueError, match="compact_file must be a non-empty string"):
-        parse_key4hep_options({**K4, "compact_file": None})
-    assert parse_key4hep_options({**K4, "container": None}).container is None
+    with pytest.raises(ConfigError, match=r"^samples\.s\.key4hep: missing key\(s\) steering_file, reco_options"):
+        key4hep_options(None)
+    with pytest.raises(ConfigError, match=r"^samples\.s\.key4hep: unknown keys \['image'\]"):
+        key4hep_options({**K4, "image": "x"})
+    with pytest.raises(ConfigError, match=r"^samples\.s\.key4hep\.compact_file: must be a non-empty string"):
+        key4hep_options({**K4, "compact_file": None})
+    with pytest.raises(ConfigError, match=r"^samples\.s\.key4hep\.steering_file: must be a non-empty string"):
+        key4hep_options({**K4, "steering_file": ""})
+    assert key4hep_options({**K4, "container": None}).container is None
 
 
 def test_pythia_card_holds_the_generator_settings() -> None:

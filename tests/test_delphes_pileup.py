@@ -21,11 +21,17 @@ from colliderflow.generate.backends.delphes_cards import (
     PileupOptions,
     check_pileup_config,
     delphes_seed,
-    parse_delphes_options,
     pileup_mergers,
     read_card,
     write_wrapper_card,
 )
+from colliderflow.generate.backends.options import DelphesOptions
+from colliderflow.params import stage_params
+
+
+def delphes_options(options: dict | None) -> DelphesOptions:
+    """A sample's `delphes:` options as the generate job and the dry run build them."""
+    return stage_params(DelphesOptions, options, where="samples.s.delphes")
 
 MERGER = "module PileUpMerger PileUpMerger {\n  set PileUpFile MinBias.pileup\n  set MeanPileUp 50\n}\n"
 
@@ -59,12 +65,14 @@ def test_a_missing_sourced_file_is_named(tmp_path: Path) -> None:
 
 
 def test_pileup_options_are_checked_key_by_key() -> None:
-    assert parse_delphes_options({"pileup": {"mean": 5}}).pileup == PileupOptions(mean=5.0, minbias_events=1000)
-    assert parse_delphes_options({"card": "c.tcl"}).pileup is None
-    for bad, match in (({"mean": -1}, "pileup.mean"), ({"minbias_events": 0}, "minbias_events"),
-                       ({"mu": 5}, "unknown key.*mu"), ("5", "must be a mapping")):
+    assert delphes_options({"pileup": {"mean": 5}}).pileup == PileupOptions(mean=5.0, minbias_events=1000)
+    assert delphes_options({"card": "c.tcl"}).pileup is None
+    for bad, match in (({"mean": -1}, r"^samples\.s\.delphes\.pileup\.mean: must be a number"),
+                       ({"minbias_events": 0}, r"^samples\.s\.delphes\.pileup\.minbias_events: must be an integer"),
+                       ({"mu": 5}, r"^samples\.s\.delphes\.pileup: unknown keys \['mu'\]"),
+                       ("5", r"^samples\.s\.delphes\.pileup: expected a mapping")):
         with pytest.raises(ValueError, match=match):
-            parse_delphes_options({"pileup": bad})
+            delphes_options({"pileup": bad})
 
 
 def test_pileup_config_for_a_card_without_merger_is_refused(tmp_path: Path) -> None:

@@ -155,7 +155,7 @@ def test_no_provenance_file_unless_asked(tmp_path: Path) -> None:
     ("overrides", "message"),
     [
         ({"backend": "geant4"}, "unknown backend 'geant4'; known: builtin, delphes, key4hep"),
-        ({"backend": "key4hep"}, "key4hep options lack steering_file, reco_options"),
+        ({"backend": "key4hep"}, "samples\\.ttbar\\.key4hep: missing key\\(s\\) steering_file, reco_options"),
         ({"process": "ee_nonsense"}, "unknown process 'ee_nonsense'"),
         ({"n_events": 0}, "n_events must be >= 1"),
         ({"shard": -1}, "shard must be >= 0"),

@@ -12,7 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from colliderflow.generate.backends.key4hep import key4hep_commands, parse_key4hep_options
+from colliderflow.generate.backends.key4hep import key4hep_commands
+from colliderflow.generate.backends.options import Key4hepOptions
+from colliderflow.params import stage_params
 
 K4 = {"steering_file": "/k/clicConfig/clic_steer.py", "reco_options": "/k/clicConfig/clicRec_e4h_input.py",
       "setup_script": None}
@@ -24,7 +26,7 @@ def _compact_file_as_the_shell_sees_it(value: str, tmp_path: Path) -> str:
     fake.mkdir(exist_ok=True)
     (fake / "ddsim").write_text('#!/bin/sh\nwhile [ "$1" != --compactFile ]; do shift; done; printf %s "$2"\n')
     (fake / "ddsim").chmod(0o755)
-    options = parse_key4hep_options({**K4, "compact_file": value})
+    options = stage_params(Key4hepOptions, {**K4, "compact_file": value}, where="samples.s.key4hep")
     ddsim, _ = key4hep_commands(options, hepmc=tmp_path / "e.hepmc", sim=tmp_path / "s.root",
                                 reco=tmp_path / "r.root", n_events=1, seed=1)
     env = {"PATH": f"{fake}{os.pathsep}{os.environ['PATH']}", "K4GEO": "/opt/k4geo"}

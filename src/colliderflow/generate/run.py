@@ -225,6 +225,7 @@ def _generate_external(
     info = run_external_backend(
         backend, process=process, sqrt_s=sqrt_s, n_events=int(n_events), seed=int(seed), output=output,
         options=backend_options, process_options=process_options, pileup_file=pileup_file,
+        where=f"samples.{sample}.{backend}",
     )  # fmt: skip
     wall = time.perf_counter() - start
     if provenance is not None:

@@ -30,15 +30,18 @@ def run_external_backend(
     options: dict[str, Any] | None = None,
     process_options: dict[str, Any] | None = None,
     pileup_file: Path | None = None,
+    where: str | None = None,
 ) -> dict[str, Any]:
     """Run `backend` for one shard into `output`; returns what its provenance record should hold.
 
     `pileup_file` is a Delphes pile-up file (`colliderflow pileup`), for a delphes card that merges pile-up.
+    `where` is the options' key path in the config (`samples.<name>.<backend>`, default `<backend>`), the
+    prefix of an error in them (backends.options).
     """
     if backend not in EXTERNAL_BACKENDS:
         raise ValueError(f"unknown external backend {backend!r}; known: {', '.join(EXTERNAL_BACKENDS)}")
     common = {"process": process, "sqrt_s": sqrt_s, "n_events": n_events, "seed": seed, "output": Path(output),
-              "options": options, "process_options": process_options}
+              "options": options, "process_options": process_options, "where": where or backend}
     if backend == "delphes":
         from colliderflow.generate.backends.delphes import run_delphes
 

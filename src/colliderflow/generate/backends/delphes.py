@@ -16,12 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from colliderflow.generate.backends.delphes_cards import (
-    DEFAULT_DELPHES_CARD,
-    DelphesOptions,
-    parse_delphes_options,
-    write_wrapper_card,
-)
+from colliderflow.generate.backends.delphes_cards import write_wrapper_card
 from colliderflow.generate.backends.delphes_install import (
     DELPHES_ENVIRONMENT,
     DELPHES_EXECUTABLE,
@@ -32,7 +27,9 @@ from colliderflow.generate.backends.delphes_install import (
 )
 from colliderflow.generate.backends.environment import run_logged
 from colliderflow.generate.backends.hepmc import write_hepmc2
+from colliderflow.generate.backends.options import DEFAULT_DELPHES_CARD, DelphesOptions
 from colliderflow.generate.backends.workdir import publish, scratch_dir
+from colliderflow.params import stage_params
 
 __all__ = [
     "DEFAULT_DELPHES_CARD",
@@ -42,7 +39,6 @@ __all__ = [
     "card_search_dirs",
     "check_delphes_environment",
     "delphes_commands",
-    "parse_delphes_options",
     "resolve_card",
     "run_delphes",
 ]
@@ -68,14 +64,16 @@ def run_delphes(
     options: dict[str, Any] | None = None,
     process_options: dict[str, Any] | None = None,
     pileup_file: Path | None = None,
+    where: str = "delphes",
 ) -> dict[str, Any]:
     """Generate, write HepMC2, run Delphes; `output` appears only if every step succeeded.
 
     `pileup_file` (made by `colliderflow pileup`) is required when the card merges pile-up and refused when
     it does not. Returns what the provenance record needs: generator settings, the card, the wrapper card's
-    text and the commands run.
+    text and the commands run. `where` is the options' key path in the config (`samples.<name>.delphes`),
+    the prefix of an error in them.
     """
-    parsed = parse_delphes_options(options)
+    parsed = stage_params(DelphesOptions, options, where=where)
     executable = check_delphes_environment()
     card = resolve_card(parsed.card, executable=executable)
     mean = parsed.pileup.mean if parsed.pileup is not None else None

@@ -1,4 +1,4 @@
-"""Delphes cards: the sample's `delphes:` options, what a card runs, and the per-shard wrapper card.
+"""Delphes cards: what a card runs, and the per-shard wrapper card (the `delphes:` options: backends.options).
 
 A card is Tcl that Delphes evaluates (ExRootConfReader): `module <Class> <Name> { set Param value ... }`
 defines a module instance in the Tcl namespace <Name>; `set ExecutionPath { ... }` lists the instances that
@@ -18,19 +18,15 @@ and the execution path of the cards that ship with Delphes; it imports nothing h
 
 from __future__ import annotations
 
-import math
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Final
+from typing import Final
 
-DEFAULT_DELPHES_CARD: Final = "delphes_card_CLICdet_Stage1.tcl"
+from colliderflow.generate.backends.options import PileupOptions
+
 WRAPPER_NAME: Final = "colliderflow_shard.tcl"
 PILEUP_MERGER_CLASS: Final = "PileUpMerger"
-# Minimum-bias events made for a pile-up file when the sample does not say.
-DEFAULT_MINBIAS_EVENTS: Final = 1000
-_OPTION_KEYS: Final = ("card", "pileup")
-_PILEUP_KEYS: Final = ("mean", "minbias_events")
 # ROOT's TRandom3 takes a 32-bit seed, and 0 means "seed from the clock": Delphes gets seed + 1.
 _DELPHES_SEED_MAX: Final = 2**31 - 2
 
@@ -38,60 +34,6 @@ _SOURCE = re.compile(r"^\s*source\s+(\S+)", re.MULTILINE)
 _MODULE = re.compile(r"^\s*module\s+(\w+)\s+(\w+)", re.MULTILINE)
 _EXECUTION_PATH = re.compile(r"^\s*set\s+ExecutionPath\s*\{([^}]*)\}", re.MULTILINE)
 _COMMENT = re.compile(r"^\s*#.*$", re.MULTILINE)
-
-
-@dataclass(frozen=True)
-class PileupOptions:
-    """`delphes.pileup` of a sample: mean number of pile-up interactions (None: the card's own MeanPileUp)
-    and how many minimum-bias events the pile-up file holds (Delphes draws from them with replacement)."""
-
-    mean: float | None = None
-    minbias_events: int = DEFAULT_MINBIAS_EVENTS
-
-
-@dataclass(frozen=True)
-class DelphesOptions:
-    """The per-sample `delphes:` options of the config.
-
-    `card` is a path to a Delphes card, or the bare name of a card shipped with Delphes (looked up in the
-    installation's cards folders, `delphes_install.resolve_card`). `pileup` (None when not given) sets the
-    pile-up of a card that merges it (a PileUpMerger module in its execution path).
-    """
-
-    card: str = DEFAULT_DELPHES_CARD
-    pileup: PileupOptions | None = None
-
-
-def _parse_pileup(value: Any) -> PileupOptions:
-    if not isinstance(value, dict):
-        raise ValueError(f"delphes options: pileup must be a mapping, got {value!r}")  # noqa: TRY004
-    unknown = sorted(set(value) - set(_PILEUP_KEYS))
-    if unknown:
-        raise ValueError(f"delphes options: pileup has unknown key(s) {', '.join(unknown)}; known: {', '.join(_PILEUP_KEYS)}")
-    mean = value.get("mean")
-    if mean is not None and (isinstance(mean, bool) or not isinstance(mean, (int, float))
-                             or not math.isfinite(mean) or mean < 0):
-        raise ValueError(f"delphes options: pileup.mean must be a number >= 0, got {mean!r}")
-    n = value.get("minbias_events", DEFAULT_MINBIAS_EVENTS)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 1:
-        raise ValueError(f"delphes options: pileup.minbias_events must be an integer >= 1, got {n!r}")
-    return PileupOptions(mean=None if mean is None else float(mean), minbias_events=n)
-
-
-def parse_delphes_options(options: dict[str, Any] | None) -> DelphesOptions:
-    """DelphesOptions from the config mapping (None = defaults); ValueError naming an unknown key."""
-    if options is None:
-        return DelphesOptions()
-    if not isinstance(options, dict):
-        raise ValueError(f"delphes options must be a mapping, got {type(options).__name__}")  # noqa: TRY004
-    unknown = sorted(set(options) - set(_OPTION_KEYS))
-    if unknown:
-        raise ValueError(f"delphes options have unknown key(s) {', '.join(unknown)}; known: {', '.join(_OPTION_KEYS)}")
-    card = options.get("card", DEFAULT_DELPHES_CARD)
-    if not isinstance(card, str) or not card:
-        raise ValueError(f"delphes options: card must be a path or a card name, got {card!r}")
-    pileup = None if options.get("pileup") is None else _parse_pileup(options["pileup"])
-    return DelphesOptions(card=card, pileup=pileup)
 
 
 @dataclass(frozen=True)

@@ -21,62 +21,18 @@ from __future__ import annotations
 
 import re
 import shlex
-from dataclasses import asdict, dataclass, fields, replace
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any, Final
 
 from colliderflow.generate.backends.environment import require_executable, require_file, run_logged
 from colliderflow.generate.backends.hepmc import write_hepmc2
+from colliderflow.generate.backends.options import Key4hepOptions
 from colliderflow.generate.backends.workdir import publish, scratch_dir
+from colliderflow.params import stage_params
 
-DEFAULT_SETUP_SCRIPT: Final = "/cvmfs/sw.hsf.org/key4hep/setup.sh"
-# CLIC_o3_v14 from k4geo; $K4GEO is set by the Key4HEP setup script, so it is expanded in the job's shell.
-DEFAULT_COMPACT_FILE: Final = "$K4GEO/CLIC/compact/CLIC_o3_v14/CLIC_o3_v14.xml"
 KEY4HEP_ENVIRONMENT: Final = "envs/key4hep.yaml (a Key4HEP release from /cvmfs/sw.hsf.org, or a container)"
 CONTAINER_RUNTIME: Final = "apptainer"
-
-
-@dataclass(frozen=True)
-class Key4hepOptions:
-    """The per-sample `key4hep:` options of the config.
-
-    `steering_file` (CLICPerformance's clicConfig/clic_steer.py) and `reco_options` (key4hep-sim's
-    clic/clicRec_e4h_input.py, placed in a clicConfig checkout) have no default: they are files of a
-    checkout the user chooses, and a silent default would simulate with an unknown configuration.
-    """
-
-    steering_file: str
-    reco_options: str
-    setup_script: str | None = DEFAULT_SETUP_SCRIPT
-    release: str | None = None
-    container: str | None = None
-    compact_file: str = DEFAULT_COMPACT_FILE
-
-
-_OPTION_KEYS: Final = tuple(f.name for f in fields(Key4hepOptions))
-_REQUIRED: Final = ("steering_file", "reco_options")
-
-
-def parse_key4hep_options(options: dict[str, Any] | None) -> Key4hepOptions:
-    """Key4hepOptions from the config mapping; ValueError naming a missing, unknown or mistyped key."""
-    if options is None:
-        options = {}
-    if not isinstance(options, dict):
-        raise ValueError(f"key4hep options must be a mapping, got {type(options).__name__}")  # noqa: TRY004
-    unknown = sorted(set(options) - set(_OPTION_KEYS))
-    if unknown:
-        raise ValueError(f"key4hep options have unknown key(s) {', '.join(unknown)}; known: {', '.join(_OPTION_KEYS)}")
-    missing = [k for k in _REQUIRED if not options.get(k)]
-    if missing:
-        raise ValueError(
-            f"key4hep options lack {', '.join(missing)} (steering_file: CLICPerformance "
-            f"clicConfig/clic_steer.py; reco_options: clicRec_e4h_input.py inside clicConfig)"
-        )
-    for key, value in options.items():
-        optional = key in ("setup_script", "release", "container")
-        if not (isinstance(value, str) and value) and not (optional and value is None):
-            raise ValueError(f"key4hep options: {key} must be a non-empty string, got {value!r}")
-    return Key4hepOptions(**options)
 
 
 def pythia_card(settings: list[str] | tuple[str, ...], *, n_events: int) -> str:
@@ -179,9 +135,13 @@ def run_key4hep(
     output: Path,
     options: dict[str, Any] | None = None,
     process_options: dict[str, Any] | None = None,
+    where: str = "key4hep",
 ) -> dict[str, Any]:
-    """Generate, simulate and reconstruct; the EDM4hep `output` appears only if every step succeeded."""
-    parsed = parse_key4hep_options(options)
+    """Generate, simulate and reconstruct; the EDM4hep `output` appears only if every step succeeded.
+
+    `where` is the options' key path in the config (`samples.<name>.key4hep`), the prefix of an error in them.
+    """
+    parsed = stage_params(Key4hepOptions, options, where=where)
     check_key4hep_environment(parsed)
     # Absolute, because the reconstruction runs from its own folder and possibly inside a container.
     parsed = replace(
