@@ -171,7 +171,7 @@ def test_the_jet_ntuplizer_section_and_the_schema_agree():
     """`jets` less the dataset's keys, plus a sample's `jet_truth`; `label_table` is for runs by hand."""
     import dataclasses
 
-    from colliderflow.ntuplize.jets import JetSection
+    from colliderflow.ntuplize.jet_params import JetSection
 
     props = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]
     truth = props["samples"]["additionalProperties"]["properties"]["jet_truth"]["properties"]

@@ -48,13 +48,13 @@ deposit cancels to a few percent of E, and bf16 keeps less than that.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
+from colliderflow.models.configs import MLPFConfig
 from colliderflow.models.normalise import ElementNormaliser, element_type_index
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.models.precision import full_precision
@@ -87,38 +87,6 @@ LINK_RADII = (0.1, 0.3)
 LINK_DR = 0.15
 _FAR = 10.0  # ΔR of pairs that are not (track, cluster): far outside every kernel
 N_LINK_FEATURES = 5 * len(LINK_RADII) + 2 + 6
-
-
-@dataclass(frozen=True)
-class MLPFConfig:
-    """The `train.mlpf` section of the config."""
-
-    embedding_dim: int = 64
-    num_heads: int = 4
-    num_layers: int = 2
-    ff_dim: int = 128
-    dropout: float = 0.0
-    # Feed the physics-informed track–cluster link features (`link_features`) to the encoders and heads.
-    link_features: bool = True
-
-    def check(self, where: str) -> None:
-        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
-        config = self
-        for name in ("embedding_dim", "num_heads", "num_layers", "ff_dim"):
-            value = getattr(config, name)
-            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-                raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
-        if config.embedding_dim % config.num_heads:
-            raise ValueError(
-                f"{where}: embedding_dim={config.embedding_dim} not divisible by num_heads={config.num_heads}"
-            )
-        if not isinstance(config.link_features, bool):
-            raise ValueError(f"{where}.link_features: expected true or false, got {config.link_features!r}")
-        if not 0.0 <= float(config.dropout) < 1.0:
-            raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class MLPFOutput(NamedTuple):

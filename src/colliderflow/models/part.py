@@ -20,55 +20,16 @@ matmuls run in bf16; the residual stream of the particle embeddings stays float3
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from colliderflow.models.configs import ParTConfig
 from colliderflow.models.layers import MLP, TransformerBlock, attention_mask
 from colliderflow.models.precision import full_precision, upcast
 
 EPS = 1e-8  # floor under the arguments of the pairwise logs: ΔR = 0 on the diagonal, m² ≤ 0 for collinear pairs
 N_PAIR_FEATURES = 4  # ln kT, ln z, ln ΔR, ln m²
-
-
-def _check_positive_ints(config: Any, names: tuple[str, ...], where: str) -> None:
-    for name in names:
-        value = getattr(config, name)
-        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise ValueError(f"{where}.{name}: expected a positive integer, got {value!r}")
-
-
-@dataclass(frozen=True)
-class ParTConfig:
-    """The `tagger.part` section. Defaults are the published ParT sizes (about 2 M parameters)."""
-
-    num_features: int = 17  # per-particle inputs, colliderflow.train.jet_data.PARTICLE_FEATURES
-    num_classes: int = 10
-    embedding_dim: int = 128
-    embed_hidden: int = 512  # hidden width of the particle-embedding MLP
-    num_heads: int = 8
-    num_layers: int = 8  # particle-attention blocks
-    num_cls_layers: int = 2  # class-attention blocks
-    ff_dim: int = 512
-    pair_hidden: int = 64  # hidden width of the pairwise-feature MLP
-    dropout: float = 0.1
-
-    def check(self, where: str) -> None:
-        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
-        config = self
-        _check_positive_ints(config, ("num_features", "num_classes", "embedding_dim", "embed_hidden", "num_heads",
-                                      "num_layers", "num_cls_layers", "ff_dim", "pair_hidden"), where)
-        if config.embedding_dim % config.num_heads:
-            raise ValueError(f"{where}: embedding_dim={config.embedding_dim} not divisible by "
-                             f"num_heads={config.num_heads}")
-        if not 0.0 <= float(config.dropout) < 1.0:
-            raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @full_precision

@@ -25,43 +25,13 @@ negative, and the network would see noise where the physics is.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
-from typing import Any
-
 import torch
 from torch import nn
 
-from colliderflow.models.part import _check_positive_ints
+from colliderflow.models.configs import PELICANConfig
 from colliderflow.models.precision import compute_dtype, full_precision
 
 N_AGGREGATES = 5  # single sums r, c and trace-like d (per particle), double sums t, s (per jet)
-
-
-@dataclass(frozen=True)
-class PELICANConfig:
-    """The `tagger.pelican` section."""
-
-    num_classes: int = 10
-    embed_channels: int = 8  # learnable powers of the log dot product
-    hidden_channels: int = 32
-    num_layers: int = 3
-    readout_hidden: int = 64
-    n_avg: float = 50.0  # typical number of particles, the reference of the N/N_avg rescaling
-    momentum_scale: float = 1.0  # GeV: d_ij is divided by momentum_scale² before the log
-    dropout: float = 0.0
-
-    def check(self, where: str) -> None:
-        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
-        config = self
-        _check_positive_ints(config, ("num_classes", "embed_channels", "hidden_channels", "num_layers",
-                                      "readout_hidden"), where)
-        if not float(config.n_avg) > 0 or not float(config.momentum_scale) > 0:
-            raise ValueError(f"{where}: n_avg and momentum_scale must be > 0")
-        if not 0.0 <= float(config.dropout) < 1.0:
-            raise ValueError(f"{where}.dropout: expected a value in [0, 1), got {config.dropout!r}")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @full_precision

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from colliderflow.models.configs import MODEL_INPUTS, MODEL_TASKS, TASK_SECTIONS, config_section
 from colliderflow.models.mlpf import MLPF, MLPFConfig
 from colliderflow.models.part import ParT, ParTConfig
 from colliderflow.models.pelican import PELICAN, PELICANConfig
@@ -40,30 +41,17 @@ def _build_pelican(section: dict[str, Any], where: str) -> nn.Module:
     return PELICAN(stage_params(PELICANConfig, section, where=where))
 
 
+# The names, inputs, tasks and sections live with the config dataclasses (models.configs, no torch);
+# importers of this module still find them here.
+__all__ = ["MODELS", "MODEL_FILE", "MODEL_INPUTS", "MODEL_TASKS", "TASK_SECTIONS", "build_model", "config_section",
+           "load_trained"]
+
 # name → builder taking the model's own config section (params[name]) and its key path for errors.
 MODELS: dict[str, Callable[[dict[str, Any]], nn.Module]] = {
     "mlpf": _build_mlpf,
     "part": _build_part,
     "pelican": _build_pelican,
 }
-
-# name → the batch fields the model's forward() takes, in order. The training task and the ONNX export
-# both read inputs from here, so a model's signature is written down once.
-MODEL_INPUTS: dict[str, tuple[str, ...]] = {
-    "mlpf": ("X", "mask"),
-    "part": ("features", "p4", "mask"),
-    "pelican": ("p4", "mask"),
-}
-# name → the task it is trained on: "pf" (per-element particle flow) or "tagging" (one label per jet).
-MODEL_TASKS: dict[str, str] = {"mlpf": "pf", "part": "tagging", "pelican": "tagging"}
-# task → the config section a model of that task is configured in (errors name keys as the user wrote them).
-TASK_SECTIONS: dict[str, str] = {"pf": "train", "tagging": "tagger"}
-
-
-def config_section(model: str) -> str:
-    """The config section that configures `model`: `train` for the particle-flow model, `tagger` for taggers."""
-    return TASK_SECTIONS[MODEL_TASKS.get(model, "pf")]
-
 
 def build_model(params: dict[str, Any]) -> nn.Module:
     """A freshly initialised model from the `train` section: params["model"] names it and

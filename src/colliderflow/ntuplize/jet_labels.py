@@ -44,66 +44,16 @@ from typing import Final
 import numba
 import numpy as np
 
-# The label table is a file contract (colliderflow.jetclass2); importers of this module still find it here.
-from colliderflow.jetclass2 import JETCLASS2_LABELS
+# The name grammar (label_grammar) and LabelParams (jet_params) are pure Python, for the dry run's checks.
+from colliderflow.ntuplize.jet_params import LabelParams
+from colliderflow.ntuplize.label_grammar import TOKENS, label_key, label_keys, parse_label
 
-TOKENS: Final[tuple[str, ...]] = ("b", "c", "s", "q", "g", "e", "m", "tauh", "taue", "taum", "v")
-_TOKEN_CODE: Final = {t: i for i, t in enumerate(TOKENS)}
-_PARSE_ORDER: Final = sorted(TOKENS, key=len, reverse=True)
-_BASE = 5  # counts of one token per key are 0..4
-_CATEGORY_STRIDE = _BASE ** len(TOKENS)
-CATEGORY_X, CATEGORY_XYY, CATEGORY_QCD = 0, 1, 2
-_MAX_QCD_COUNT = 2
+_NEUTRINO: Final = TOKENS.index("v")
 
 # Roles of aux particles (the aux_genpart_is* flags).
 ROLE_X, ROLE_Y, ROLE_PRODUCT, ROLE_TAU_PRODUCT, ROLE_QCD = 0, 1, 2, 3, 4
-_NEUTRINO: Final = TOKENS.index("v")
 
 # The label table itself (jet_label 0..187) is a file contract: colliderflow.jetclass2.
-
-
-def _parse_tokens(text: str, name: str) -> list[str]:
-    tokens = []
-    rest = text
-    while rest:
-        for token in _PARSE_ORDER:
-            if rest.startswith(token):
-                tokens.append(token)
-                rest = rest[len(token) :]
-                break
-        else:
-            raise ValueError(f"label {name!r}: cannot read {rest!r} as tokens {TOKENS}")
-    return tokens
-
-
-def label_key(category: int, tokens: Sequence[str]) -> int:
-    """The integer a (category, multiset of tokens) pair is looked up by."""
-    key = category * _CATEGORY_STRIDE
-    for token in tokens:
-        key += _BASE ** _TOKEN_CODE[token]
-    return key
-
-
-def parse_label(name: str) -> tuple[int, list[str]]:
-    """(category, tokens) of a label name in the table grammar; ValueError naming the label otherwise."""
-    body = name.removeprefix("label_")
-    if body.startswith("X_YY_"):
-        category, tokens = CATEGORY_XYY, _parse_tokens(body[5:], name)
-    elif body.startswith("X_"):
-        category, tokens = CATEGORY_X, _parse_tokens(body[2:], name)
-    elif body == "QCD_light":
-        category, tokens = CATEGORY_QCD, []
-    elif body.startswith("QCD_"):
-        category, tokens = CATEGORY_QCD, _parse_tokens(body[4:], name)
-        if any(t not in ("b", "c", "s") for t in tokens) or any(tokens.count(t) > _MAX_QCD_COUNT for t in "bcs"):
-            raise ValueError(f"label {name!r}: a QCD label holds at most two each of b, c, s")
-    else:
-        raise ValueError(f"label {name!r}: must start with X_, X_YY_ or QCD_ (optionally after 'label_')")
-    if not tokens and category != CATEGORY_QCD:
-        raise ValueError(f"label {name!r}: a resonance label needs at least one token")
-    if any(tokens.count(t) >= _BASE for t in set(tokens)):
-        raise ValueError(f"label {name!r}: at most {_BASE - 1} of one token")
-    return category, tokens
 
 
 @dataclass(frozen=True)
@@ -116,16 +66,7 @@ class LabelTable:
 
     @classmethod
     def from_names(cls, names: Sequence[str]) -> LabelTable:
-        if not names:
-            raise ValueError("the label table is empty")
-        keys = []
-        seen: dict[int, str] = {}
-        for name in names:
-            key = label_key(*parse_label(name))
-            if key in seen:
-                raise ValueError(f"labels {seen[key]!r} and {name!r} describe the same class")
-            seen[key] = name
-            keys.append(key)
+        keys = label_keys(names)
         order = np.argsort(keys, kind="stable")
         return cls(tuple(names), np.asarray(keys, dtype=np.int64)[order], order.astype(np.int32))
 
@@ -136,22 +77,6 @@ class LabelTable:
         if pos == len(self.keys) or self.keys[pos] != key:
             raise ValueError(f"label {name!r} is not in the table")
         return int(self.indices[pos])
-
-
-@dataclass(frozen=True)
-class LabelParams:
-    """How jets are matched to truth (defaults: JetClass-II's resonances and AK8 radius)."""
-
-    radius: float = 0.8
-    res_x_pdgids: tuple[int, ...] = (25, 37)
-    res_y_pdgids: tuple[int, ...] = (35, 37)
-    assign_qcd_label: bool = True
-    qcd_parton_min_pt: float = 5.0
-    table: tuple[str, ...] = JETCLASS2_LABELS
-
-    def __post_init__(self) -> None:
-        if self.radius <= 0:
-            raise ValueError(f"label radius must be > 0, got {self.radius}")
 
 
 @dataclass(frozen=True)

@@ -19,47 +19,18 @@ R0 = 0.8; τ_1..τ_4 with one-pass kT axes and the normalised measure (β = 1, R
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import awkward as ak
 import numba
 import numpy as np
 
 from colliderflow.kinematics import stdout_fd_silenced
+from colliderflow.ntuplize.jet_params import SubstructureParams  # the settings (no numba there)
 
 # FastJet refuses radii above JetDefinition::max_allowable_R (1000); the reclustering is "all in one".
 _RECLUSTER_RADIUS = 999.0
-_AXES = ("KT_Axes", "OnePass_KT_Axes")
-_BACKENDS = ("numba", "fastjet")
 _MAX_PASS_ITERATIONS = 1000
 _PASS_ACCURACY = 1e-4
 _ALGO_CA, _ALGO_KT = 0, 1
-
-
-@dataclass(frozen=True)
-class SubstructureParams:
-    """Grooming and N-subjettiness settings (defaults: the JetClass-II / Delphes ones)."""
-
-    softdrop_zcut: float = 0.1
-    softdrop_beta: float = 0.0
-    r0: float = 0.8
-    tau_beta: float = 1.0
-    tau_axes: str = "OnePass_KT_Axes"
-    tau_n: tuple[int, ...] = (1, 2, 3, 4)
-    backend: str = "numba"
-
-    def __post_init__(self) -> None:
-        if self.tau_axes not in _AXES:
-            raise ValueError(f"tau_axes {self.tau_axes!r} is not one of {_AXES}")
-        if self.backend not in _BACKENDS:
-            raise ValueError(f"substructure backend {self.backend!r} is not one of {_BACKENDS}")
-        if any(int(n) < 1 for n in self.tau_n):
-            raise ValueError(f"tau_n must be positive integers (or empty for soft drop only), got {self.tau_n}")
-        if self.r0 <= 0 or self.softdrop_zcut < 0 or self.tau_beta <= 0:
-            raise ValueError(
-                f"need r0 > 0, softdrop_zcut >= 0, tau_beta > 0; got r0={self.r0}, "
-                f"zcut={self.softdrop_zcut}, tau_beta={self.tau_beta}"
-            )
 
 
 # --------------------------------------------------------------------------------------------------

@@ -1,7 +1,8 @@
-"""The `train` section of the config as one typed dataclass, checked once.
+"""The `train` and `tagger` sections of the config as typed dataclasses, checked once.
 
-Only the training loop's own keys live here; the model's section (train.<model>) is checked by the model's
-config and the loss's (train.loss) by `colliderflow.train.losses.LossConfig`.
+Only the training loop's own keys live in TrainConfig; the model's section (train.<model>) is checked by the
+model's config (colliderflow.models.configs) and the loss's (train.loss) by LossConfig, here beside it.
+Nothing here imports torch: the Snakefile's config check (colliderflow.workflow_config) builds these too.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Final
 
-from colliderflow.models.registry import MODEL_TASKS, MODELS, config_section
+from colliderflow.models.configs import MODEL_CONFIGS, MODEL_TASKS, config_section
 from colliderflow.jetclass2 import JETCLASS2_LABELS, label_name
 from colliderflow.params import DEFAULT_JET_LENGTH, ConfigError, stage_params
 
@@ -58,8 +59,8 @@ class TrainConfig:
     def check(self, where: str) -> None:
         """Cross-field rules and values the loop cannot run with; `where` is `train` or `tagger`."""
         config = self
-        if config.model not in MODELS:
-            raise ValueError(f"{where}.model: unknown model {config.model!r}; known: {sorted(MODELS)}")
+        if config.model not in MODEL_CONFIGS:
+            raise ValueError(f"{where}.model: unknown model {config.model!r}; known: {sorted(MODEL_CONFIGS)}")
         if config.threads is not None and (not isinstance(config.threads, int) or config.threads < 1):
             raise ValueError(f"{where}.threads: expected a positive integer, got {config.threads!r}")
         for name in ("batch_size", "max_steps", "checkpoint_every", "eval_every", "log_every"):
@@ -97,6 +98,32 @@ class TrainConfig:
     def section(self) -> str:
         """The config section this model is configured in: `train` or `tagger` (the prefix of its errors)."""
         return config_section(self.model)
+
+
+@dataclass(frozen=True)
+class LossConfig:
+    """The optional `train.loss` section of the config."""
+
+    classification: str = "cross_entropy"  # cross_entropy | focal
+    focal_gamma: float = 2.0  # focal only
+    regression: str = "huber"  # huber | mse
+    huber_delta: float = 1.0  # in units of the residual's typical spread
+    cls_weight: float = 4.0  # weights of the three terms in the loss that is minimised
+    charge_weight: float = 1.0
+    reg_weight: float = 1.0
+
+    def check(self, where: str) -> None:
+        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
+        config = self
+        if config.classification not in ("focal", "cross_entropy"):
+            raise ValueError(f"{where}.classification: expected focal or cross_entropy, got {config.classification!r}")
+        if config.regression not in ("huber", "mse"):
+            raise ValueError(f"{where}.regression: expected huber or mse, got {config.regression!r}")
+        if config.focal_gamma < 0 or config.huber_delta <= 0:
+            raise ValueError(f"{where}: focal_gamma must be ≥ 0 and huber_delta > 0")
+        for name in ("cls_weight", "charge_weight", "reg_weight"):
+            if not getattr(config, name) >= 0:
+                raise ValueError(f"{where}.{name}: expected a non-negative number, got {getattr(config, name)!r}")
 
 
 def train_params(params: Mapping[str, Any]) -> TrainConfig:

@@ -25,39 +25,12 @@ Each term is a mean over the elements it covers in the batch, so batches with lo
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 import torch
 import torch.nn.functional as F
 
 from colliderflow.models.mlpf import MLPFOutput, regression_targets
+from colliderflow.train.config import LossConfig  # the `train.loss` section (no torch there)
 from colliderflow.schema import PF
-
-
-@dataclass(frozen=True)
-class LossConfig:
-    """The optional `train.loss` section of the config."""
-
-    classification: str = "cross_entropy"  # cross_entropy | focal
-    focal_gamma: float = 2.0  # focal only
-    regression: str = "huber"  # huber | mse
-    huber_delta: float = 1.0  # in units of the residual's typical spread
-    cls_weight: float = 4.0  # weights of the three terms in the loss that is minimised
-    charge_weight: float = 1.0
-    reg_weight: float = 1.0
-
-    def check(self, where: str) -> None:
-        """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
-        config = self
-        if config.classification not in ("focal", "cross_entropy"):
-            raise ValueError(f"{where}.classification: expected focal or cross_entropy, got {config.classification!r}")
-        if config.regression not in ("huber", "mse"):
-            raise ValueError(f"{where}.regression: expected huber or mse, got {config.regression!r}")
-        if config.focal_gamma < 0 or config.huber_delta <= 0:
-            raise ValueError(f"{where}: focal_gamma must be ≥ 0 and huber_delta > 0")
-        for name in ("cls_weight", "charge_weight", "reg_weight"):
-            if not getattr(config, name) >= 0:
-                raise ValueError(f"{where}.{name}: expected a non-negative number, got {getattr(config, name)!r}")
 
 
 def focal_loss(logits: torch.Tensor, target: torch.Tensor, *, gamma: float) -> torch.Tensor:
