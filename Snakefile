@@ -8,7 +8,8 @@
 from snakemake.exceptions import WorkflowError
 from snakemake.utils import min_version, validate
 
-from colliderflow.params import ConfigError, check_config, schema_error_line
+from colliderflow.params import ConfigError, schema_error_line
+from colliderflow.workflow_config import check_workflow_config
 
 min_version("9.0")
 
@@ -20,12 +21,14 @@ if not workflow.overwrite_configfiles:
     configfile: "config/config.yaml"
 
 
-# The schema owns structure (one line naming the key, not jsonschema's dump of the schema); then the stages'
-# own cross-field checks (colliderflow.params), so that what the config alone can reveal stops the dry run.
+# The schema owns structure (one line naming the key, not jsonschema's dump of the schema); then every stage's
+# own cross-field checks (colliderflow.workflow_config builds each stage's params: colliderflow.params, the
+# training and model configs, the jet ntuplizer's, the backends'), so what the config alone can reveal stops
+# the dry run.
 # Raised from here, so the message is followed by this one frame only.
 try:
     validate(config, "workflow/schemas/config.schema.yaml")
-    check_config(config)
+    check_workflow_config(config)
 except (WorkflowError, ConfigError) as exc:
     raise ConfigError(schema_error_line(exc)) from None
 

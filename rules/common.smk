@@ -6,7 +6,7 @@
 # thousands of jobs), and this file is parsed again by every cluster job. So what depends only on the
 # sample is computed once per sample (functools.cache) and handed to the rule as one value, and nothing
 # here imports more than the standard library and the light colliderflow modules (config, schema,
-# processes): no numpy, awkward, matplotlib or torch (tests/test_dag_scale.py checks it).
+# processes, workflow_config): no numpy, awkward, matplotlib or torch (tests/test_dag_scale.py checks it).
 import functools
 
 from colliderflow.config import canonical_json, derive_seed, ordered_pairs
@@ -14,8 +14,8 @@ from colliderflow.devices import uses_gpu
 from colliderflow.generate.backends.delphes_cards import check_pileup_config
 from colliderflow.generate.backends.delphes_install import DELPHES_EXECUTABLE, find_tool, resolve_card
 from colliderflow.generate.backends.options import DEFAULT_MINBIAS_EVENTS, DelphesOptions
-from colliderflow.generate.processes import PP_JET_RESONANCES
 from colliderflow.params import evaluate_section, stage_params, weaver_section
+from colliderflow.workflow_config import jet_ntuplizer_section, training_section
 from colliderflow.schema import SPLITS
 
 RESULTS = f"results/{config['run']}"
@@ -179,17 +179,15 @@ def validation_section(wildcards):
 
 @functools.cache
 def _jet_section(sample):
-    own = config["samples"][sample]
-    jets = {k: v for k, v in config["jets"].items() if k not in ("split_fractions", "jets_per_file")}
-    truth = own.get("jet_truth", PP_JET_RESONANCES.get(own["process"], {}))
-    return canonical_json({**jets, **truth})
+    return canonical_json(jet_ntuplizer_section(config, sample))
 
 
 def jet_section(wildcards):
     """The jet ntuplizer's parameters for a sample: `jets` less the dataset keys, plus the sample's truth.
 
     The resonances that label jets follow from the process (processes.PP_JET_RESONANCES) unless the
-    sample sets `jet_truth`. Serialised once per sample, not once per job.
+    sample sets `jet_truth` (colliderflow.workflow_config.jet_ntuplizer_section, which the dry run's check
+    builds JetParams from). Serialised once per sample, not once per job.
     """
     return _jet_section(wildcards.sample)
 
@@ -267,10 +265,7 @@ def job_roots(wildcards):
 def train_section(model):
     """The training parameters of one model: `train` for the PF model; for a tagger, `tagger` with its
     model named and without the other taggers' architectures (so tuning one retrains only that one)."""
-    if model == MODEL:
-        return canonical_json(config["train"])
-    own = {k: v for k, v in config["tagger"].items() if k not in ("models", "part", "pelican") or k == model}
-    return canonical_json({**own, "model": model})
+    return canonical_json(training_section(config, model))  # colliderflow.workflow_config, as the dry run checks it
 
 
 def final_outputs():

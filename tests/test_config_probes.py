@@ -12,6 +12,7 @@ import yaml
 from workflow_api import ROOT, copy_project, dry_run, run_snakemake
 
 from colliderflow.params import ConfigError, check_config
+from colliderflow.workflow_config import check_workflow_config
 
 
 def _ci_config() -> dict:
@@ -58,6 +59,16 @@ PROBES = [
      "evaluate.jet_pt_bins: bin edges must increase strictly, got [10, 40, 20, 200]"),
     ("tagging class", _set("evaluate.tagging", {"qcd_classes": ["QCD_bb"]}),
      "evaluate.tagging.qcd_classes: 'QCD_bb' is not one of the tagger's labels"),
+    # The training, model and jet-ntuplizer sections: their dataclasses live beside their stages
+    # (train/config.py, models/configs.py, ntuplize/jet_params.py), built by colliderflow.workflow_config.
+    ("train model heads", _set("train.mlpf.num_heads", 3),
+     "train.mlpf: embedding_dim=32 not divisible by num_heads=3"),
+    ("tagger model heads", _set("tagger.part.num_heads", 3),
+     "tagger.part: embedding_dim=16 not divisible by num_heads=3"),
+    ("tagger dropout", _set("tagger.part.dropout", 1.0),
+     "tagger.part.dropout: expected a value in [0, 1), got 1.0"),
+    ("jets without QCD labels", _set("jets.assign_qcd_label", False),
+     "jets.assign_qcd_label: false gives no jet a QCD label, but tagger.labels names label_QCD_light"),
 ]
 
 
@@ -78,6 +89,38 @@ def test_dry_run_stops_naming_the_key(tmp_path, mutate, line):
 def test_the_shipped_configs_pass():
     for name in ("config/config.yaml", "config/ci.yaml"):
         check_config(yaml.safe_load((ROOT / name).read_text()))
+        check_workflow_config(yaml.safe_load((ROOT / name).read_text()))
+
+
+def test_the_dry_runs_model_check_is_the_models_own():
+    """The dry run builds the model's config as the train job's build_model does: the same line either way."""
+    from colliderflow.models import build_model
+    from colliderflow.workflow_config import training_section
+
+    config = _ci_config()
+    config["tagger"]["part"]["num_heads"] = 3
+    with pytest.raises(ConfigError) as from_config:
+        check_workflow_config(config)
+    with pytest.raises(ValueError) as from_stage:
+        build_model(training_section(config, "part"))
+    assert str(from_config.value) == str(from_stage.value)
+
+
+def test_the_dry_runs_jet_check_is_the_ntuplizers_own():
+    """The check builds every jet sample's JetParams from the section its ntuplize-jets job gets (`jets` and
+    the sample's truth), with the ntuplizer's own line. (The schema stops a radius of 0 first; here the check
+    runs alone, to show it is the ntuplizer's.)"""
+    from colliderflow.ntuplize.jet_params import jet_params_from_section
+    from colliderflow.workflow_config import jet_ntuplizer_section
+
+    config = _ci_config()
+    config["jets"]["radius"] = 0.0
+    with pytest.raises(ValueError) as from_stage:
+        jet_params_from_section(jet_ntuplizer_section(config, "pp_qcd"))
+    with pytest.raises(ConfigError) as from_config:
+        check_workflow_config(config)
+    assert str(from_config.value) == str(from_stage.value)
+    assert str(from_config.value).startswith("jets: ")
 
 
 def test_a_check_is_the_stages_own():
@@ -204,6 +247,35 @@ def test_the_training_dataclasses_and_the_schema_agree():
     assert keys(MLPFConfig) == set(props["train"]["properties"]["mlpf"]["properties"])
     assert keys(ParTConfig) == set(props["tagger"]["properties"]["part"]["properties"]) | {"num_features", "num_classes"}
     assert keys(PELICANConfig) == set(props["tagger"]["properties"]["pelican"]["properties"]) | {"num_classes"}
+
+
+def test_the_backend_options_and_the_schema_agree():
+    """`samples.<name>.delphes` (with its pileup) and `samples.<name>.key4hep`: keys and required keys."""
+    import dataclasses
+
+    from colliderflow.generate.backends.options import (
+        BACKEND_OPTIONS,
+        DelphesOptions,
+        Key4hepOptions,
+        PileupOptions,
+    )
+
+    sample = yaml.safe_load((ROOT / "workflow/schemas/config.schema.yaml").read_text())["properties"]["samples"]
+    props = sample["additionalProperties"]["properties"]
+
+    def keys(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)}
+
+    def required(cls) -> set[str]:
+        return {f.name for f in dataclasses.fields(cls)
+                if f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING}
+
+    assert keys(DelphesOptions) == set(props["delphes"]["properties"])
+    assert keys(PileupOptions) == set(props["delphes"]["properties"]["pileup"]["properties"])
+    assert keys(Key4hepOptions) == set(props["key4hep"]["properties"])
+    assert required(Key4hepOptions) == set(props["key4hep"]["required"])
+    assert required(DelphesOptions) == set(props["delphes"].get("required", ())) == set()
+    assert set(BACKEND_OPTIONS) == set(props["backend"]["enum"]) - {"builtin"}
 
 
 def test_the_weaver_config_params_and_the_schema_agree():
