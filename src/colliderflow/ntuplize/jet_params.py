@@ -1,9 +1,9 @@
 """The jet ntuplizer's parameters: the flat `jets` config section (JetSection) → the nested JetParams.
 
 Plain dataclasses and the label-name grammar only (no numpy, numba or awkward), so the Snakefile's config
-check (colliderflow.workflow_config) builds them for every jet sample exactly as the ntuplize-jets job does:
-a radius of 0 or a label table with one class twice stops `snakemake -n`, not a job after generation.
-`jets` (the builder), `jet_substructure` and `jet_labels` take their settings from here.
+check (colliderflow.workflow_config) builds them for every jet sample exactly as the ntuplize-jets job does,
+and a run by hand with a bad `label_table` fails before any data is read. `jets` (the builder),
+`jet_substructure` and `jet_labels` take their settings from here.
 """
 
 from __future__ import annotations
