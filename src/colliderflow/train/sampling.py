@@ -32,6 +32,7 @@ import torch
 
 from colliderflow.config import derive_seed
 from colliderflow.train.data import _as_str
+from colliderflow.train.item_weights import ItemWeights
 
 MULTINOMIAL_MAX = 2**24  # torch.multinomial: "number of categories cannot exceed 2^24"
 DEFAULT_BUFFER_ITEMS = 1 << 17  # items of one shuffle window (the in-memory buffer)
@@ -90,6 +91,13 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
         raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
     pa.default_memory_pool().release_unused()
     return weights
+
+
+def read_item_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int]], *,
+                      scratch_dir: str | None = None) -> ItemWeights:
+    """`read_sampling_weights`, then spilled in item order to a scratch file (item_weights.ItemWeights):
+    what training holds for the run is O(1) per item, the join's arrays are freed when this returns."""
+    return ItemWeights.spill(read_sampling_weights(path, keys), directory=scratch_dir)
 
 
 def _missing_error(path: Path, missing: np.ndarray, n: int, samples: list[str], codes: np.ndarray,
@@ -267,7 +275,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     steps as the rank with the fewest draws can fill.
     """
 
-    def __init__(self, n_events: int, *, batch_size: int, seed: int, weights: torch.Tensor | None = None,
+    def __init__(self, n_events: int, *, batch_size: int, seed: int,
+                 weights: torch.Tensor | np.ndarray | ItemWeights | None = None,
                  start_step: int = 0, num_steps: int | None = None, lengths: Sequence[int] | None = None,
                  bucket_batches: int = 0, rank: int = 0, world_size: int = 1,
                  block_ends: Sequence[int] | np.ndarray | None = None,
@@ -290,7 +299,10 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise ValueError(f"train.batch_size: the global batch of {self.batch_size} does not split evenly "
                              f"over {world_size} processes")
         self.seed = seed
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        # Per-item weights are read a window at a time (ItemWeights: in memory, or a scratch file); what the
+        # sampler itself keeps is per block (block_weights), so it does not grow with the items.
+        self.weights = None if weights is None else (
+            weights if isinstance(weights, ItemWeights) else ItemWeights.from_array(weights))
         self.start_step = start_step
         self.num_steps = num_steps
         # int32: lengths are particle counts; 4 bytes an item rather than 8 (the order of a stable sort is the same)
@@ -307,7 +319,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.block_ends = ends
         self.single_window = n_events <= buffer_items
         if self.weights is not None and not self.single_window:
-            self.block_weights = np.add.reduceat(self.weights.numpy(), self.block_starts)  # [n_blocks] Σw
+            self.block_weights = self.weights.block_sums(self.block_starts, self.block_ends)  # [n_blocks] Σw
         # Items per step of this rank's stream: the global batch with one window, a slice with several.
         self.stream_batch = self.batch_size if self.single_window else self.batch_size // world_size
         self.batches_per_epoch = n_events // self.batch_size if self.single_window else None
@@ -340,12 +352,12 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         seed = derive_seed(self.seed, "train-order", epoch) if self.single_window else \
             derive_seed(self.seed, "train-order", epoch, index)
         gen = torch.Generator().manual_seed(seed)
-        items = torch.cat([torch.arange(a, e, dtype=torch.int64) for a, e in ranges])
+        items = torch.from_numpy(np.concatenate([np.arange(a, e, dtype=np.int64) for a, e in ranges]))
         if count == 0:
             return items[:0]
         if self.weights is None:
             return items[torch.randperm(len(items), generator=gen)]
-        return items[weighted_draws(self.weights[items], count, gen)]
+        return items[weighted_draws(torch.from_numpy(self.weights.gather(ranges)), count, gen)]
 
     def _my_windows(self, epoch: int) -> tuple[list[int], list[list[tuple[int, int]]], np.ndarray, int]:
         """This rank's windows of the epoch, their draw counts and the epoch's number of steps."""
