@@ -54,6 +54,7 @@ PART_COLUMNS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "pa
                 "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon")
 JET_COLUMNS = ("jet_pt", "jet_energy", "jet_label")
 TINY = 1e-8
+OPEN_FILES = 32  # files a JetDataset keeps open (their footers parsed), least recently used closed first
 
 
 def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -268,6 +269,7 @@ class JetDataset(Sequence[Jet]):
         self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[int, RowGroup] = OrderedDict()
+        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()  # open files, the last OPEN_FILES used
         self._n_particles: np.ndarray | None = None
 
     # ---- keys and layout (no constituent is read)
@@ -346,6 +348,17 @@ class JetDataset(Sequence[Jet]):
 
     # ---- reading
 
+    def _file(self, k: int) -> pq.ParquetFile:
+        """File k, opened (its footer parsed) once while among the OPEN_FILES last used: a window reads a
+        few row groups of each of many files, and parsing a footer per row group costs milliseconds."""
+        pf = self._files.get(k)
+        if pf is None:
+            pf = self._files[k] = pq.ParquetFile(self.paths[k])
+            while len(self._files) > OPEN_FILES:
+                self._files.popitem(last=False)[1].close()
+        self._files.move_to_end(k)
+        return pf
+
     def _row_group(self, g: int, *, keep: frozenset[int] = frozenset()) -> RowGroup:
         """Row group g, decoded (from the cache when there). Least recently used groups are evicted beyond
         cache_bytes, except those in `keep` (the rest of the batch being read): a batch that spans two
@@ -354,9 +367,10 @@ class JetDataset(Sequence[Jet]):
         if cached is not None:
             self._cache.move_to_end(g)
             return cached
-        path = self.paths[self._rg_file[g]]
+        k = int(self._rg_file[g])
+        path = self.paths[k]
         try:
-            table = pq.ParquetFile(path).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
+            table = self._file(k).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
         except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
             raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
         decoded = decode_row_group(table)
@@ -414,6 +428,7 @@ class JetDataset(Sequence[Jet]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
+        state["_files"] = OrderedDict()  # and opens its own files
         return state
 
 
@@ -496,9 +511,11 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     src = np.repeat(starts, kept) + slot  # [K] its row in its segment's arrays
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
-    mask = np.zeros((len(counts), n_max), bool)
+    mask = np.empty((len(counts), n_max), bool)
     dest = jet * n_max + slot  # [K] flat row of each kept constituent in the [B * N] padded arrays
-    mask.reshape(-1)[dest] = True
+    kept_at = np.empty(len(counts), np.int64)
+    kept_at[jets.position] = kept  # [B] kept constituents of each batch row
+    np.less(np.arange(n_max), kept_at[:, None], out=mask)  # a jet's kept constituents are its first slots
     flat_features, flat_p4 = features.reshape(-1, N_PARTICLE_FEATURES), p4.reshape(-1, 4)
     b = k = 0
     for seg_values, seg_starts in jets.segments:  # one gather per row group (a constituent is one 84-byte row)
