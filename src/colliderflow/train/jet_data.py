@@ -505,14 +505,16 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     counts = jets.counts
     kept = np.minimum(counts, max_particles)  # the hardest constituents: they come first in the file
     n_max = max(1, int(kept.max()) if len(counts) else 1)
-    jet = np.repeat(jets.position, kept)  # [K] destination batch row of each kept constituent
-    slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)  # [K] its position in the jet
+    # Kept constituent c (of K, jet after jet) is slot c - first[j] of its jet j, so its source row is
+    # starts[j] + slot and its flat row in the padded arrays position[j] * n_max + slot: two repeats.
+    first = np.cumsum(kept) - kept  # [B] index of each jet's first kept constituent
     starts = np.concatenate([seg[1] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
-    src = np.repeat(starts, kept) + slot  # [K] its row in its segment's arrays
+    c = np.arange(int(kept.sum()))
+    src = c + np.repeat(starts - first, kept)  # [K] its row in its segment's values
+    dest = c + np.repeat(jets.position * n_max - first, kept)  # [K] its row in the [B * N] padded arrays
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
     mask = np.empty((len(counts), n_max), bool)
-    dest = jet * n_max + slot  # [K] flat row of each kept constituent in the [B * N] padded arrays
     kept_at = np.empty(len(counts), np.int64)
     kept_at[jets.position] = kept  # [B] kept constituents of each batch row
     np.less(np.arange(n_max), kept_at[:, None], out=mask)  # a jet's kept constituents are its first slots
