@@ -54,7 +54,7 @@ PART_COLUMNS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "pa
                 "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon")
 JET_COLUMNS = ("jet_pt", "jet_energy", "jet_label")
 TINY = 1e-8
-OPEN_FILES = 32  # files a JetDataset keeps open (their footers parsed), least recently used closed first
+OPEN_FILES = 32  # files whose parsed footer a JetDataset keeps, least recently used dropped first
 
 
 def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -269,7 +269,7 @@ class JetDataset(Sequence[Jet]):
         self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[int, RowGroup] = OrderedDict()
-        self._files: OrderedDict[int, pq.ParquetFile] = OrderedDict()  # open files, the last OPEN_FILES used
+        self._footers: OrderedDict[int, pq.FileMetaData] = OrderedDict()  # of the last OPEN_FILES files read
         self._n_particles: np.ndarray | None = None
 
     # ---- keys and layout (no constituent is read)
@@ -349,15 +349,16 @@ class JetDataset(Sequence[Jet]):
     # ---- reading
 
     def _file(self, k: int) -> pq.ParquetFile:
-        """File k, opened (its footer parsed) once while among the OPEN_FILES last used: a window reads a
-        few row groups of each of many files, and parsing a footer per row group costs milliseconds."""
-        pf = self._files.get(k)
-        if pf is None:
-            pf = self._files[k] = pq.ParquetFile(self.paths[k])
-            while len(self._files) > OPEN_FILES:
-                self._files.popitem(last=False)[1].close()
-        self._files.move_to_end(k)
-        return pf
+        """File k, opened with its footer parsed once while among the OPEN_FILES last used: a window reads
+        a few row groups of each of many files, and parsing a footer per row group costs milliseconds. Only
+        the footers are kept, not open readers (those hold buffers of what they read: MBs a file)."""
+        meta = self._footers.get(k)
+        if meta is None:
+            meta = self._footers[k] = pq.read_metadata(self.paths[k])
+            while len(self._footers) > OPEN_FILES:
+                self._footers.popitem(last=False)
+        self._footers.move_to_end(k)
+        return pq.ParquetFile(self.paths[k], metadata=meta)
 
     def _row_group(self, g: int, *, keep: frozenset[int] = frozenset()) -> RowGroup:
         """Row group g, decoded (from the cache when there). Least recently used groups are evicted beyond
@@ -428,7 +429,7 @@ class JetDataset(Sequence[Jet]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
-        state["_files"] = OrderedDict()  # and opens its own files
+        state["_footers"] = OrderedDict()  # and reads its own footers
         return state
 
 
