@@ -6,7 +6,7 @@ elements) as a TFDS array_record dataset with its keys.parquet, plus their weigh
 process (so that peak RSS is that of the one path), one epoch of each kind is read:
 
 * loader   — the full training input path as train() runs it: open the dataset (keys only), join the
-             sampling weights, draw the epoch (EpochBatchSampler: shuffled row groups / shards, bounded
+             sampling weights (spilled to a scratch file, read back a window at a time), draw the epoch (EpochBatchSampler: shuffled row groups / shards, bounded
              windows, weighted draws with replacement), read + decode + collate every batch through the
              DataLoader (--workers worker processes; 0 = in process);
 * raw read — the same data read once in storage order into the per-sample arrays the collation takes:

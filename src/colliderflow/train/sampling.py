@@ -1,7 +1,8 @@
 """Which training items make up each batch: the sampling weights' join and the batch sampler.
 
-* `SampleKeys` / `read_sampling_weights` — the per-item weights of a weights file (sample, event_id,
-  weight), joined on the items' keys without a Python object per item.
+* `SampleKeys` / `read_sampling_weights` / `read_item_weights` — the per-item weights of a weights file
+  (sample, event_id, weight), joined on the items' keys without a Python object per item (as a tensor, or
+  spilled to a scratch file for training).
 * `EpochBatchSampler` — the order of training items, a pure function of (seed, step), which is what
   makes resuming from a checkpoint exact (with DataLoader workers too: the sampler runs in the main
   process, workers only read the batches it names, and the loader hands them back in order).
@@ -12,6 +13,10 @@ into windows of at most `buffer_items` items, and each window's items are shuffl
 drawn with replacement — in memory. Only the current window's rows need to be resident. A dataset that
 fits in one window is one window in its own order, which is exactly a global shuffle (and the draws of
 earlier versions, `WeightedRandomSampler` over the whole set).
+
+Per-item weights are not held: the sampler keeps each block's total and reads a window's weights
+(item_weights.ItemWeights: a scratch file in item order, or an array for small sets) when it draws that
+window, so its memory is per block, not per item; `read_item_weights` joins a weights file and spills it.
 
 Weighted sampling keeps weaver's semantics: item i is drawn with probability w_i / Σw, with replacement,
 len(dataset) draws per epoch (class fractions and flat/ref shapes are in the weights). Over several
