@@ -64,10 +64,8 @@ def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
     return pc.list_flatten(arr).to_numpy(zero_copy_only=False), counts
 
 
-def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray, *,
-                      out: np.ndarray | None = None) -> np.ndarray:
-    """[n_total, 17] float32 from flat constituent columns and each constituent's jet pT and energy
-    (written into `out` [n_total, 17] when given, best a column-major one)."""
+def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energy: np.ndarray) -> np.ndarray:
+    """[n_total, 17] float32 from flat constituent columns and each constituent's jet pT and energy."""
     px, py = cols["part_px"], cols["part_py"]
     pt = np.hypot(px, py)
     energy = cols["part_energy"]
@@ -87,12 +85,11 @@ def particle_features(cols: dict[str, np.ndarray], jet_pt: np.ndarray, jet_energ
     ]
     # Column by column into a column-major array (each value cast to float32 once, as a stack then
     # astype would, without the [n, 17] float64 intermediate), then one transpose copy.
-    f = np.empty((len(pt), N_PARTICLE_FEATURES), np.float32, order="F") if out is None else out
+    f = np.empty((len(pt), N_PARTICLE_FEATURES), np.float32, order="F")
     for i, column in enumerate(columns):
         f[:, i] = column
-    for i in range(N_PARTICLE_FEATURES):  # column by column: contiguous in a column-major array
-        np.nan_to_num(f[:, i], copy=False, nan=0.0, posinf=0.0, neginf=0.0)
-    return np.ascontiguousarray(f) if out is None else f
+    np.nan_to_num(f, copy=False, nan=0.0, posinf=0.0, neginf=0.0)
+    return np.ascontiguousarray(f)
 
 
 def _class_index(jet_label: np.ndarray, labels: list[int]) -> np.ndarray:
@@ -125,34 +122,18 @@ def _read_labels(path: Path) -> np.ndarray:
     return _read_column(path, "jet_label")
 
 
-N_VALUES = N_PARTICLE_FEATURES + 4  # a constituent's row in a decoded row group: 17 features, then (px, py, pz, E)
-
-
 @dataclass
 class RowGroup:
-    """One decoded Parquet row group: every jet's constituents, in file order, one row each.
+    """One decoded Parquet row group: every jet's constituent features, in file order."""
 
-    Features and four-momentum share a row (84 bytes), so the batch collation gathers a constituent with
-    one indexed copy from one place in memory rather than two from two arrays.
-    """
-
-    values: np.ndarray  # [n_particles_total, 21] float32: features (17), then p4 (4)
+    features: np.ndarray  # [n_particles_total, 17] float32
+    p4: np.ndarray  # [n_particles_total, 4] float32
     offsets: np.ndarray  # [n_rows + 1] int64, jet r's constituents are offsets[r]:offsets[r + 1]
     classes: np.ndarray | None = None  # [n_rows] int16 class index of each row (-1: not trained on); set by JetDataset
 
     @property
-    def features(self) -> np.ndarray:
-        """[n_particles_total, 17] float32 (a view)."""
-        return self.values[:, :N_PARTICLE_FEATURES]
-
-    @property
-    def p4(self) -> np.ndarray:
-        """[n_particles_total, 4] float32 (a view), (px, py, pz, E)."""
-        return self.values[:, N_PARTICLE_FEATURES:]
-
-    @property
     def nbytes(self) -> int:
-        return self.values.nbytes + self.offsets.nbytes + (0 if self.classes is None else self.classes.nbytes)
+        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes + (0 if self.classes is None else self.classes.nbytes)
 
 
 def decode_row_group(table: pa.Table) -> RowGroup:
@@ -162,24 +143,22 @@ def decode_row_group(table: pa.Table) -> RowGroup:
         flat[name], n = _flat(table.column(name))
         flat[name] = flat[name].astype(np.float32)
     jet_of = np.repeat(np.arange(len(n)), n)  # [n_total] jet index of each constituent
-    values = np.empty((len(jet_of), N_VALUES), np.float32, order="F")  # filled column by column
-    particle_features(flat, table.column("jet_pt").to_numpy()[jet_of], table.column("jet_energy").to_numpy()[jet_of],
-                      out=values[:, :N_PARTICLE_FEATURES])
-    for i, name in enumerate(("part_px", "part_py", "part_pz", "part_energy")):
-        values[:, N_PARTICLE_FEATURES + i] = flat[name]
-    return RowGroup(np.ascontiguousarray(values), np.concatenate([[0], np.cumsum(n)]))
+    f = particle_features(flat, table.column("jet_pt").to_numpy()[jet_of], table.column("jet_energy").to_numpy()[jet_of])
+    p4 = np.stack([flat["part_px"], flat["part_py"], flat["part_pz"], flat["part_energy"]], axis=1)
+    return RowGroup(f, p4, np.concatenate([[0], np.cumsum(n)]))
 
 
 @dataclass
 class RaggedJets:
     """Some jets, by reference into the arrays that hold their constituents: what a batched read returns.
 
-    Jets come in segments (one per row group read); segment s holds a `values` array (RowGroup.values:
-    features then p4, a row per constituent) and, for each of its jets, the first constituent row `starts`
-    (its constituents are starts … starts + count). collate_jets pads them with one gather per segment.
+    Jets come in segments (one per row group read); segment s holds `features`/`p4` arrays and, for each of
+    its jets, the first constituent row `starts` (its constituents are starts … starts + count). collate_jets
+    pads them with one gather-scatter per segment, so a constituent is copied once from the decoded row
+    group into the batch tensor.
     """
 
-    segments: list[tuple[np.ndarray, np.ndarray]]  # (values [N, 21], starts [b_s])
+    segments: list[tuple[np.ndarray, np.ndarray, np.ndarray]]  # (features [N, 17], p4 [N, 4], starts [b_s])
     counts: np.ndarray  # [B] int64 constituents of each jet, segment by segment
     labels: np.ndarray  # [B] int64 class index, segment by segment
     position: np.ndarray  # [B] the batch row of each jet (the order it was asked for)
@@ -190,18 +169,18 @@ class RaggedJets:
     @classmethod
     def from_jets(cls, jets: list[Jet]) -> RaggedJets:
         counts = np.array([len(j["p4"]) for j in jets], dtype=np.int64)
-        values = np.concatenate([np.concatenate([j["features"], j["p4"]], axis=1) for j in jets]) if jets else \
-            np.zeros((0, N_VALUES), np.float32)
-        return cls([(values.astype(np.float32, copy=False), np.cumsum(counts) - counts)], counts,
+        features = np.concatenate([j["features"] for j in jets]) if jets else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
+        p4 = np.concatenate([j["p4"] for j in jets]) if jets else np.zeros((0, 4), np.float32)
+        return cls([(features, p4, np.cumsum(counts) - counts)], counts,
                    np.array([j["label"] for j in jets], dtype=np.int64), np.arange(len(jets)))
 
     @property
     def features(self) -> np.ndarray:
         """[n_total, 17] the constituents' features, jet after jet in batch order (a copy)."""
         parts, b = [], 0
-        for values, starts in self.segments:
+        for features, _, starts in self.segments:
             n = self.counts[b : b + len(starts)]
-            parts.append(values[:, :N_PARTICLE_FEATURES][np.repeat(starts - np.cumsum(n) + n, n) + np.arange(int(n.sum()))])
+            parts.append(features[np.repeat(starts - np.cumsum(n) + n, n) + np.arange(int(n.sum()))])
             b += len(starts)
         stored = np.concatenate(parts) if parts else np.zeros((0, N_PARTICLE_FEATURES), np.float32)
         ends = np.cumsum(self.counts)
@@ -414,7 +393,7 @@ class JetDataset(Sequence[Jet]):
             k = int(self._rg_file[g])
             r = self._file_rows(k, idx[a:e] - self._file_start[k]) - self._rg_first_row[g]
             start = rg.offsets[r]
-            segments.append((rg.values, start))
+            segments.append((rg.features, rg.p4, start))
             counts.append(rg.offsets[r + 1] - start)
             labels.append(rg.classes[r])  # type: ignore[index]
         counts_all = np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
@@ -509,9 +488,9 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     # Kept constituent c (of K, jet after jet) is slot c - first[j] of its jet j, so its source row is
     # starts[j] + slot and its flat row in the padded arrays position[j] * n_max + slot: two repeats.
     first = np.cumsum(kept) - kept  # [B] index of each jet's first kept constituent
-    starts = np.concatenate([seg[1] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
+    starts = np.concatenate([seg[2] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
     c = np.arange(int(kept.sum()))
-    src = c + np.repeat(starts - first, kept)  # [K] its row in its segment's values
+    src = c + np.repeat(starts - first, kept)  # [K] its row in its segment's arrays
     dest = c + np.repeat(jets.position * n_max - first, kept)  # [K] its row in the [B * N] padded arrays
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
@@ -521,10 +500,10 @@ def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> J
     np.less(np.arange(n_max), kept_at[:, None], out=mask)  # a jet's kept constituents are its first slots
     flat_features, flat_p4 = features.reshape(-1, N_PARTICLE_FEATURES), p4.reshape(-1, 4)
     b = k = 0
-    for seg_values, seg_starts in jets.segments:  # one gather per row group (a constituent is one 84-byte row)
+    for seg_features, seg_p4, seg_starts in jets.segments:  # one gather-scatter per row group
         k_end = k + int(kept[b : b + len(seg_starts)].sum())
-        to, rows = dest[k:k_end], seg_values[src[k:k_end]]
-        flat_features[to], flat_p4[to] = rows[:, :N_PARTICLE_FEATURES], rows[:, N_PARTICLE_FEATURES:]
+        to, from_ = dest[k:k_end], src[k:k_end]
+        flat_features[to], flat_p4[to] = seg_features[from_], seg_p4[from_]
         b, k = b + len(seg_starts), k_end
     label = np.empty(len(counts), np.int64)
     label[jets.position] = jets.labels
