@@ -146,7 +146,8 @@ def test_spilled_weights_draw_what_in_memory_weights_draw() -> None:
     lazy = EpochBatchSampler(n, weights=spilled, **kw)
     np.testing.assert_array_equal(lazy.block_weights, np.add.reduceat(w, lazy.block_starts))
     assert list(lazy) == list(eager)
-    assert list(EpochBatchSampler(n, weights=spilled, **{**kw, "start_step": 250, "num_steps": 150})) == list(eager)[250:]
+    resumed = EpochBatchSampler(n, weights=spilled, **{**kw, "start_step": 250, "num_steps": 150})
+    assert list(resumed) == list(eager)[250:]
     np.testing.assert_array_equal(spilled.gather([(7, 9), (0, 3)]), np.concatenate([w[7:9], w[:3]]))
 
 
@@ -166,7 +167,8 @@ def test_sampler_memory_does_not_grow_with_items(tmp_path) -> None:
         blocks = np.arange(n // 20, n + 1, n // 20)  # 20 blocks, whatever n
         sampler = EpochBatchSampler(n, batch_size=64, seed=1, weights=weights, block_ends=blocks, buffer_items=n // 4)
         next(iter(sampler.epoch_batches(0)))
-        arrays = [v for v in [*vars(sampler).values(), *vars(weights).values()] if isinstance(v, (np.ndarray, torch.Tensor))]
+        state = [*vars(sampler).values(), *vars(weights).values()]
+        arrays = [v for v in state if isinstance(v, (np.ndarray, torch.Tensor))]
         return sorted(len(a) for a in arrays)
 
     small, large = held(20_000), held(200_000)

@@ -52,7 +52,8 @@ class ItemWeights:
             file.flush()
         except OSError as exc:
             file.close()
-            raise OSError(f"{file.name}: cannot write the sampling-weights scratch file: {exc}") from exc
+            raise OSError(f"{directory or tempfile.gettempdir()}: cannot write the sampling-weights scratch file: "
+                          f"{exc}") from exc
         return cls(len(array), file=file)
 
     def __len__(self) -> int:

@@ -133,7 +133,8 @@ class RowGroup:
 
     @property
     def nbytes(self) -> int:
-        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes + (0 if self.classes is None else self.classes.nbytes)
+        labels = 0 if self.classes is None else self.classes.nbytes
+        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes + labels
 
 
 def decode_row_group(table: pa.Table) -> RowGroup:
@@ -235,7 +236,8 @@ class JetDataset(Sequence[Jet]):
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
                          path, int((~keep).sum()), len(keep))
-            self._kept_rows.append(None if keep.all() else kept_rows.astype(np.int32 if len(keep) < 2**31 else np.int64))
+            row_type = np.int32 if len(keep) < 2**31 else np.int64
+            self._kept_rows.append(None if keep.all() else kept_rows.astype(row_type))
             group_counts.append(np.bincount(np.searchsorted(ends, kept_rows, side="right"), minlength=len(ends)))
             file_start.append(file_start[-1] + len(kept_rows))
         self._file_start = np.asarray(file_start, np.int64)  # [n_files + 1] first jet of each file
@@ -354,7 +356,8 @@ class JetDataset(Sequence[Jet]):
         except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
             raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
         decoded = decode_row_group(table)
-        decoded.classes = _class_index(table.column("jet_label").to_numpy().astype(np.int64), self.labels).astype(np.int16)
+        label = table.column("jet_label").to_numpy().astype(np.int64)
+        decoded.classes = _class_index(label, self.labels).astype(np.int16)
         self._cache[g] = decoded
         total = sum(r.nbytes for r in self._cache.values())
         for old in [k for k in self._cache if k not in keep and k != g]:  # oldest first
