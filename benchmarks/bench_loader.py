@@ -6,7 +6,7 @@ elements) as a TFDS array_record dataset with its keys.parquet, plus their weigh
 process (so that peak RSS is that of the one path), one epoch of each kind is read:
 
 * loader   — the full training input path as train() runs it: open the dataset (keys only), join the
-             sampling weights, draw the epoch (EpochBatchSampler: shuffled row groups / shards, bounded
+             sampling weights (spilled to a scratch file, read back a window at a time), draw the epoch (EpochBatchSampler: shuffled row groups / shards, bounded
              windows, weighted draws with replacement), read + decode + collate every batch through the
              DataLoader (--workers worker processes; 0 = in process);
 * raw read — the same data read once in storage order into the per-sample arrays the collation takes:
@@ -140,11 +140,11 @@ def loader_jets(data: Path, weights: Path, *, batch: int, workers: int, max_samp
 
     from colliderflow.io.dataset_files import jet_files
     from colliderflow.train.jet_data import JetDataset, collate_jets
-    from colliderflow.train.sampling import EpochBatchSampler, read_sampling_weights
+    from colliderflow.train.sampling import EpochBatchSampler, read_item_weights
 
     t0 = time.perf_counter()
     dataset = JetDataset(jet_files([data]), labels=list(LABELS))
-    w = read_sampling_weights(weights, dataset.key_arrays())
+    w = read_item_weights(weights, dataset.key_arrays())
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     sampler = EpochBatchSampler(len(dataset), batch_size=batch, seed=1, weights=w, block_ends=dataset.block_ends(),
                                 num_steps=n // batch)
@@ -155,12 +155,12 @@ def loader_events(data: Path, weights: Path, *, batch: int, workers: int, max_sa
     import torch
 
     from colliderflow.train.data import collate_events, event_index, open_splits
-    from colliderflow.train.sampling import EpochBatchSampler, SampleKeys, read_sampling_weights
+    from colliderflow.train.sampling import EpochBatchSampler, SampleKeys, read_item_weights
 
     t0 = time.perf_counter()
     events = open_splits([data], "train")
     samples, ids, _ = event_index(events)
-    w = read_sampling_weights(weights, SampleKeys(samples, ids))
+    w = read_item_weights(weights, SampleKeys(samples, ids))
     n = len(events) if max_samples is None else min(len(events), max_samples)
     sampler = EpochBatchSampler(len(events), batch_size=batch, seed=1, weights=w, num_steps=n // batch)
     return _iterate(events, sampler, collate_events, workers, t0, torch)

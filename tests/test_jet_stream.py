@@ -90,3 +90,22 @@ def test_training_and_prediction_do_not_import_numba() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120, check=False)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.strip().splitlines()[-1] == "[]"
+
+
+def test_dropped_labels_keep_rows_and_classes_without_per_jet_arrays(shards: list[Path]) -> None:
+    """With a label left out, each jet is the file row it should be, with its own class and constituent
+    count (read from the files here), and the dataset holds no array with an entry per jet."""
+    ds = JetDataset(shards, labels=[2, 0])
+    tables = [pq.read_table(p, columns=["jet_label", "jet_nparticles"]) for p in shards]
+    label = np.concatenate([t.column("jet_label").to_numpy() for t in tables])
+    n_part = np.concatenate([t.column("jet_nparticles").to_numpy() for t in tables])
+    file_row = np.concatenate([np.arange(t.num_rows) for t in tables])
+    kept = label != 1
+    assert len(ds) == int(kept.sum())
+    np.testing.assert_array_equal(ds.rows, file_row[kept])
+    np.testing.assert_array_equal(np.asarray(ds.labels)[ds.classes], label[kept])
+    batch = collate_jets(ds.__getitems__(np.arange(len(ds))[::-1].tolist()), max_particles=1000)
+    np.testing.assert_array_equal(batch.label.numpy(), ds.classes[::-1])
+    np.testing.assert_array_equal(batch.mask.sum(1).numpy(), n_part[kept][::-1])
+    per_jet = [k for k, v in vars(ds).items() if isinstance(v, np.ndarray) and len(v) >= len(ds)]
+    assert per_jet == []

@@ -129,3 +129,47 @@ def test_weights_join_errors(tmp_path, ids) -> None:
     _weights_file(path, ["a"] * 6, np.array([0, 1, 2, 3, 4, -1]) * scale, np.ones(6))
     with pytest.raises(ValueError, match="negative event_id"):
         read_sampling_weights(path, keys)
+
+
+def test_spilled_weights_draw_what_in_memory_weights_draw() -> None:
+    """Weights read a window at a time from the scratch file give the block totals and batches of the
+    whole array in memory (what the sampler held before), resumes included."""
+    from colliderflow.train.item_weights import ItemWeights
+
+    n = 5000
+    w = np.random.default_rng(1).uniform(0.0, 3.0, n)
+    blocks = np.cumsum(np.random.default_rng(2).integers(50, 400, 40))
+    blocks = np.concatenate([blocks[blocks < n], [n]])
+    kw = {"batch_size": 32, "seed": 5, "block_ends": blocks, "buffer_items": 700, "num_steps": 400}
+    eager = EpochBatchSampler(n, weights=torch.from_numpy(w), **kw)
+    spilled = ItemWeights.spill(w)
+    lazy = EpochBatchSampler(n, weights=spilled, **kw)
+    np.testing.assert_array_equal(lazy.block_weights, np.add.reduceat(w, lazy.block_starts))
+    assert list(lazy) == list(eager)
+    resumed = EpochBatchSampler(n, weights=spilled, **{**kw, "start_step": 250, "num_steps": 150})
+    assert list(resumed) == list(eager)[250:]
+    np.testing.assert_array_equal(spilled.gather([(7, 9), (0, 3)]), np.concatenate([w[7:9], w[:3]]))
+
+
+def test_sampler_memory_does_not_grow_with_items(tmp_path) -> None:
+    """With weights spilled to a file, no array the sampler holds is per item: 10× the items, same sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from colliderflow.train.sampling import SampleKeys, read_item_weights
+
+    def held(n: int) -> list[int]:
+        ids = np.arange(n)
+        pq.write_table(pa.table({"sample": ["s"] * n, "event_id": ids, "weight": np.linspace(0.5, 1.5, n)}),
+                       tmp_path / f"{n}.parquet")
+        weights = read_item_weights(tmp_path / f"{n}.parquet", SampleKeys(np.array(["s"] * n, dtype=object), ids))
+        assert not weights.in_memory
+        blocks = np.arange(n // 20, n + 1, n // 20)  # 20 blocks, whatever n
+        sampler = EpochBatchSampler(n, batch_size=64, seed=1, weights=weights, block_ends=blocks, buffer_items=n // 4)
+        next(iter(sampler.epoch_batches(0)))
+        state = [*vars(sampler).values(), *vars(weights).values()]
+        arrays = [v for v in state if isinstance(v, (np.ndarray, torch.Tensor))]
+        return sorted(len(a) for a in arrays)
+
+    small, large = held(20_000), held(200_000)
+    assert small == large and max(large) <= 20

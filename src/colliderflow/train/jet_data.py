@@ -54,6 +54,7 @@ PART_COLUMNS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "pa
                 "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon")
 JET_COLUMNS = ("jet_pt", "jet_energy", "jet_label")
 TINY = 1e-8
+OPEN_FILES = 32  # files whose parsed footer a JetDataset keeps, least recently used dropped first
 
 
 def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -128,10 +129,12 @@ class RowGroup:
     features: np.ndarray  # [n_particles_total, 17] float32
     p4: np.ndarray  # [n_particles_total, 4] float32
     offsets: np.ndarray  # [n_rows + 1] int64, jet r's constituents are offsets[r]:offsets[r + 1]
+    classes: np.ndarray | None = None  # [n_rows] int16 class index of each row (-1: not trained on); set by JetDataset
 
     @property
     def nbytes(self) -> int:
-        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes
+        labels = 0 if self.classes is None else self.classes.nbytes
+        return self.features.nbytes + self.p4.nbytes + self.offsets.nbytes + labels
 
 
 def decode_row_group(table: pa.Table) -> RowGroup:
@@ -193,11 +196,13 @@ class JetDataset(Sequence[Jet]):
 
     labels: the jet_label values to train on; class index = position in this list; None: every label
     present in the files, sorted (a run then records the list it found). Opening reads only the
-    `jet_label` column and the files' footers (the keys: file, row, class of every kept jet, 16 bytes a
-    jet); constituents are read and their features computed a row group at a time, when a jet is asked
-    for, and kept in a per-process cache of at most `cache_bytes` (least recently used goes first). A
-    training run asks for jets window by window (sampling.EpochBatchSampler, `block_ends`), so each row
-    group is decoded about once an epoch and memory does not grow with the dataset.
+    `jet_label` column and the files' footers; what is kept is per file and per row group (where each
+    starts, how many jets it keeps), plus the kept rows of a file only where its labels drop some jets.
+    A jet's class is read with its constituents: they are read and their features computed a row group
+    at a time, when a jet is asked for, and kept in a per-process cache of at most `cache_bytes` (least
+    recently used goes first). A training run asks for jets window by window
+    (sampling.EpochBatchSampler, `block_ends`), so each row group is decoded about once an epoch and
+    memory does not grow with the dataset. `rows` and `classes` (per jet) are built on demand.
     """
 
     def __init__(self, paths: Sequence[Path], *, labels: Sequence[int] | None = None,
@@ -219,29 +224,22 @@ class JetDataset(Sequence[Jet]):
         if len(set(labels)) != len(labels) or not labels:
             raise ValueError(f"labels: expected a non-empty list of distinct jet_label values, got {list(labels)}")
         self.labels = [int(x) for x in labels]
-        # Per kept jet only its class (int16) and its row in its file (int32 below 2^31 rows a file): 6 bytes
-        # a jet, filled file by file into arrays sized from the footers. Jets are in (file, row) order, so
-        # a jet's file and row group are found from where each file and row group starts (`_file_start`,
-        # `_group_start`, one entry per file / row group), not stored per jet.
-        total = int(sum(int(e[-1]) if len(e) else 0 for e in self.rg_ends))
-        self.classes = np.empty(total, np.int16)  # [n_jets] class index
-        self.rows = np.empty(total, np.int32 if total < 2**31 else np.int64)  # [n_jets] row of each jet in its file
+        # Nothing per jet: jets are in (file, row) order, so a jet's file and row group are found from where
+        # each file and row group starts (`_file_start`, `_group_start`), its row from where its file starts
+        # — through `_kept_rows` (int32 a kept jet) only in a file whose labels drop some jets — and its
+        # class from its row group's jet_label column when the group is decoded.
+        self._kept_rows: list[np.ndarray | None] = []  # per file: rows of the kept jets; None: every row
         file_start, group_counts = [0], []
-        n = 0
         for path, ends in zip(self.paths, self.rg_ends, strict=True):
-            class_index = _class_index(_read_column(path, "jet_label").astype(np.int64), self.labels)
-            keep = class_index >= 0
+            keep = _class_index(_read_column(path, "jet_label").astype(np.int64), self.labels) >= 0
+            kept_rows = np.flatnonzero(keep)
             if not keep.all():
                 log.info("%s: %d of %d jets have a label outside the label list and are skipped",
                          path, int((~keep).sum()), len(keep))
-            kept_rows = np.flatnonzero(keep)
-            m = n + len(kept_rows)
-            self.classes[n:m] = class_index[keep]
-            self.rows[n:m] = kept_rows
+            row_type = np.int32 if len(keep) < 2**31 else np.int64
+            self._kept_rows.append(None if keep.all() else kept_rows.astype(row_type))
             group_counts.append(np.bincount(np.searchsorted(ends, kept_rows, side="right"), minlength=len(ends)))
-            file_start.append(m)
-            n = m
-        self.classes, self.rows = self.classes[:n], self.rows[:n]
+            file_start.append(file_start[-1] + len(kept_rows))
         self._file_start = np.asarray(file_start, np.int64)  # [n_files + 1] first jet of each file
         self._group_start = np.concatenate([[0], np.cumsum(np.concatenate([np.zeros(0, np.int64), *group_counts]))]
                                            ).astype(np.int64)  # [n_row_groups + 1] first jet of each global row group
@@ -252,12 +250,32 @@ class JetDataset(Sequence[Jet]):
         self._rg_first_row = np.concatenate([np.concatenate([[0], e[:-1]]) for e in self.rg_ends])
         self.cache_bytes = cache_bytes
         self._cache: OrderedDict[int, RowGroup] = OrderedDict()
+        self._footers: OrderedDict[int, pq.FileMetaData] = OrderedDict()  # of the last OPEN_FILES files read
         self._n_particles: np.ndarray | None = None
 
     # ---- keys and layout (no constituent is read)
 
     def __len__(self) -> int:
-        return len(self.classes)
+        return int(self._file_start[-1])
+
+    def _file_rows(self, k: int, local: np.ndarray) -> np.ndarray:
+        """Rows in file k of its kept jets number `local` (0 = the file's first kept jet)."""
+        kept = self._kept_rows[k]
+        return local if kept is None else kept[local]
+
+    @property
+    def rows(self) -> np.ndarray:
+        """[n_jets] row of each jet in its file (built on demand: 4 bytes a jet)."""
+        dtype = np.int32 if all(len(e) == 0 or e[-1] < 2**31 for e in self.rg_ends) else np.int64
+        parts = [self._file_rows(k, np.arange(b - a, dtype=dtype)) for k, (a, b)
+                 in enumerate(zip(self._file_start[:-1].tolist(), self._file_start[1:].tolist(), strict=True))]
+        return np.concatenate([np.zeros(0, dtype), *parts]).astype(dtype, copy=False)
+
+    @property
+    def classes(self) -> np.ndarray:
+        """[n_jets] int16 class index of each jet (reads every file's jet_label column again)."""
+        parts = [_class_index(_read_column(p, "jet_label").astype(np.int64), self.labels) for p in self.paths]
+        return np.concatenate([np.zeros(0, np.int16)] + [c[c >= 0].astype(np.int16) for c in parts])
 
     def file_of(self, index: np.ndarray) -> np.ndarray:
         """File (position in `paths`) of each jet index."""
@@ -288,8 +306,9 @@ class JetDataset(Sequence[Jet]):
         """[n_jets] int32 constituents of each jet (the `jet_nparticles` column; read on first use)."""
         if self._n_particles is None:
             counts = [_read_column(p, "jet_nparticles").astype(np.int32) for p in self.paths]
+            rows = self.rows
             self._n_particles = np.concatenate(
-                [np.zeros(0, np.int32)] + [counts[k][self.rows[a:b]] for k, (a, b)
+                [np.zeros(0, np.int32)] + [counts[k][rows[a:b]] for k, (a, b)
                                            in enumerate(zip(self._file_start[:-1], self._file_start[1:], strict=True))])
         return self._n_particles
 
@@ -310,6 +329,18 @@ class JetDataset(Sequence[Jet]):
 
     # ---- reading
 
+    def _file(self, k: int) -> pq.ParquetFile:
+        """File k, opened with its footer parsed once while among the OPEN_FILES last used: a window reads
+        a few row groups of each of many files, and parsing a footer per row group costs milliseconds. Only
+        the footers are kept, not open readers (those hold buffers of what they read: MBs a file)."""
+        meta = self._footers.get(k)
+        if meta is None:
+            meta = self._footers[k] = pq.read_metadata(self.paths[k])
+            while len(self._footers) > OPEN_FILES:
+                self._footers.popitem(last=False)
+        self._footers.move_to_end(k)
+        return pq.ParquetFile(self.paths[k], metadata=meta)
+
     def _row_group(self, g: int, *, keep: frozenset[int] = frozenset()) -> RowGroup:
         """Row group g, decoded (from the cache when there). Least recently used groups are evicted beyond
         cache_bytes, except those in `keep` (the rest of the batch being read): a batch that spans two
@@ -318,12 +349,15 @@ class JetDataset(Sequence[Jet]):
         if cached is not None:
             self._cache.move_to_end(g)
             return cached
-        path = self.paths[self._rg_file[g]]
+        k = int(self._rg_file[g])
+        path = self.paths[k]
         try:
-            table = pq.ParquetFile(path).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
+            table = self._file(k).read_row_group(int(self._rg_local[g]), columns=[*PART_COLUMNS, *JET_COLUMNS])
         except (KeyError, OSError, ValueError, pa.ArrowInvalid) as exc:
             raise ValueError(f"{path}: not a JetClass-II jet file: {exc}") from exc
         decoded = decode_row_group(table)
+        label = table.column("jet_label").to_numpy().astype(np.int64)
+        decoded.classes = _class_index(label, self.labels).astype(np.int16)
         self._cache[g] = decoded
         total = sum(r.nbytes for r in self._cache.values())
         for old in [k for k in self._cache if k not in keep and k != g]:  # oldest first
@@ -338,10 +372,12 @@ class JetDataset(Sequence[Jet]):
             raise IndexError(f"jet index {index} out of range for {len(self)} jets")
         g = int(self.group_of(index))
         rg = self._row_group(g)
-        r = int(self.rows[index] - self._rg_first_row[g])
+        k = int(self._rg_file[g])
+        row = int(self._file_rows(k, np.array([index - self._file_start[k]]))[0])
+        r = row - int(self._rg_first_row[g])
         a, b = int(rg.offsets[r]), int(rg.offsets[r + 1])
-        return {"features": rg.features[a:b], "p4": rg.p4[a:b], "label": int(self.classes[index]),
-                "n_particles": b - a, "sample": self.stems[int(self.file_of(index))], "event_id": int(self.rows[index])}
+        return {"features": rg.features[a:b], "p4": rg.p4[a:b], "label": int(rg.classes[r]),  # type: ignore[index]
+                "n_particles": b - a, "sample": self.stems[k], "event_id": row}
 
     def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
         """Many jets in one call, vectorised per row group; returned in the order asked for."""
@@ -351,15 +387,21 @@ class JetDataset(Sequence[Jet]):
         idx, groups = idx[by_group], groups[by_group]
         bounds = np.flatnonzero(np.diff(groups)) + 1
         segments, counts = [], []
-        needed = frozenset(np.unique(groups).tolist())
-        for sel in np.split(np.arange(len(idx)), bounds) if len(idx) else []:
-            g = int(groups[sel[0]])
+        firsts = np.concatenate([[0], bounds]) if len(idx) else np.zeros(0, np.int64)
+        needed = frozenset(groups[firsts].tolist())  # (sorted: each group's first jet, no np.unique)
+        labels = []
+        for a, e in zip(firsts.tolist(), [*bounds.tolist(), len(idx)], strict=True):
+            g = int(groups[a])
             rg = self._row_group(g, keep=needed)
-            r = self.rows[idx[sel]] - self._rg_first_row[g]
-            segments.append((rg.features, rg.p4, rg.offsets[r]))
-            counts.append(rg.offsets[r + 1] - rg.offsets[r])
+            k = int(self._rg_file[g])
+            r = self._file_rows(k, idx[a:e] - self._file_start[k]) - self._rg_first_row[g]
+            start = rg.offsets[r]
+            segments.append((rg.features, rg.p4, start))
+            counts.append(rg.offsets[r + 1] - start)
+            labels.append(rg.classes[r])  # type: ignore[index]
         counts_all = np.concatenate(counts).astype(np.int64) if counts else np.zeros(0, np.int64)
-        return RaggedJets(segments, counts_all, self.classes[idx], by_group)
+        labels_all = np.concatenate(labels).astype(np.int64) if labels else np.zeros(0, np.int64)
+        return RaggedJets(segments, counts_all, labels_all, by_group)
 
     @property
     def features(self) -> np.ndarray:
@@ -369,6 +411,7 @@ class JetDataset(Sequence[Jet]):
     def __getstate__(self) -> dict[str, Any]:
         state = self.__dict__.copy()
         state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
+        state["_footers"] = OrderedDict()  # and reads its own footers
         return state
 
 
@@ -439,21 +482,25 @@ class JetBatch:
 
 def collate_jets(jets: list[Jet] | RaggedJets, *, max_particles: int = 128) -> JetBatch:
     """Jets (a list of jet dicts, or a batched read) → one `JetBatch`, padded to min(longest jet,
-    max_particles) (at least one row). A batched read is padded in one vectorised scatter."""
+    max_particles) (at least one row). A batched read is padded with one gather-scatter per row group."""
     if not isinstance(jets, RaggedJets):
         jets = RaggedJets.from_jets(jets)
     counts = jets.counts
     kept = np.minimum(counts, max_particles)  # the hardest constituents: they come first in the file
     n_max = max(1, int(kept.max()) if len(counts) else 1)
-    jet = np.repeat(jets.position, kept)  # [K] destination batch row of each kept constituent
-    slot = np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept)  # [K] its position in the jet
+    # Kept constituent c (of K, jet after jet) is slot c - first[j] of its jet j, so its source row is
+    # starts[j] + slot and its flat row in the padded arrays position[j] * n_max + slot: two repeats.
+    first = np.cumsum(kept) - kept  # [B] index of each jet's first kept constituent
     starts = np.concatenate([seg[2] for seg in jets.segments]) if jets.segments else np.zeros(0, np.int64)
-    src = np.repeat(starts, kept) + slot  # [K] its row in its segment's arrays
+    c = np.arange(int(kept.sum()))
+    src = c + np.repeat(starts - first, kept)  # [K] its row in its segment's arrays
+    dest = c + np.repeat(jets.position * n_max - first, kept)  # [K] its row in the [B * N] padded arrays
     features = np.zeros((len(counts), n_max, N_PARTICLE_FEATURES), np.float32)
     p4 = np.zeros((len(counts), n_max, 4), np.float32)
-    mask = np.zeros((len(counts), n_max), bool)
-    dest = jet * n_max + slot  # [K] flat row of each kept constituent in the [B * N] padded arrays
-    mask.reshape(-1)[dest] = True
+    mask = np.empty((len(counts), n_max), bool)
+    kept_at = np.empty(len(counts), np.int64)
+    kept_at[jets.position] = kept  # [B] kept constituents of each batch row
+    np.less(np.arange(n_max), kept_at[:, None], out=mask)  # a jet's kept constituents are its first slots
     flat_features, flat_p4 = features.reshape(-1, N_PARTICLE_FEATURES), p4.reshape(-1, 4)
     b = k = 0
     for seg_features, seg_p4, seg_starts in jets.segments:  # one gather-scatter per row group

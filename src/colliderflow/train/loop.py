@@ -72,7 +72,8 @@ from colliderflow.train.metrics import (
     restore_metrics,
 )
 from colliderflow.train.preemption import Preempted, preemption_signals
-from colliderflow.train.sampling import EpochBatchSampler, read_sampling_weights
+from colliderflow.train.item_weights import ItemWeights
+from colliderflow.train.sampling import EpochBatchSampler, read_item_weights
 from colliderflow.train.tasks import Task, make_loader, make_task
 
 log = logging.getLogger(__name__)
@@ -107,7 +108,7 @@ def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: 
         log.warning("no validation data in %s: validation loss is skipped", [str(p) for p in paths])
     sampling_weights = None
     if weights is not None:
-        sampling_weights = read_sampling_weights(Path(weights), task.sample_keys())
+        sampling_weights = read_item_weights(Path(weights), task.sample_keys())
 
     inputs = task.inputs + ([Path(weights)] if weights is not None else [])
     device = pick_device(cfg.device)
@@ -134,7 +135,7 @@ def _torch_settings(*, threads: int | None) -> Iterator[None]:
 
 
 def _train(cfg: TrainConfig, task: Task, *, params: dict[str, Any], seed: int, device: torch.device,
-           sampling_weights: torch.Tensor | None, output_dir: Path, inputs: list[Path],
+           sampling_weights: ItemWeights | None, output_dir: Path, inputs: list[Path],
            dist_info: DistInfo) -> dict[str, Any]:
     """The body of `train()`, once inputs are checked: model, loop, outputs."""
     main = dist_info.is_main

@@ -1,7 +1,8 @@
 """Which training items make up each batch: the sampling weights' join and the batch sampler.
 
-* `SampleKeys` / `read_sampling_weights` — the per-item weights of a weights file (sample, event_id,
-  weight), joined on the items' keys without a Python object per item.
+* `SampleKeys` / `read_sampling_weights` / `read_item_weights` — the per-item weights of a weights file
+  (sample, event_id, weight), joined on the items' keys without a Python object per item (as a tensor, or
+  spilled to a scratch file for training).
 * `EpochBatchSampler` — the order of training items, a pure function of (seed, step), which is what
   makes resuming from a checkpoint exact (with DataLoader workers too: the sampler runs in the main
   process, workers only read the batches it names, and the loader hands them back in order).
@@ -12,6 +13,10 @@ into windows of at most `buffer_items` items, and each window's items are shuffl
 drawn with replacement — in memory. Only the current window's rows need to be resident. A dataset that
 fits in one window is one window in its own order, which is exactly a global shuffle (and the draws of
 earlier versions, `WeightedRandomSampler` over the whole set).
+
+Per-item weights are not held: the sampler keeps each block's total and reads a window's weights
+(item_weights.ItemWeights: a scratch file in item order, or an array for small sets) when it draws that
+window, so its memory is per block, not per item; `read_item_weights` joins a weights file and spills it.
 
 Weighted sampling keeps weaver's semantics: item i is drawn with probability w_i / Σw, with replacement,
 len(dataset) draws per epoch (class fractions and flat/ref shapes are in the weights). Over several
@@ -32,6 +37,7 @@ import torch
 
 from colliderflow.config import derive_seed
 from colliderflow.train.data import _as_str
+from colliderflow.train.item_weights import ItemWeights
 
 MULTINOMIAL_MAX = 2**24  # torch.multinomial: "number of categories cannot exceed 2^24"
 DEFAULT_BUFFER_ITEMS = 1 << 17  # items of one shuffle window (the in-memory buffer)
@@ -90,6 +96,13 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
         raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
     pa.default_memory_pool().release_unused()
     return weights
+
+
+def read_item_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int]], *,
+                      scratch_dir: str | None = None) -> ItemWeights:
+    """`read_sampling_weights`, then spilled in item order to a scratch file (item_weights.ItemWeights):
+    what training holds for the run is O(1) per item, the join's arrays are freed when this returns."""
+    return ItemWeights.spill(read_sampling_weights(path, keys), directory=scratch_dir)
 
 
 def _missing_error(path: Path, missing: np.ndarray, n: int, samples: list[str], codes: np.ndarray,
@@ -267,7 +280,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     steps as the rank with the fewest draws can fill.
     """
 
-    def __init__(self, n_events: int, *, batch_size: int, seed: int, weights: torch.Tensor | None = None,
+    def __init__(self, n_events: int, *, batch_size: int, seed: int,
+                 weights: torch.Tensor | np.ndarray | ItemWeights | None = None,
                  start_step: int = 0, num_steps: int | None = None, lengths: Sequence[int] | None = None,
                  bucket_batches: int = 0, rank: int = 0, world_size: int = 1,
                  block_ends: Sequence[int] | np.ndarray | None = None,
@@ -290,7 +304,10 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
             raise ValueError(f"train.batch_size: the global batch of {self.batch_size} does not split evenly "
                              f"over {world_size} processes")
         self.seed = seed
-        self.weights = None if weights is None else torch.as_tensor(weights, dtype=torch.float64)
+        # Per-item weights are read a window at a time (ItemWeights: in memory, or a scratch file); what the
+        # sampler itself keeps is per block (block_weights), so it does not grow with the items.
+        self.weights = None if weights is None else (
+            weights if isinstance(weights, ItemWeights) else ItemWeights.from_array(weights))
         self.start_step = start_step
         self.num_steps = num_steps
         # int32: lengths are particle counts; 4 bytes an item rather than 8 (the order of a stable sort is the same)
@@ -307,7 +324,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         self.block_ends = ends
         self.single_window = n_events <= buffer_items
         if self.weights is not None and not self.single_window:
-            self.block_weights = np.add.reduceat(self.weights.numpy(), self.block_starts)  # [n_blocks] Σw
+            self.block_weights = self.weights.block_sums(self.block_starts, self.block_ends)  # [n_blocks] Σw
         # Items per step of this rank's stream: the global batch with one window, a slice with several.
         self.stream_batch = self.batch_size if self.single_window else self.batch_size // world_size
         self.batches_per_epoch = n_events // self.batch_size if self.single_window else None
@@ -340,12 +357,12 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
         seed = derive_seed(self.seed, "train-order", epoch) if self.single_window else \
             derive_seed(self.seed, "train-order", epoch, index)
         gen = torch.Generator().manual_seed(seed)
-        items = torch.cat([torch.arange(a, e, dtype=torch.int64) for a, e in ranges])
+        items = torch.from_numpy(np.concatenate([np.arange(a, e, dtype=np.int64) for a, e in ranges]))
         if count == 0:
             return items[:0]
         if self.weights is None:
             return items[torch.randperm(len(items), generator=gen)]
-        return items[weighted_draws(self.weights[items], count, gen)]
+        return items[weighted_draws(torch.from_numpy(self.weights.gather(ranges)), count, gen)]
 
     def _my_windows(self, epoch: int) -> tuple[list[int], list[list[tuple[int, int]]], np.ndarray, int]:
         """This rank's windows of the epoch, their draw counts and the epoch's number of steps."""
