@@ -14,8 +14,10 @@ from colliderflow.generate.particles import GenParticles
 from colliderflow.schema import SIM_CALOLINK_BRANCHES, SIM_CLUSTER_BRANCHES, SIM_TRACK_BRANCHES
 
 CLIC_WITH_FAKES = detector_config("clic_like")
-# Resolution and acceptance tests look at one particle at a time: without fake tracks (tested on their own).
-CLIC = replace(CLIC_WITH_FAKES, tracker=replace(CLIC_WITH_FAKES.tracker, fake_tracks_per_track=0.0))
+# Resolution and acceptance tests look at one particle at a time: without fake tracks and without the
+# tracker material's conversions and nuclear interactions (each tested on their own).
+CLIC = replace(CLIC_WITH_FAKES, tracker=replace(CLIC_WITH_FAKES.tracker, fake_tracks_per_track=0.0,
+                                                material_radiation_lengths=0.0, material_interaction_lengths=0.0))
 # The merging tests place particles at cell centres; without position smearing their cells are exact.
 SHARP = replace(
     CLIC, calorimeter=replace(CLIC.calorimeter, em_position_resolution_mm=0.0, hadron_position_resolution_mm=0.0)

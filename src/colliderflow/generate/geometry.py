@@ -79,6 +79,15 @@ class TrackerConfig:
     fake_pt_scale_gev: float = 0.5
     fake_impact_sigma_mm: float = 1.0
     fake_chi2_scale: float = 3.0
+    # Material between the beam and the ECAL face (beam pipe, vertex detector, tracker, supports, cables),
+    # spread uniformly over radii material_inner_radius_mm..outer_radius_mm inside |z| < half_length_mm:
+    # x/X0 and x/lambda_I at normal incidence (docs/detector.md, "Secondaries in the tracker").
+    material_inner_radius_mm: float = 29.0
+    material_radiation_lengths: float = 0.12
+    material_interaction_lengths: float = 0.035
+    # Nuclear interactions: transverse momentum (GeV, Gaussian sigma per axis) the two secondaries get
+    # relative to the primary's direction.
+    nuclear_kick_gev: float = 0.3
 
 
 @dataclass(frozen=True)

@@ -131,13 +131,14 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
 
 @numba.njit(cache=True, nogil=True)
 def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
-                disk_rmax, disk_rmax_max):
+                disk_rmax, disk_rmax_max, s_end):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
     without trigonometry, the exact crossing is computed only when they do not.
 
     r0 = hypot(x0, y0); dist and base describe the circle (`helix.circle_geometry`, unused for a
     straight line): the caller has them already, so they are not computed twice. disk_rmax_max is
-    disk_rmax.max(), the same for every helix.
+    disk_rmax.max(), the same for every helix. s_end is the transverse path after which the particle
+    ends (a nuclear interaction, `secondaries`; inf if it does not): surfaces beyond it have no hit.
     """
     half_pi = 0.5 * math.pi
     abs_tl = abs(tl)
@@ -154,8 +155,16 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_ha
         max_path = math.pi * big_r
     n_hits = 0
     inner = math.inf
+    r_end = math.inf
+    if s_end < math.inf:
+        # Within the outgoing half-turn the radius grows with the path: no layer beyond r_end is reached.
+        x_end, y_end = transverse_position(x0, y0, cos0, sin0, k, s_end)
+        r_end = math.hypot(x_end, y_end)
+        max_path = min(max_path, s_end)
     for j in range(layer_r.shape[0]):
         r = layer_r[j]
+        if r > r_end:
+            break
         half_z = layer_half_z[j]
         if straight:
             s = line_path_to_radius(x0, y0, cos0, sin0, r)
@@ -282,7 +291,7 @@ def _trace_kernel(
             _, dist, base = circle_geometry(x0[i], y0[i], cos0[i], sin0[i], k)
         hits[i], innermost[i] = _count_hits(
             x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.hypot(x0[i], y0[i]), dist, base,
-            layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max,
+            layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max, math.inf,
         )  # fmt: skip
         d0[i], z0_pca[i], phi_pca[i] = closest_approach_on_circle(
             x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, dist
@@ -328,6 +337,7 @@ def _track_kernel(
     disk_z,
     disk_rmin,
     disk_rmax,
+    end_path,
     gen_index,
     out_charge,
     omega,
@@ -343,7 +353,8 @@ def _track_kernel(
 ):
     """Fill the output arrays with the found tracks, in particle order; returns how many were found.
 
-    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`; end_path the
+    transverse path at which each particle ends (inf: it crosses the whole tracker).
     """
     n_found = 0
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
@@ -367,7 +378,7 @@ def _track_kernel(
         k = q * curvature_per_inv_pt / pt
         hits, inner = _count_hits(
             vx[i], vy[i], vz[i], cos0, sin0, tl, k, r0, dist_all[i], base_all[i], layer_r, layer_half_z, disk_z,
-            disk_rmin, disk_rmax, disk_rmax_max,
+            disk_rmin, disk_rmax, disk_rmax_max, end_path[i],
         )  # fmt: skip
         found = rng.random() < tracking_efficiency(pt, r0, params)
         if hits < params.min_hits or not found:
@@ -408,13 +419,19 @@ def _track_kernel(
 
 
 def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
-                    geometry: BatchGeometry | None = None) -> Collection:
+                    geometry: BatchGeometry | None = None, *, end_path: np.ndarray | None = None,
+                    truth_index: np.ndarray | None = None) -> Collection:
     """Tracks (SIM_TRACK_BRANCHES columns) of the charged particles of `gen` that the tracker finds.
 
     `geometry` is `gen`'s `helix.BatchGeometry` if the caller has it (it is computed otherwise).
+    `end_path` is the transverse path (mm) after which each particle stops (a nuclear interaction; inf
+    or None: never). `truth_index` is what track_gen_idx records for each particle (default: its own
+    index in its event; detector-made secondaries record their truth parent's).
     """
     geometry = geometry or particle_geometry(gen, detector)
     n = gen.n_particles
+    if end_path is None:
+        end_path = np.full(n, np.inf)
     f32 = np.float32
     gen_index = np.empty(n, dtype=np.int64)
     ndf = np.empty(n, dtype=np.int32)
@@ -440,6 +457,7 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         geometry.dist,
         geometry.base,
         *_surfaces(detector.tracker),
+        np.ascontiguousarray(end_path, dtype=np.float64),
         gen_index,
         cols["charge"],
         cols["omega"],
@@ -460,7 +478,7 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
 
     dedx = column("dedx")
     columns = {
-        "track_gen_idx": gen.local_index[keep].astype(np.int32),
+        "track_gen_idx": (gen.local_index if truth_index is None else truth_index)[keep].astype(np.int32),
         "track_charge": column("charge"),
         "track_omega": column("omega"),
         "track_tanlambda": column("tanlambda"),
