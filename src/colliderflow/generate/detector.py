@@ -45,11 +45,12 @@ def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np
     """Tracks, clusters and cluster-truth links for every event of `gen`."""
     config = detector_config(detector) if isinstance(detector, str) else detector
     sec = simulate_secondaries(gen, config, rng)
-    tracks = simulate_tracks(gen, config, rng, particle_geometry(gen, config), end_path=sec.end_path)
-    tracks = merge_tracks(tracks, simulate_tracks(sec.particles, config, rng,
+    geometry, sec_geometry = particle_geometry(gen, config), particle_geometry(sec.particles, config)
+    tracks = simulate_tracks(gen, config, rng, geometry, end_path=sec.end_path)
+    tracks = merge_tracks(tracks, simulate_tracks(sec.particles, config, rng, sec_geometry,
                                                   truth_index=gen.local_index[sec.parent]))
-    reaching, truth, is_secondary = surviving_with_secondaries(gen, sec)
-    clusters, links = simulate_calorimeter(reaching, config, rng, particle_geometry(reaching, config))
+    reaching, reaching_geometry, truth, is_secondary = surviving_with_secondaries(gen, sec, geometry, sec_geometry)
+    clusters, links = simulate_calorimeter(reaching, config, rng, reaching_geometry)
     links = links_to_truth(links, reaching, gen.local_index[truth], is_secondary)
     tracks = merge_tracks(tracks, fake_tracks(tracks.counts, config, rng))
     return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

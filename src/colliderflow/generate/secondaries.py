@@ -29,12 +29,12 @@ detector's Generator in a fixed order, so a batch is reproducible from its state
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 
 import numpy as np
 
 from colliderflow.generate.geometry import DetectorConfig, TrackerConfig
-from colliderflow.generate.helix import curvature_per_mm
+from colliderflow.generate.helix import BatchGeometry, curvature_per_mm
 from colliderflow.generate.records import interleave, interleave_positions
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.schema import NEUTRINO_PDGIDS
@@ -228,10 +228,13 @@ def simulate_secondaries(gen: GenParticles, detector: DetectorConfig, rng: np.ra
                        converted=converted, interacted=interacted)
 
 
-def surviving_with_secondaries(gen: GenParticles, sec: Secondaries) -> tuple[GenParticles, np.ndarray, np.ndarray]:
+def surviving_with_secondaries(gen: GenParticles, sec: Secondaries, geometry: BatchGeometry,
+                               sec_geometry: BatchGeometry) -> tuple[GenParticles, BatchGeometry, np.ndarray, np.ndarray]:
     """The particles that reach the calorimeter: in each event the truth particles that did not stop in
-    the material, then the secondaries; for each, the flat truth index it stands for (its own, or its
-    parent's, so that deposits are recorded against a truth particle), and whether it is a secondary."""
+    the material, then the secondaries; their `helix.BatchGeometry` (taken from `geometry`, `gen`'s,
+    and `sec_geometry`, the secondaries', rather than computed again); for each, the flat truth index
+    it stands for (its own, or its parent's, so that deposits are recorded against a truth particle),
+    and whether it is a secondary."""
     keep = np.flatnonzero(~sec.stopped)
     kept_counts = gen.counts - np.bincount(gen.event[sec.stopped], minlength=gen.n_events)
     pos_kept, pos_sec = interleave_positions(kept_counts, sec.particles.counts)
@@ -240,4 +243,8 @@ def surviving_with_secondaries(gen: GenParticles, sec: Secondaries) -> tuple[Gen
     is_secondary = np.zeros(keep.size + sec.parent.size, dtype=bool)
     is_secondary[pos_sec] = True
     reaching = GenParticles(counts=kept_counts + sec.particles.counts, event_weight=gen.event_weight, **columns)
-    return reaching, interleave(keep, sec.parent, pos_kept, pos_sec), is_secondary
+    reaching_geometry = BatchGeometry(**{
+        f.name: interleave(getattr(geometry, f.name)[keep], getattr(sec_geometry, f.name), pos_kept, pos_sec)
+        for f in fields(BatchGeometry)
+    })  # fmt: skip
+    return reaching, reaching_geometry, interleave(keep, sec.parent, pos_kept, pos_sec), is_secondary
