@@ -29,14 +29,16 @@ detector's Generator in a fixed order, so a batch is reproducible from its state
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, fields
 
+import numba
 import numpy as np
 
 from colliderflow.generate.geometry import DetectorConfig, TrackerConfig
 from colliderflow.generate.helix import BatchGeometry, curvature_per_mm
-from colliderflow.generate.records import interleave, interleave_positions
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
+from colliderflow.generate.records import interleave, interleave_positions
 from colliderflow.schema import NEUTRINO_PDGIDS
 
 # Pair production: attenuation per radiation length at high energy (PDG, "Passage of particles").
@@ -92,15 +94,59 @@ def material_paths(gen: GenParticles, tracker: TrackerConfig) -> tuple[np.ndarra
     return entry, exit_path - entry
 
 
-def _first_interaction(rng: np.random.Generator, material_path: np.ndarray, per_mm: float,
-                       candidate: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(interacts, path into the material of the interaction) for the `candidate` particles (module doc)."""
-    if per_mm <= 0.0:  # no material: nothing interacts, and no random number is drawn
-        return np.zeros(candidate.size, dtype=bool), np.full(candidate.size, np.inf)
-    u = rng.random(int(candidate.sum()))
-    depth = np.full(candidate.size, np.inf)
-    depth[candidate] = -np.log1p(-u) / per_mm
-    return depth < material_path, depth
+@numba.njit(cache=True, nogil=True)
+def _path_to_radius(vx: float, vy: float, ux: float, uy: float, r: float) -> float:
+    """Forward 3D path along the unit direction u from (vx, vy) to the cylinder of radius r (0 if
+    outside it, inf along the beam); `material_paths` is the same in numpy."""
+    ut2 = ux * ux + uy * uy
+    if ut2 <= 0.0:
+        return math.inf
+    b = (vx * ux + vy * uy) / ut2
+    disc = b * b - (vx * vx + vy * vy - r * r) / ut2
+    return max(-b + math.sqrt(max(disc, 0.0)), 0.0)
+
+
+@numba.njit(cache=True, nogil=True)
+def _interaction_kernel(rng, pdgid, charge, mass, energy, px, py, pz, vx, vy, vz, r_in, r_out, half_z,
+                        per_mm_conversion, per_mm_nuclear, converted, interacted, path):
+    """Per particle in order: is it a candidate (a photon above the pair threshold; a hadron above its
+    secondaries' masses), its material path (`material_paths`), and with one uniform number whether and
+    where it interacts (module doc). Fills the masks and the 3D path from the vertex to the interaction.
+
+    One compiled pass: the numpy form needed a dozen temporaries over every particle of the batch,
+    for the ~1 % that interact.
+    """
+    for i in range(pdgid.shape[0]):
+        apdg = abs(pdgid[i])
+        if apdg == PHOTON_PDGID:
+            if energy[i] <= 2.0 * ELECTRON_MASS_GEV:
+                continue
+            per_mm = per_mm_conversion
+        elif apdg == ELECTRON_ABS_PDGID or apdg == MUON_ABS_PDGID or apdg in NEUTRINO_PDGIDS:
+            continue
+        else:
+            threshold = PION_MASS_GEV + NEUTRON_MASS_GEV if charge[i] != 0.0 else 2.0 * PION_MASS_GEV
+            if mass[i] <= 0.9 * PION_MASS_GEV or energy[i] <= threshold:
+                continue
+            per_mm = per_mm_nuclear
+        if per_mm <= 0.0:
+            continue
+        p = math.sqrt(px[i] * px[i] + py[i] * py[i] + pz[i] * pz[i])
+        if p <= 0.0:
+            continue
+        ux, uy, uz = px[i] / p, py[i] / p, pz[i] / p
+        to_end_z = (math.copysign(half_z, uz) - vz[i]) / uz if uz != 0.0 else math.inf
+        exit_path = min(_path_to_radius(vx[i], vy[i], ux, uy, r_out), max(to_end_z, 0.0))
+        entry = min(_path_to_radius(vx[i], vy[i], ux, uy, r_in), exit_path)
+        if exit_path <= entry:
+            continue
+        depth = -math.log1p(-rng.random()) / per_mm
+        if depth < exit_path - entry:
+            if apdg == PHOTON_PDGID:
+                converted[i] = True
+            else:
+                interacted[i] = True
+            path[i] = entry + depth
 
 
 def _bethe_heitler_fraction(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -138,42 +184,35 @@ def _particles(event: np.ndarray, n_events: int, columns: dict[str, np.ndarray])
 def simulate_secondaries(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator) -> Secondaries:
     """Conversions and nuclear interactions of the batch `gen` in the tracker material (module doc)."""
     t = detector.tracker
-    entry, material = material_paths(gen, t)
     span = t.outer_radius_mm - t.material_inner_radius_mm
-    apdg = np.abs(gen.pdgid)
-    photon = (apdg == PHOTON_PDGID) & (gen.energy > 2.0 * ELECTRON_MASS_GEV)
-    hadron = (gen.mass > PION_MASS_GEV * 0.9) & ~np.isin(apdg, (ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID,
-                                                                *NEUTRINO_PDGIDS))
-    charged = gen.charge != 0
-    pair_mass = np.where(charged, PION_MASS_GEV + NEUTRON_MASS_GEV, 2.0 * PION_MASS_GEV)
-    hadron &= gen.energy > pair_mass
-
-    converted, conv_depth = _first_interaction(
-        rng, material, PAIR_PER_RADIATION_LENGTH * t.material_radiation_lengths / span, photon & (material > 0))
-    interacted, nucl_depth = _first_interaction(
-        rng, material, t.material_interaction_lengths / span, hadron & (material > 0))
-    depth = np.where(converted, conv_depth, nucl_depth)
-    path = entry + np.where(converted | interacted, depth, 0.0)  # 3D path from the vertex to the interaction
-
-    p = np.maximum(gen.p, 1e-12)
-    sin_theta = gen.pt / p
-    end_path = np.where(interacted, path * sin_theta, np.inf)
+    n = gen.n_particles
+    converted, interacted, path = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n)
+    _interaction_kernel(
+        rng, gen.pdgid, gen.charge, gen.mass, gen.energy, gen.px, gen.py, gen.pz, gen.vx, gen.vy, gen.vz,
+        float(t.material_inner_radius_mm), float(t.outer_radius_mm), float(t.half_length_mm),
+        PAIR_PER_RADIATION_LENGTH * t.material_radiation_lengths / span, t.material_interaction_lengths / span,
+        converted, interacted, path,
+    )  # fmt: skip
     stopped = converted | interacted
+    idx = np.flatnonzero(stopped)
+    p = np.sqrt(gen.px[idx] ** 2 + gen.py[idx] ** 2 + gen.pz[idx] ** 2)
+    pt = gen.pt[idx]
+    sin_theta = pt / p
+    end_path = np.full(n, np.inf)
+    end_path[idx] = np.where(interacted[idx], path[idx] * sin_theta, np.inf)
 
     # Where and in which direction: straight for photons, along the helix for charged hadrons.
-    idx = np.flatnonzero(stopped)
-    s = path[idx] * sin_theta[idx]  # transverse path
-    pt = gen.pt[idx]
+    s = path[idx] * sin_theta  # transverse path
     k = curvature_per_mm(gen.charge[idx], pt, float(detector.b_field_t))
     phi0 = np.arctan2(gen.py[idx], gen.px[idx])
     half = 0.5 * k * s
     chord = s * np.sinc(half / np.pi)
     x = gen.vx[idx] + chord * np.cos(phi0 - half)
     y = gen.vy[idx] + chord * np.sin(phi0 - half)
-    z = gen.vz[idx] + path[idx] * gen.pz[idx] / p[idx]
+    z = gen.vz[idx] + path[idx] * gen.pz[idx] / p
     t_ns = gen.vt[idx] + path[idx] / _SPEED_OF_LIGHT_MM_PER_NS
     phi = phi0 - k * s
-    ux, uy, uz = sin_theta[idx] * np.cos(phi), sin_theta[idx] * np.sin(phi), gen.pz[idx] / p[idx]
+    ux, uy, uz = sin_theta * np.cos(phi), sin_theta * np.sin(phi), gen.pz[idx] / p
     energy = gen.energy[idx]
     is_conv = converted[idx]
 
