@@ -48,9 +48,9 @@ def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np
     geometry, sec_geometry = particle_geometry(gen, config), particle_geometry(sec.particles, config)
     tracks = simulate_tracks(gen, config, rng, geometry, end_path=sec.end_path)
     tracks = merge_tracks(tracks, simulate_tracks(sec.particles, config, rng, sec_geometry,
-                                                  truth_index=gen.local_index[sec.parent]))
+                                                  truth_index=sec.parent - gen.offsets[gen.event[sec.parent]]))
     reaching, reaching_geometry, truth, is_secondary = surviving_with_secondaries(gen, sec, geometry, sec_geometry)
     clusters, links = simulate_calorimeter(reaching, config, rng, reaching_geometry)
-    links = links_to_truth(links, reaching, gen.local_index[truth], is_secondary)
+    links = links_to_truth(links, reaching, truth, gen.offsets, is_secondary)
     tracks = merge_tracks(tracks, fake_tracks(tracks.counts, config, rng))
     return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

@@ -14,7 +14,7 @@ import numpy as np
 
 from colliderflow.generate.geometry import DetectorConfig
 from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE
-from colliderflow.generate.records import Collection, interleave, interleave_positions
+from colliderflow.generate.records import Collection, interleave_columns, interleave_mask
 from colliderflow.schema import SIM_TRACK_BRANCHES
 
 _MM_PER_M = 1000.0
@@ -57,6 +57,7 @@ def fake_tracks(real_counts: np.ndarray, detector: DetectorConfig, rng: np.rando
 
 def merge_tracks(real: Collection, fakes: Collection) -> Collection:
     """Tracks of two collections joined event by event, `real`'s first (also used for secondaries' tracks)."""
-    pos_real, pos_fake = interleave_positions(real.counts, fakes.counts)
-    columns = {b: interleave(real.columns[b], fakes.columns[b], pos_real, pos_fake) for b in SIM_TRACK_BRANCHES}
+    columns = interleave_columns({b: real.columns[b] for b in SIM_TRACK_BRANCHES},
+                                 {b: fakes.columns[b] for b in SIM_TRACK_BRANCHES},
+                                 interleave_mask(real.counts, fakes.counts))
     return Collection(counts=real.counts + fakes.counts, columns=columns)

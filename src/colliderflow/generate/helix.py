@@ -191,8 +191,8 @@ class BatchGeometry:
 def batch_geometry(*, px: np.ndarray, py: np.ndarray, charge: np.ndarray, vx: np.ndarray, vy: np.ndarray,
                    pt: np.ndarray, b_field_t: float) -> BatchGeometry:
     """`BatchGeometry` of particles with transverse momentum `pt` (= hypot(px, py)) in a field `b_field_t`."""
-    n = len(px)
-    out = BatchGeometry(pt=pt, r0=np.empty(n), dist=np.empty(n), base=np.empty(n))
+    r0, dist, base = np.empty((3, len(px)))  # one allocation: first touches of fresh memory are costly
+    out = BatchGeometry(pt=pt, r0=r0, dist=dist, base=base)
     _batch_geometry_kernel(px, py, charge, vx, vy, pt, C_GEV_PER_TESLA_METRE * b_field_t / _MM_PER_M,
                            out.r0, out.dist, out.base)
     return out

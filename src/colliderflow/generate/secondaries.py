@@ -3,10 +3,14 @@
 The material between the beam and the ECAL face (TrackerConfig.material_*) is taken as spread uniformly
 over the tracker cylinder, so the amount a particle crosses is proportional to its straight-line path
 through it: x/X0 at normal incidence, growing as 1/sin θ in the barrel (endcap-bound particles stop
-counting at the tracker's end). With μ the interaction coefficient per mm of path, one uniform number u
-per particle decides both whether and where it interacts: the inverse CDF d = −ln(1 − u)/μ is the path
-into the material of the first interaction, and the particle interacts iff d is shorter than its
-material path, i.e. with probability 1 − exp(−μ L).
+counting at the tracker's end). With μ the interaction coefficient per mm of path, a particle's first
+interaction lies at a depth d ~ Exp(μ) into the material, and it interacts iff d is shorter than its
+material path L, i.e. with probability 1 − exp(−μ L). Drawn without one random number per particle:
+the particles' optical depths τ = μ L are laid end to end on one axis, on which a unit-rate Poisson
+process is drawn (exponential gaps); a particle interacts where the process has a point inside its
+segment, at the first such point. By the process's independence on disjoint segments and its
+memorylessness this is exactly the per-particle law, with about Σ τ + (number of interactions)
+random numbers instead of one per particle.
 
 * A photon converts with μ = 7/9 per X0 (the high-energy pair-production length). The pair shares the
   energy with the complete-screening Bethe–Heitler spectrum dσ/dx ∝ 1 − 4/3 x(1 − x), drawn by
@@ -38,7 +42,7 @@ import numpy as np
 from colliderflow.generate.geometry import DetectorConfig, TrackerConfig
 from colliderflow.generate.helix import BatchGeometry, curvature_per_mm
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
-from colliderflow.generate.records import interleave, interleave_positions
+from colliderflow.generate.records import interleave_columns, interleave_mask
 from colliderflow.schema import NEUTRINO_PDGIDS
 
 # Pair production: attenuation per radiation length at high energy (PDG, "Passage of particles").
@@ -110,12 +114,15 @@ def _path_to_radius(vx: float, vy: float, ux: float, uy: float, r: float) -> flo
 def _interaction_kernel(rng, pdgid, charge, mass, energy, px, py, pz, vx, vy, vz, r_in, r_out, half_z,
                         per_mm_conversion, per_mm_nuclear, converted, interacted, path):
     """Per particle in order: is it a candidate (a photon above the pair threshold; a hadron above its
-    secondaries' masses), its material path (`material_paths`), and with one uniform number whether and
-    where it interacts (module doc). Fills the masks and the 3D path from the vertex to the interaction.
+    secondaries' masses), its material path (`material_paths`), and whether and where it interacts (the
+    Poisson process on the optical-depth axis, module doc). Fills the masks and the 3D path from the
+    vertex to the interaction.
 
     One compiled pass: the numpy form needed a dozen temporaries over every particle of the batch,
     for the ~1 % that interact.
     """
+    axis = 0.0  # optical depth of the candidates so far
+    arrival = -math.log1p(-rng.random())  # the process's next point on the axis
     for i in range(pdgid.shape[0]):
         apdg = abs(pdgid[i])
         if apdg == PHOTON_PDGID:
@@ -140,13 +147,16 @@ def _interaction_kernel(rng, pdgid, charge, mass, energy, px, py, pz, vx, vy, vz
         entry = min(_path_to_radius(vx[i], vy[i], ux, uy, r_in), exit_path)
         if exit_path <= entry:
             continue
-        depth = -math.log1p(-rng.random()) / per_mm
-        if depth < exit_path - entry:
+        segment_end = axis + per_mm * (exit_path - entry)
+        if arrival < segment_end:
             if apdg == PHOTON_PDGID:
                 converted[i] = True
             else:
                 interacted[i] = True
-            path[i] = entry + depth
+            path[i] = entry + (arrival - axis) / per_mm
+            # Later points inside this segment do not matter; the process restarts at its end.
+            arrival = segment_end - math.log1p(-rng.random())
+        axis = segment_end
 
 
 def _bethe_heitler_fraction(rng: np.random.Generator, n: int) -> np.ndarray:
@@ -186,7 +196,8 @@ def simulate_secondaries(gen: GenParticles, detector: DetectorConfig, rng: np.ra
     t = detector.tracker
     span = t.outer_radius_mm - t.material_inner_radius_mm
     n = gen.n_particles
-    converted, interacted, path = np.zeros(n, dtype=bool), np.zeros(n, dtype=bool), np.zeros(n)
+    converted, interacted = np.zeros((2, n), dtype=bool)
+    path, end_path = np.empty((2, n))  # one allocation: first touches of fresh memory are costly
     _interaction_kernel(
         rng, gen.pdgid, gen.charge, gen.mass, gen.energy, gen.px, gen.py, gen.pz, gen.vx, gen.vy, gen.vz,
         float(t.material_inner_radius_mm), float(t.outer_radius_mm), float(t.half_length_mm),
@@ -198,7 +209,7 @@ def simulate_secondaries(gen: GenParticles, detector: DetectorConfig, rng: np.ra
     p = np.sqrt(gen.px[idx] ** 2 + gen.py[idx] ** 2 + gen.pz[idx] ** 2)
     pt = gen.pt[idx]
     sin_theta = pt / p
-    end_path = np.full(n, np.inf)
+    end_path.fill(np.inf)
     end_path[idx] = np.where(interacted[idx], path[idx] * sin_theta, np.inf)
 
     # Where and in which direction: straight for photons, along the helix for charged hadrons.
@@ -274,16 +285,20 @@ def surviving_with_secondaries(gen: GenParticles, sec: Secondaries, geometry: Ba
     and `sec_geometry`, the secondaries', rather than computed again); for each, the flat truth index
     it stands for (its own, or its parent's, so that deposits are recorded against a truth particle),
     and whether it is a secondary."""
-    keep = np.flatnonzero(~sec.stopped)
+    kept = ~sec.stopped
     kept_counts = gen.counts - np.bincount(gen.event[sec.stopped], minlength=gen.n_events)
-    pos_kept, pos_sec = interleave_positions(kept_counts, sec.particles.counts)
+    is_secondary = interleave_mask(kept_counts, sec.particles.counts)
     names = ("pdgid", "charge", "px", "py", "pz", "energy", "mass", "vx", "vy", "vz", "vt")
-    columns = {n: interleave(getattr(gen, n)[keep], getattr(sec.particles, n), pos_kept, pos_sec) for n in names}
-    is_secondary = np.zeros(keep.size + sec.parent.size, dtype=bool)
-    is_secondary[pos_sec] = True
-    reaching = GenParticles(counts=kept_counts + sec.particles.counts, event_weight=gen.event_weight, **columns)
-    reaching_geometry = BatchGeometry(**{
-        f.name: interleave(getattr(geometry, f.name)[keep], getattr(sec_geometry, f.name), pos_kept, pos_sec)
-        for f in fields(BatchGeometry)
-    })  # fmt: skip
-    return reaching, reaching_geometry, interleave(keep, sec.parent, pos_kept, pos_sec), is_secondary
+    geometry_names = tuple(f.name for f in fields(BatchGeometry))
+    primary = {n: getattr(gen, n) for n in names}
+    primary.update({f"geometry_{n}": getattr(geometry, n) for n in geometry_names})
+    primary["truth"] = np.arange(gen.n_particles)
+    secondary = {n: getattr(sec.particles, n) for n in names}
+    secondary.update({f"geometry_{n}": getattr(sec_geometry, n) for n in geometry_names})
+    secondary["truth"] = sec.parent.astype(np.int64)
+    joined = interleave_columns(primary, secondary, is_secondary, keep_a=kept)
+    reaching = GenParticles(counts=kept_counts + sec.particles.counts, event_weight=gen.event_weight,
+                            **{n: joined[n] for n in names})
+    reaching_geometry = BatchGeometry(**{n: joined[f"geometry_{n}"] for n in geometry_names})
+    truth = joined["truth"]
+    return reaching, reaching_geometry, truth, is_secondary

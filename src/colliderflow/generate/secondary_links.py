@@ -16,17 +16,18 @@ from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.records import Collection
 
 
-def links_to_truth(links: Collection, particles: GenParticles, truth_local: np.ndarray,
+def links_to_truth(links: Collection, particles: GenParticles, truth: np.ndarray, truth_offsets: np.ndarray,
                    is_secondary: np.ndarray) -> Collection:
-    """`links` (SIM_CALOLINK_BRANCHES over `particles`) with calolink_gen_idx replaced by `truth_local`,
-    the in-event truth index each of `particles` stands for; duplicate (cluster, truth) links merged.
+    """`links` (SIM_CALOLINK_BRANCHES over `particles`) with calolink_gen_idx replaced by the in-event index
+    of the truth particle each of `particles` stands for (`truth`: its flat index in a record whose
+    events start at `truth_offsets`); duplicate (cluster, truth) links merged.
 
     `is_secondary` marks the particles that stand for another: only their links can collide (the
     particle they stand for stopped in the material and deposits nothing itself)."""
     cols = links.columns
     event = np.repeat(np.arange(links.counts.size, dtype=np.int64), links.counts)
     flat = particles.offsets[event] + cols["calolink_gen_idx"].astype(np.int64)
-    gen_idx = truth_local[flat].astype(np.int64)
+    gen_idx = truth[flat] - truth_offsets[event]
     cluster = cols["calolink_cluster_idx"].astype(np.int64)
     moved = np.flatnonzero(is_secondary[flat])
     energy = cols["calolink_energy"].astype(np.float64)

@@ -433,13 +433,11 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
     if end_path is None:
         end_path = np.full(n, np.inf)
     f32 = np.float32
-    gen_index = np.empty(n, dtype=np.int64)
-    ndf = np.empty(n, dtype=np.int32)
-    # The kernel writes the output columns directly (float32): fresh memory is costly (page faults).
-    cols = {
-        name: np.empty(n, dtype=f32)
-        for name in ("charge", "omega", "tanlambda", "phi", "d0", "z0", "chi2", "dedx", "innermost", "time")
-    }
+    gen_index, ndf = np.empty((2, n), dtype=np.int64)  # one allocation (see below)
+    # The kernel writes the output columns directly (float32), rows of one block: fresh memory is costly
+    # (page faults), one allocation per column more so.
+    names = ("charge", "omega", "tanlambda", "phi", "d0", "z0", "chi2", "dedx", "innermost", "time")
+    cols = dict(zip(names, np.empty((len(names), n), dtype=f32), strict=True))
     n_found = _track_kernel(
         rng,
         tracker_params(detector),
@@ -472,13 +470,14 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         cols["time"],
     )
     keep = gen_index[:n_found]
+    event = gen.event[keep]
 
     def column(name: str) -> np.ndarray:
         return cols[name][:n_found]
 
     dedx = column("dedx")
     columns = {
-        "track_gen_idx": (gen.local_index if truth_index is None else truth_index)[keep].astype(np.int32),
+        "track_gen_idx": (keep - gen.offsets[event] if truth_index is None else truth_index[keep]).astype(np.int32),
         "track_charge": column("charge"),
         "track_omega": column("omega"),
         "track_tanlambda": column("tanlambda"),
@@ -486,10 +485,10 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         "track_d0": column("d0"),
         "track_z0": column("z0"),
         "track_chi2": column("chi2"),
-        "track_ndf": ndf[:n_found],
+        "track_ndf": ndf[:n_found].astype(np.int32),
         "track_dedx": dedx,
         "track_dedx_error": (detector.tracker.dedx_relative_resolution * dedx).astype(f32),
         "track_radius_innermost_hit": column("innermost"),
         "track_time": column("time"),
     }
-    return Collection(counts=counts_per_event(gen.event[keep], gen.n_events), columns=columns)
+    return Collection(counts=counts_per_event(event, gen.n_events), columns=columns)
