@@ -47,10 +47,12 @@ def simulate_detector(gen: GenParticles, detector: DetectorConfig | str, rng: np
     sec = simulate_secondaries(gen, config, rng)
     geometry, sec_geometry = particle_geometry(gen, config), particle_geometry(sec.particles, config)
     tracks = simulate_tracks(gen, config, rng, geometry, end_path=sec.end_path)
-    tracks = merge_tracks(tracks, simulate_tracks(sec.particles, config, rng, sec_geometry,
-                                                  truth_index=sec.parent - gen.offsets[gen.event[sec.parent]]))
+    sec_tracks = simulate_tracks(sec.particles, config, rng, sec_geometry,
+                                 truth_index=sec.parent - gen.offsets[gen.event[sec.parent]])
     reaching, reaching_geometry, truth, is_secondary = surviving_with_secondaries(gen, sec, geometry, sec_geometry)
     clusters, links = simulate_calorimeter(reaching, config, rng, reaching_geometry)
     links = links_to_truth(links, reaching, truth, gen.offsets, is_secondary)
-    tracks = merge_tracks(tracks, fake_tracks(tracks.counts, config, rng))
+    # Per event: the particles' tracks, the secondaries', the fakes (one join of the many with the few).
+    fakes = fake_tracks(tracks.counts + sec_tracks.counts, config, rng)
+    tracks = merge_tracks(tracks, merge_tracks(sec_tracks, fakes))
     return DetectorResponse(tracks=tracks, clusters=clusters, calolinks=links)

@@ -278,8 +278,9 @@ def simulate_secondaries(gen: GenParticles, detector: DetectorConfig, rng: np.ra
                        converted=converted, interacted=interacted)
 
 
-def surviving_with_secondaries(gen: GenParticles, sec: Secondaries, geometry: BatchGeometry,
-                               sec_geometry: BatchGeometry) -> tuple[GenParticles, BatchGeometry, np.ndarray, np.ndarray]:
+def surviving_with_secondaries(
+    gen: GenParticles, sec: Secondaries, geometry: BatchGeometry, sec_geometry: BatchGeometry
+) -> tuple[GenParticles, BatchGeometry, np.ndarray, np.ndarray]:
     """The particles that reach the calorimeter: in each event the truth particles that did not stop in
     the material, then the secondaries; their `helix.BatchGeometry` (taken from `geometry`, `gen`'s,
     and `sec_geometry`, the secondaries', rather than computed again); for each, the flat truth index
