@@ -76,7 +76,8 @@ def material_paths(gen: GenParticles, tracker: TrackerConfig) -> tuple[np.ndarra
     """(3D path from the production vertex to the material's start, 3D path through the material), mm.
 
     Straight lines from the production vertex; the material fills material_inner_radius_mm <= r <=
-    outer_radius_mm, |z| <= half_length_mm.
+    outer_radius_mm, |z| <= half_length_mm. The simulation computes the same inside its compiled pass
+    (`_interaction_kernel`); this array form is for measuring material budgets (tests, docs).
     """
     p = np.maximum(gen.p, 1e-12)
     ux, uy, uz = gen.px / p, gen.py / p, gen.pz / p
