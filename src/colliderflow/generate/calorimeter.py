@@ -21,18 +21,18 @@ ECAL and HCAL energies are sums over the points in each; the deposit's position 
 energy-weighted centroid and its spread their variance, so cluster shapes are computed, not assigned.
 Parameters and their sources: docs/detector.md.
 
-Merging is what makes this more than smearing: deposits are binned in (eta, phi) cells and all deposits
-of one event in one cell form one cluster, so nearby showers become a single cluster, the confusion that
-particle flow has to undo. Electromagnetic showers are binned on the ECAL grid (0.025 in eta, 2 pi / 256
-in phi); hadron showers and muons on the HCAL grid of 2 x 2 ECAL cells; an electromagnetic deposit
-whose HCAL cell also holds a hadronic deposit joins that hadronic cluster (its shower overlaps the wide
-hadron shower). Binning is one sort over (event, HCAL cell, ECAL cell) keys for the whole batch.
+Merging is what makes this more than smearing: each shower leaves a fragment (a hadron shower also its
+satellites, points beyond `hadron_fragment_radius_mm` from its axis), and cells.py clusters the
+fragments by nearest-neighbour adjacency of the CLICdet cells they occupy (5.1 mm ECAL cells, 30 mm
+HCAL tiles), so nearby showers become a single cluster, the confusion that particle flow has to undo,
+and a hadron shower's halo can become a cluster of its own. noise.py adds clusters of cell noise.
 
 A cluster's energy is the sum of its deposits (ECAL + HCAL; "other" is always 0 here), its position
 and iTheta (the particles' polar angle, smeared by 0.01 / 0.05 rad) energy-weighted, its spread the
-energy-weighted rms of all the sampled points of its showers, and its hit count Poisson with 40 hits per GeV in the ECAL, 15 in the HCAL (at
-least 1; above 30 expected hits its normal approximation). Clusters below `cluster_energy_min_gev`
-(0.1 GeV) are dropped with their truth links.
+energy-weighted rms of all the sampled points of its fragments, and its hit count Poisson with 40 hits
+per GeV in the ECAL, 15 in the HCAL (at least 1; above 30 expected hits its normal approximation).
+Clusters below `cluster_energy_min_gev` (0.1 GeV) are dropped with their truth links; a particle with
+fragments in one cluster has one link, with their summed energy.
 
 The per-particle work is one compiled pass (written with numpy arrays, its temporaries made the
 calorimeter about twice as slow); random numbers come from the caller's numpy Generator in particle

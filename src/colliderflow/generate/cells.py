@@ -5,11 +5,13 @@ hadrons, satellite points far from the axis. Each fragment's energy-weighted cen
 from the interaction point onto the ECAL front face (barrel cylinder or endcap plane), where cells are
 counted in ECAL cell units: CLICdet's ECAL cells are 5.1 mm, its HCAL tiles 30 mm, which seen from
 the interaction point on the ECAL face are 30 mm × r_ECAL / r_HCAL (arXiv:1812.07337). A fragment
-occupies a box of cells: an ECAL-dominated fragment its centroid's ECAL cell ± `em_core_cells`, an
-HCAL-dominated shower core its HCAL tile ± `hadron_core_cells`, a satellite its one HCAL tile. Two
-fragments of one event whose boxes overlap or touch (share a side or a corner: nearest neighbours on
-the fine grid) are connected, and a cluster is a connected component, found with a union-find over a
-sweep along the sorted cell coordinate. Barrel φ wraps around; barrel and endcaps are separate maps.
+occupies a square of cells around its centroid's cell, on the grid of the calorimeter holding most of
+its energy: ± its energy-weighted mean distance from the shower axis (the cells its energy lands in),
+at least ± `em_core_cells` ECAL cells or ± `hadron_core_cells` HCAL tiles; a hadron shower's satellite
+occupies its one cell. Two fragments of one event whose squares overlap or touch (share a side or a
+corner: nearest neighbours on the fine grid) are connected, and a cluster is a connected component,
+found with a union-find over a sweep along the sorted cell coordinate. Barrel φ wraps around; barrel
+and endcaps are separate maps (a shower on their boundary does not join across it).
 """
 
 from __future__ import annotations
@@ -43,9 +45,10 @@ def _touch(lo_a, hi_a, lo_b, hi_b):
 
 
 @numba.njit(cache=True, nogil=True)
-def _cluster_kernel(event, x, y, z, hcal_dominated, lateral_mean, satellite, barrel_r, endcap_z, ecal_cell, hcal_cell_barrel,
-                    hcal_cell_endcap, em_core, hadron_core, n_phi_cells):  # fmt: skip
-    """Cluster label (event-major, numbered from 0 over the batch) of every fragment."""
+def _cell_boxes(event, x, y, z, hcal_dominated, lateral_mean, satellite, barrel_r, endcap_z, ecal_cell,
+                hcal_cell_barrel, hcal_cell_endcap, em_core, hadron_core):  # fmt: skip
+    """(sweep key, region, lo_u, hi_u, lo_v, hi_v): the square of ECAL-cell indices each fragment occupies
+    on the ECAL face, and the key (event, region, lo_u) that orders the sweep."""
     n = event.shape[0]
     region = np.empty(n, dtype=np.int64)
     lo_u = np.empty(n, dtype=np.int64)
@@ -77,19 +80,28 @@ def _cluster_kernel(event, x, y, z, hcal_dominated, lateral_mean, satellite, bar
             iu, iv = math.floor(u / ecal_cell), math.floor(v / ecal_cell)
             lo_u[i], hi_u[i] = iu - k, iu + k
             lo_v[i], hi_v[i] = iv - k, iv + k
-    # Sweep: sorted by (event, region, lo_u), a fragment can only touch later ones while their lo_u
-    # stays within its hi_u + 1.
     key = np.empty(n, dtype=np.int64)
-    min_lo = lo_u.min() if n > 0 else 0
-    span = (lo_u.max() - min_lo + 1) if n > 0 else 1
+    min_lo = lo_u.min()
+    span = lo_u.max() - min_lo + 1
     for i in range(n):
         key[i] = (event[i] * 3 + region[i]) * span + (lo_u[i] - min_lo)
-    order = np.argsort(key, kind="mergesort")
+    return key, region, lo_u, hi_u, lo_v, hi_v
+
+
+@numba.njit(cache=True, nogil=True)
+def _connect(sweep, event, region, lo_u, hi_u, lo_v, hi_v, n_phi_cells):
+    """(fragment order grouped by cluster, cluster of each fragment in that order, number of clusters).
+
+    `sweep` orders the fragments by (event, region, lo_u): a fragment can only touch later ones while
+    their lo_u stays within its hi_u + 1. Clusters are numbered by their first fragment (fragments come
+    event-major, so clusters do too) and the order keeps fragment order inside a cluster.
+    """
+    n = event.shape[0]
     parent = np.arange(n)
     for a in range(n):
-        i = order[a]
+        i = sweep[a]
         for b in range(a + 1, n):
-            j = order[b]
+            j = sweep[b]
             if event[j] != event[i] or region[j] != region[i] or lo_u[j] > hi_u[i] + 1:
                 break
             if not _touch(lo_u[i], hi_u[i], lo_u[j], hi_u[j]):
@@ -102,17 +114,25 @@ def _cluster_kernel(event, x, y, z, hcal_dominated, lateral_mean, satellite, bar
                 ri, rj = _find(parent, i), _find(parent, j)
                 if ri != rj:
                     parent[max(ri, rj)] = min(ri, rj)
-    # Number the clusters in fragment order (the fragments come event-major): deterministic.
+    # Number the clusters in fragment order, then a counting sort groups the fragments by cluster.
     label = np.empty(n, dtype=np.int64)
     number = np.full(n, -1, dtype=np.int64)
-    next_label = 0
+    size = np.zeros(n + 1, dtype=np.int64)
+    n_clusters = 0
     for i in range(n):
         root = _find(parent, i)
         if number[root] < 0:
-            number[root] = next_label
-            next_label += 1
+            number[root] = n_clusters
+            n_clusters += 1
         label[i] = number[root]
-    return label, next_label
+        size[label[i] + 1] += 1
+    for c in range(n_clusters):
+        size[c + 1] += size[c]
+    order = np.empty(n, dtype=np.int64)
+    for i in range(n):
+        order[size[label[i]]] = i
+        size[label[i]] += 1
+    return order, label[order], n_clusters
 
 
 def cluster_fragments(event: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.ndarray, e_ecal: np.ndarray,
@@ -126,17 +146,18 @@ def cluster_fragments(event: np.ndarray, x: np.ndarray, y: np.ndarray, z: np.nda
     """
     if calo.ecal_cell_mm <= 0 or calo.hcal_cell_mm <= 0 or calo.em_core_cells < 0 or calo.hadron_core_cells < 0:
         raise ValueError("calorimeter cells: ecal_cell_mm and hcal_cell_mm must be > 0, core cells >= 0")
-    n = len(event)
-    if n == 0:
+    if len(event) == 0:
         return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
     hcal_barrel_r = calo.ecal_barrel_radius_mm + calo.ecal_thickness_mm + calo.ecal_hcal_gap_mm
     hcal_endcap_z = calo.ecal_endcap_z_mm + calo.ecal_thickness_mm + calo.ecal_hcal_gap_mm
-    n_phi_cells = int(round(2.0 * math.pi * calo.ecal_barrel_radius_mm / calo.ecal_cell_mm))
-    label, n_clusters = _cluster_kernel(
-        event, x, y, z, e_hcal > e_ecal, lateral_mean, satellite, float(calo.ecal_barrel_radius_mm), float(calo.ecal_endcap_z_mm),
-        float(calo.ecal_cell_mm), calo.hcal_cell_mm * calo.ecal_barrel_radius_mm / hcal_barrel_r,
+    key, region, lo_u, hi_u, lo_v, hi_v = _cell_boxes(
+        event, x, y, z, e_hcal > e_ecal, lateral_mean, satellite, float(calo.ecal_barrel_radius_mm),
+        float(calo.ecal_endcap_z_mm), float(calo.ecal_cell_mm),
+        calo.hcal_cell_mm * calo.ecal_barrel_radius_mm / hcal_barrel_r,
         calo.hcal_cell_mm * calo.ecal_endcap_z_mm / hcal_endcap_z, int(calo.em_core_cells),
-        int(calo.hadron_core_cells), n_phi_cells,
+        int(calo.hadron_core_cells),
     )  # fmt: skip
-    order = np.argsort(label, kind="stable")
-    return order, label[order], int(n_clusters)
+    n_phi_cells = int(round(2.0 * math.pi * calo.ecal_barrel_radius_mm / calo.ecal_cell_mm))
+    order, label, n_clusters = _connect(np.argsort(key, kind="stable"), event, region, lo_u, hi_u, lo_v, hi_v,
+                                        n_phi_cells)  # fmt: skip
+    return order, label, int(n_clusters)

@@ -44,15 +44,26 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
         sums[S_ECAL] += e
     else:
         sums[S_HCAL] += e
-    _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm, 2.0 * math.pi * rng.random())
+    c, s = _azimuth(rng)
+    _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm * c, lateral_mm * s)
+    sums[S_L] += e * lateral_mm
 
 
 @numba.njit(cache=True, nogil=True)
-def _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm, psi):
-    """The position sums of `_add_point` for a point at azimuth `psi` around the axis."""
+def _azimuth(rng):
+    """(cos, sin) of a uniform random azimuth: a normalised pair of normals, no trigonometry (cheaper)."""
+    while True:
+        a, b = rng.standard_normal(), rng.standard_normal()
+        norm = math.sqrt(a * a + b * b)
+        if norm > 1e-12:
+            return a / norm, b / norm
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_at(sums, e, depth_mm, x, y, z, u, c, s):
+    """The position sums of `_add_point` for a point offset by (c, s) mm along the two transverse axes."""
     # u: the axis and its two perpendicular unit vectors (`axis_basis`).
     ux, uy, uz, ax, ay, az, bx, by, bz = u
-    c, s = lateral_mm * math.cos(psi), lateral_mm * math.sin(psi)
     px_ = x + depth_mm * ux + c * ax + s * bx
     py_ = y + depth_mm * uy + c * ay + s * by
     pz_ = z + depth_mm * uz + c * az + s * bz
@@ -63,7 +74,6 @@ def _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm, psi):
     sums[S_XX] += e * px_ * px_
     sums[S_YY] += e * py_ * py_
     sums[S_ZZ] += e * pz_ * pz_
-    sums[S_L] += e * lateral_mm
 
 
 @numba.njit(cache=True, nogil=True)
@@ -195,12 +205,12 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sa
         e_sat = e_had * w[j]
         sat_sums[S_ECAL if depth < params.ecal_interaction_lengths else S_HCAL] += e_sat
         share = rng.random()
-        psi = 2.0 * math.pi * rng.random()
+        c, s = _azimuth(rng)
         depth_mm = _lambda_to_mm(params, depth)
         spread = params.hcal_cell_mm
-        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral, psi)
+        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral * c, lateral * s)
         _add_at(sat_sums, e_sat * (1.0 - share), depth_mm + spread * rng.standard_normal(), x, y, z, u,
-                lateral + spread * rng.standard_normal(), psi + spread / lateral * rng.standard_normal())
+                lateral * c + spread * rng.standard_normal(), lateral * s + spread * rng.standard_normal())
         for col in range(N_SUMS):
             satellites[n_sat, col] = sat_sums[col]
         n_sat += 1
