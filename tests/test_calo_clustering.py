@@ -33,8 +33,10 @@ def fragments_at(u_cells: list[float], v_cells: list[float], *, hcal: bool = Fal
     z = (np.asarray(u_cells) + 0.5) * CALO.ecal_cell_mm
     phi = (np.asarray(v_cells) + 0.5) * CALO.ecal_cell_mm / R
     e_ecal, e_hcal = (np.zeros(n), np.ones(n)) if hcal else (np.ones(n), np.zeros(n))
-    order, label, n_clusters = cluster_fragments(np.zeros(n, dtype=np.int64), R * np.cos(phi), R * np.sin(phi), z,
-                                                 e_ecal, e_hcal, np.zeros(n), np.zeros(n, dtype=bool), CALO)  # fmt: skip
+    order, label, n_clusters = cluster_fragments(
+        np.zeros(n, dtype=np.int64), R * np.cos(phi), R * np.sin(phi), z, e_ecal, e_hcal, np.zeros(n),
+        np.zeros(n, dtype=bool), CALO,
+    )  # fmt: skip
     out = np.empty(n, dtype=np.int64)
     out[order] = label
     return out, n_clusters
@@ -112,8 +114,8 @@ def test_hadron_showers_split_at_the_documented_rate(pdgid: int) -> None:
     assert np.mean(counts >= 2) == pytest.approx(0.24, abs=0.03)
     # Each cluster of a split shower links to its one particle; the links carry all the cluster energy.
     assert np.all(response.calolinks.counts == counts)
-    np.testing.assert_allclose(response.calolinks.columns["calolink_energy"], response.clusters.columns["cluster_energy"],
-                               rtol=1e-5)  # fmt: skip
+    linked = response.calolinks.columns["calolink_energy"]
+    np.testing.assert_allclose(linked, response.clusters.columns["cluster_energy"], rtol=1e-5)
     # Photons do not split (their showers are compact).
     photons = simulate(make_gen([22] * n, 10.0, rng.uniform(-0.8, 0.8, n), rng.uniform(-3, 3, n)))
     assert np.all(photons.clusters.counts == 1)
@@ -145,7 +147,8 @@ def test_noise_clusters_have_no_truth_and_the_model_rate() -> None:
     mixed = simulate(make_gen([22] * n, 10.0, 0.0, 0.0), NOISY, seed=3)
     assert np.all(mixed.calolinks.columns["calolink_cluster_idx"] == 0)
     first = np.concatenate([[0], np.cumsum(mixed.clusters.counts)[:-1]])
-    np.testing.assert_allclose(mixed.clusters.columns["cluster_energy"][first], mixed.calolinks.columns["calolink_energy"])
+    photon_cluster = mixed.clusters.columns["cluster_energy"][first]
+    np.testing.assert_allclose(photon_cluster, mixed.calolinks.columns["calolink_energy"])
 
 
 def test_default_noise_cannot_pass_the_cluster_threshold() -> None:
@@ -171,8 +174,9 @@ def test_gaussian_tail_sampler(threshold: float) -> None:
 def test_clustering_and_noise_are_deterministic() -> None:
     rng = np.random.default_rng(8)
     n = 300
-    gen = make_gen(rng.choice([22, 130, 211, 2112], n * 20), rng.exponential(5.0, n * 20) + 0.5,
-                   rng.uniform(-1, 1, n * 20), rng.uniform(-3, 3, n * 20), event=np.repeat(np.arange(n), 20))  # fmt: skip
+    m = n * 20
+    gen = make_gen(rng.choice([22, 130, 211, 2112], m), rng.exponential(5.0, m) + 0.5, rng.uniform(-1, 1, m),
+                   rng.uniform(-3, 3, m), event=np.repeat(np.arange(n), 20))  # fmt: skip
     a, b, c = simulate(gen, NOISY, seed=5), simulate(gen, NOISY, seed=5), simulate(gen, NOISY, seed=6)
     for name, column in a.clusters.columns.items():
         np.testing.assert_array_equal(column, b.clusters.columns[name])
