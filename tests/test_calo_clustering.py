@@ -10,13 +10,15 @@ import pytest
 
 from colliderflow.generate.cells import cluster_fragments
 from colliderflow.generate.noise import gaussian_tail, mean_noise_clusters, noise_threshold_sigma
+from colliderflow.generate.particles import GenParticles
 from test_generate_detector import CLIC, SHARP, event_index, make_gen, simulate
 
 CALO = CLIC.calorimeter
 R = CALO.ecal_barrel_radius_mm
 
 
-def pair_events(pdgids: tuple[int, int], energies: tuple[float, float], separation_mm: float, n: int, eta: float = 0.2):
+def pair_events(pdgids: tuple[int, int], energies: tuple[float, float], separation_mm: float, n: int,
+                eta: float = 0.2) -> GenParticles:
     """n events, each with two particles at the same eta, `separation_mm` apart in r·phi on the ECAL face."""
     rng = np.random.default_rng(4)
     phi = np.repeat(rng.uniform(-3.0, 3.0, n), 2)

@@ -59,13 +59,14 @@ from colliderflow.generate.helix import (
     line_path_to_radius,
     transverse_position,
 )
-from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.generate.noise import merge_clusters, noise_clusters
+from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
 from colliderflow.generate.showers import (
     N_SUMS,
     S_ECAL,
     S_HCAL,
+    S_L,
     S_W,
     S_X,
     S_XX,
@@ -73,7 +74,6 @@ from colliderflow.generate.showers import (
     S_YY,
     S_Z,
     S_ZZ,
-    S_L,
     axis_basis,
     em_shower,
     hadron_shower,
