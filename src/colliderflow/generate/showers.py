@@ -44,9 +44,6 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
         sums[S_ECAL] += e
     else:
         sums[S_HCAL] += e
-    if lateral_mm == 0.0:  # on the axis (MIP points): no azimuth to draw
-        _add_at(sums, e, depth_mm, x, y, z, u, 0.0, 0.0)
-        return
     c, s = _azimuth(rng)
     _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm * c, lateral_mm * s)
     sums[S_L] += e * lateral_mm
