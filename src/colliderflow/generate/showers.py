@@ -13,9 +13,10 @@ from __future__ import annotations
 import math
 
 import numba
-# Running sums of a shower's sampled points: ECAL and HCAL energy, total weight, first and second moments.
-S_ECAL, S_HCAL, S_W, S_X, S_Y, S_Z, S_XX, S_YY, S_ZZ = range(9)
-N_SUMS = 9
+# Running sums of a shower's sampled points: ECAL and HCAL energy, total weight, first and second moments,
+# and the energy-weighted distance from the shower axis (the lateral size the cells see).
+S_ECAL, S_HCAL, S_W, S_X, S_Y, S_Z, S_XX, S_YY, S_ZZ, S_L = range(10)
+N_SUMS = 10
 
 
 @numba.njit(cache=True, nogil=True)
@@ -43,10 +44,26 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
         sums[S_ECAL] += e
     else:
         sums[S_HCAL] += e
-    # u: the axis and its two perpendicular unit vectors (`axis_basis`); the offset has a random azimuth.
+    c, s = _azimuth(rng)
+    _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm * c, lateral_mm * s)
+    sums[S_L] += e * lateral_mm
+
+
+@numba.njit(cache=True, nogil=True)
+def _azimuth(rng):
+    """(cos, sin) of a uniform random azimuth: a normalised pair of normals, no trigonometry (cheaper)."""
+    while True:
+        a, b = rng.standard_normal(), rng.standard_normal()
+        norm = math.sqrt(a * a + b * b)
+        if norm > 1e-12:
+            return a / norm, b / norm
+
+
+@numba.njit(cache=True, nogil=True)
+def _add_at(sums, e, depth_mm, x, y, z, u, c, s):
+    """The position sums of `_add_point` for a point offset by (c, s) mm along the two transverse axes."""
+    # u: the axis and its two perpendicular unit vectors (`axis_basis`).
     ux, uy, uz, ax, ay, az, bx, by, bz = u
-    psi = 2.0 * math.pi * rng.random()
-    c, s = lateral_mm * math.cos(psi), lateral_mm * math.sin(psi)
     px_ = x + depth_mm * ux + c * ax + s * bx
     py_ = y + depth_mm * uy + c * ay + s * by
     pz_ = z + depth_mm * uz + c * az + s * bz
@@ -139,13 +156,16 @@ def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, bu
 
 
 @numba.njit(cache=True, nogil=True)
-def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf):
-    """A hadron shower of `e` GeV: first interaction, MIP track before it, EM and hadronic parts after.
+def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sat_sums):
+    """A hadron shower of `e` GeV: first interaction, MIP track before it, EM and hadronic parts after;
+    returns how many satellite fragments it wrote to `satellites` (one row of sums each).
 
     The first interaction lies an exponential number of interaction lengths behind the ECAL face, so a
     fraction 1 - exp(-lambda_ECAL) of hadrons starts showering in the ECAL. A charged hadron ionises
     like a MIP up to there. The electromagnetic fraction (π0s) showers compactly from the start point;
-    the hadronic rest follows a Gamma profile in lambda_I with the hadronic lateral size.
+    the hadronic rest follows a Gamma profile in lambda_I with the hadronic lateral size. Its points
+    farther than `hadron_fragment_radius_mm` from the axis are satellites: the sparse halo of a hadron
+    shower that is not connected to its core through occupied cells, so that clustering can split it off.
     """
     start = rng.exponential(1.0)
     if charged:
@@ -158,22 +178,43 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf):
             _add_point(params, sums, 0.5 * mip, depth, _lambda_to_mm(params, depth), x, y, z, u, 0.0, rng)
         e -= mip
     if e <= 0.0:
-        return
+        return 0
     mean_fem = 1.0 - (max(e, params.hadron_em_fraction_e0_gev) / params.hadron_em_fraction_e0_gev) ** (
         params.hadron_em_fraction_k - 1.0)
     fem = min(max(mean_fem + params.hadron_em_fraction_spread * rng.standard_normal(), 0.0), 1.0)
     em_shower(rng, params, fem * e, 0.0, start, x, y, z, u, int(params.hadron_em_spots), sums, buf)
     e_had = (1.0 - fem) * e
     if e_had <= 0.0:
-        return
+        return 0
     s = params.hadron_profile_scale
     a = 1.0 + (0.2 * math.log(max(e, 1.0)) + 0.7) / s
     n_spots = int(params.hadron_spots)
     w = _spot_weights(rng, n_spots, params.hadron_spot_shape, buf)
+    n_sat = 0
     for j in range(n_spots):
         depth = start + rng.gamma(a, s)
-        _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u,
-                   _lateral(rng, params.hadron_lateral_radius_mm), rng)
+        lateral = _lateral(rng, params.hadron_lateral_radius_mm)
+        if lateral <= params.hadron_fragment_radius_mm:
+            _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u, lateral, rng)
+            continue
+        # Far from the axis (neutrons, secondary hadrons): a fragment of its own, not connected to the core.
+        # It is a small shower itself: two points about one HCAL tile apart share its energy.
+        if depth >= params.ecal_interaction_lengths + params.hcal_interaction_lengths:
+            continue  # leaked out behind the HCAL
+        sat_sums[:] = 0.0
+        e_sat = e_had * w[j]
+        sat_sums[S_ECAL if depth < params.ecal_interaction_lengths else S_HCAL] += e_sat
+        share = rng.random()
+        c, s = _azimuth(rng)
+        depth_mm = _lambda_to_mm(params, depth)
+        spread = params.hcal_cell_mm
+        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral * c, lateral * s)
+        _add_at(sat_sums, e_sat * (1.0 - share), depth_mm + spread * rng.standard_normal(), x, y, z, u,
+                lateral * c + spread * rng.standard_normal(), lateral * s + spread * rng.standard_normal())
+        for col in range(N_SUMS):
+            satellites[n_sat, col] = sat_sums[col]
+        n_sat += 1
+    return n_sat
 
 
 _MUON_POINTS = 4  # points per sub-detector along a muon's path
