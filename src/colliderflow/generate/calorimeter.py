@@ -80,6 +80,7 @@ from colliderflow.generate.showers import (
     muon_shower,
 )
 from colliderflow.generate.tracker import particle_geometry
+from colliderflow.numba_cache import cached_njit
 from colliderflow.schema import NEUTRINO_PDGIDS, SIM_CLUSTER_BRANCHES
 
 # Deposit kinds.
@@ -167,7 +168,7 @@ def calorimeter_params(detector: DetectorConfig) -> CalorimeterParams:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
     """(x, y, z, reached): where a trajectory first meets the ECAL front face.
 
@@ -184,7 +185,7 @@ def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
                                   endcap_z, hole_r)
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel_r, endcap_z, hole_r):
     """`impact_point` given r0 = hypot(x0, y0) and the circle's dist and base (`helix.circle_geometry`,
     unused for a straight line), which the caller already has."""
@@ -207,7 +208,7 @@ def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel
     return x, y, z0 + s * tl, not (through_endcap and math.hypot(x, y) < hole_r)
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)  # calls helix and showers kernels: numba_cache explains why not njit(cache=True)
 def _deposit_kernel(
     rng,
     params,

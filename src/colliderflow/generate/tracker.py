@@ -40,6 +40,7 @@ from colliderflow.generate.helix import (
 )
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
+from colliderflow.numba_cache import cached_njit
 
 # A track fit with n two-dimensional hits has 2 n - 5 degrees of freedom (5 helix parameters).
 HELIX_PARAMETERS = 5
@@ -129,7 +130,7 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
                 disk_rmax, disk_rmax_max, s_end):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
@@ -263,7 +264,7 @@ def trace_tracks(helices: Helices, tracker: TrackerConfig) -> TrackGeometry:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _trace_kernel(
     x0,
     y0,
@@ -315,7 +316,7 @@ def inv_pt_resolution(pt: float, sin_theta: float, tracker: TrackerParams) -> fl
     return math.hypot(tracker.inv_pt_resolution_const, tracker.inv_pt_resolution_ms / (pt * sin_theta))
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)  # calls helix kernels: numba_cache explains why not njit(cache=True)
 def _track_kernel(
     rng,
     params,
