@@ -208,7 +208,7 @@ def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel
     return x, y, z0 + s * tl, not (through_endcap and math.hypot(x, y) < hole_r)
 
 
-@cached_njit(nogil=True)  # calls helix and showers kernels: numba_cache explains why not njit(cache=True)
+@cached_njit(nogil=True, _nrt=False)  # calls helix and showers kernels: numba_cache explains why not njit(cache=True)
 def _deposit_kernel(
     rng,
     params,
@@ -239,16 +239,17 @@ def _deposit_kernel(
     var_z,
     lateral_mean,
     satellite,
+    sums,
+    sat_sums,
+    buf,
+    satellites,
 ):
     """Fill the output arrays with the fragments of every reaching visible particle; returns how many.
 
-    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`; sums, sat_sums, buf
+    and satellites are scratch (`_scratch`).
     """
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
-    sums = np.zeros(N_SUMS)
-    sat_sums = np.zeros(N_SUMS)
-    buf = np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1))
-    satellites = np.empty((max(int(params.hadron_spots), 1), N_SUMS))
     n = 0
     for i in range(pdgid.shape[0]):
         a = abs(pdgid[i])
@@ -341,6 +342,13 @@ def _deposit_kernel(
     return n
 
 
+def _scratch(params: CalorimeterParams) -> tuple[np.ndarray, ...]:
+    """The deposit kernel's scratch: a shower's sums, a satellite's sums, spot weights, satellites' sums."""
+    return (np.zeros(N_SUMS), np.zeros(N_SUMS),
+            np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1)),
+            np.empty((max(int(params.hadron_spots), 1), N_SUMS)))  # fmt: skip
+
+
 def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
                       geometry: BatchGeometry | None = None) -> Deposits:
     """The smeared deposit of every visible particle of `gen` that reaches the calorimeter.
@@ -377,6 +385,7 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
         kind,
         *values.values(),
         satellite,
+        *_scratch(params),
     )
     gen_index = gen_index[:n_dep]
     return Deposits(

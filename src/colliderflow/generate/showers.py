@@ -19,7 +19,7 @@ S_ECAL, S_HCAL, S_W, S_X, S_Y, S_Z, S_XX, S_YY, S_ZZ, S_L = range(10)
 N_SUMS = 10
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def axis_basis(ux, uy, uz):
     """Two unit vectors perpendicular to the unit shower axis (ux, uy, uz) and to each other."""
     if abs(uz) < 0.9:
@@ -31,7 +31,7 @@ def axis_basis(ux, uy, uz):
     return ax, ay, az, uy * az - uz * ay, uz * ax - ux * az, ux * ay - uy * ax
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, rng):
     """Deposit `e` GeV at `depth_mm` along the axis, `lateral_mm` off it in a random direction.
 
@@ -49,7 +49,7 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
     sums[S_L] += e * lateral_mm
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _azimuth(rng):
     """(cos, sin) of a uniform random azimuth: a normalised pair of normals, no trigonometry (cheaper)."""
     while True:
@@ -59,7 +59,7 @@ def _azimuth(rng):
             return a / norm, b / norm
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _add_at(sums, e, depth_mm, x, y, z, u, c, s):
     """The position sums of `_add_point` for a point offset by (c, s) mm along the two transverse axes."""
     # u: the axis and its two perpendicular unit vectors (`axis_basis`).
@@ -76,7 +76,7 @@ def _add_at(sums, e, depth_mm, x, y, z, u, c, s):
     sums[S_ZZ] += e * pz_ * pz_
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _lambda_to_mm(params, depth_lambda):
     """Distance (mm) behind the ECAL face of a depth in interaction lengths (ECAL, gap, HCAL)."""
     if depth_lambda < params.ecal_interaction_lengths:
@@ -86,7 +86,7 @@ def _lambda_to_mm(params, depth_lambda):
             * params.hcal_thickness_mm)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _x0_in_lambda(params, depth_lambda):
     """One radiation length in interaction lengths, in the sub-detector at `depth_lambda`."""
     if depth_lambda < params.ecal_interaction_lengths:
@@ -94,14 +94,14 @@ def _x0_in_lambda(params, depth_lambda):
     return params.hcal_radiation_length_mm * params.hcal_interaction_lengths / params.hcal_thickness_mm
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _lateral(rng, radius90_mm):
     """A radial distance from f(r) = 2 r R² / (r² + R²)², with 90 % of the energy inside radius90 (= 3 R)."""
     u = min(rng.random(), 0.995)
     return radius90_mm / 3.0 * math.sqrt(u / (1.0 - u))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _spot_weights(rng, n, shape, w):
     """Fill w[:n] with Gamma(shape) energy shares summing to 1 (w is the caller's scratch buffer).
 
@@ -124,7 +124,7 @@ def _spot_weights(rng, n, shape, w):
     return w
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, buf):
     """An electromagnetic shower of `e` GeV starting `start_lambda` behind the ECAL face.
 
@@ -155,7 +155,7 @@ def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, bu
                    _lateral(rng, params.ecal_moliere_radius_mm), rng)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sat_sums):
     """A hadron shower of `e` GeV: first interaction, MIP track before it, EM and hadronic parts after;
     returns how many satellite fragments it wrote to `satellites` (one row of sums each).
@@ -220,7 +220,7 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sa
 _MUON_POINTS = 4  # points per sub-detector along a muon's path
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def muon_shower(rng, params, kinetic, x, y, z, u, sums):
     """Ionisation along the whole path: log-normal MIP energies spread over the ECAL and the HCAL depth."""
     mip_ecal = params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal())
