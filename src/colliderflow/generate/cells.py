@@ -29,7 +29,7 @@ REGION_ENDCAP_MINUS = 1
 REGION_ENDCAP_PLUS = 2
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _find(parent, i):
     """Root of i, halving the path on the way (union-find)."""
     while parent[i] != i:
@@ -38,7 +38,7 @@ def _find(parent, i):
     return i
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _touch(lo_a, hi_a, lo_b, hi_b):
     """Whether two cell intervals overlap or are next to each other."""
     return lo_a <= hi_b + 1 and lo_b <= hi_a + 1

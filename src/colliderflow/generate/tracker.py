@@ -130,7 +130,7 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
     )
 
 
-@cached_njit(nogil=True)
+@cached_njit(nogil=True, _nrt=False)
 def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
                 disk_rmax, disk_rmax_max, s_end):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
@@ -299,7 +299,7 @@ def _trace_kernel(
         )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def tracking_efficiency(pt: float, production_radius: float, tracker: TrackerParams) -> float:
     """Probability that a track in the acceptance is found: a plateau, lower at low pT and when displaced."""
     eff = tracker.efficiency_plateau - tracker.efficiency_low_pt_drop * math.exp(
@@ -310,7 +310,7 @@ def tracking_efficiency(pt: float, production_radius: float, tracker: TrackerPar
     return min(max(eff, 0.0), 1.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def inv_pt_resolution(pt: float, sin_theta: float, tracker: TrackerParams) -> float:
     """sigma(1/pT) in 1/GeV: constant (+) multiple-scattering term."""
     return math.hypot(tracker.inv_pt_resolution_const, tracker.inv_pt_resolution_ms / (pt * sin_theta))
