@@ -205,7 +205,7 @@ def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel
     if s <= 0.0 or s > max_path:
         return x0, y0, z0, False
     x, y = transverse_position(x0, y0, cos0, sin0, k, s)
-    return x, y, z0 + s * tl, not (through_endcap and math.hypot(x, y) < hole_r)
+    return x, y, z0 + s * tl, not (through_endcap and math.sqrt(x * x + y * y) < hole_r)
 
 
 @cached_njit(nogil=True, _nrt=False)  # calls helix and showers kernels: numba_cache explains why not njit(cache=True)

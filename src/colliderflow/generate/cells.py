@@ -56,7 +56,7 @@ def _cell_boxes(event, x, y, z, hcal_dominated, lateral_mean, satellite, barrel_
     lo_v = np.empty(n, dtype=np.int64)
     hi_v = np.empty(n, dtype=np.int64)
     for i in range(n):
-        r = math.hypot(x[i], y[i])
+        r = math.sqrt(x[i] * x[i] + y[i] * y[i])
         # Project the centroid from the origin onto the ECAL face.
         if r > 0.0 and abs(z[i]) * barrel_r <= endcap_z * r:
             s = barrel_r / r

@@ -160,7 +160,7 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_ha
     if s_end < math.inf:
         # Within the outgoing half-turn the radius grows with the path: no layer beyond r_end is reached.
         x_end, y_end = transverse_position(x0, y0, cos0, sin0, k, s_end)
-        r_end = math.hypot(x_end, y_end)
+        r_end = math.sqrt(x_end * x_end + y_end * y_end)
         max_path = min(max_path, s_end)
     for j in range(layer_r.shape[0]):
         r = layer_r[j]
@@ -216,7 +216,7 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_ha
                 n_hits += 1  # certainly on the disk, and not the innermost hit
                 continue
             x, y = transverse_position(x0, y0, cos0, sin0, k, s)
-            r = math.hypot(x, y)
+            r = math.sqrt(x * x + y * y)
             if r < disk_rmin[j] or r > disk_rmax[j]:
                 continue
             n_hits += 1
@@ -367,7 +367,7 @@ def _track_kernel(
         pt = pt_all[i]
         if pt <= params.pt_min_gev:
             continue
-        p = math.hypot(pt, pz[i])
+        p = math.sqrt(pt * pt + pz[i] * pz[i])
         if abs(pz[i] / p) >= params.cos_theta_max:
             continue
         r0 = r0_all[i]
