@@ -125,6 +125,31 @@ def _spot_weights(rng, n, shape, w):
 
 
 @numba.njit(cache=True, nogil=True, _nrt=False)
+def _gamma_constants(shape):
+    """(d, c) of Marsaglia and Tsang's Gamma(shape) sampler for shape > 1, computed once per shower."""
+    d = shape - 1.0 / 3.0
+    return d, 1.0 / math.sqrt(9.0 * d)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _gamma(rng, d, c):
+    """One standard Gamma draw with `_gamma_constants` (shape > 1): numpy's own algorithm, drawing the same
+    random numbers and returning the same values as rng.gamma(shape), without recomputing d and c."""
+    while True:
+        while True:
+            x = rng.standard_normal()
+            v = 1.0 + c * x
+            if v > 0.0:
+                break
+        v = v * v * v
+        u = rng.random()
+        if u < 1.0 - 0.0331 * (x * x) * (x * x):
+            return d * v
+        if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return d * v
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, buf):
     """An electromagnetic shower of `e` GeV starting `start_lambda` behind the ECAL face.
 
@@ -139,8 +164,10 @@ def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, bu
     tmax *= math.exp(params.em_tmax_log_fluctuation * rng.standard_normal())
     a = b * tmax + 1.0
     w = _spot_weights(rng, n_spots, params.em_spot_shape, buf)
+    gamma_d, gamma_c = _gamma_constants(a)
+    scale = 1.0 / b
     for j in range(n_spots):
-        t = rng.gamma(a, 1.0 / b)
+        t = scale * _gamma(rng, gamma_d, gamma_c)
         depth_lambda = start_lambda
         # Walk through the sub-detectors: radiation lengths are shorter (in lambda) in the ECAL.
         in_ecal = params.ecal_radiation_lengths * (1.0 - start_lambda / params.ecal_interaction_lengths)
@@ -191,8 +218,9 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sa
     n_spots = int(params.hadron_spots)
     w = _spot_weights(rng, n_spots, params.hadron_spot_shape, buf)
     n_sat = 0
+    gamma_d, gamma_c = _gamma_constants(a)
     for j in range(n_spots):
-        depth = start + rng.gamma(a, s)
+        depth = start + s * _gamma(rng, gamma_d, gamma_c)
         lateral = _lateral(rng, params.hadron_lateral_radius_mm)
         if lateral <= params.hadron_fragment_radius_mm:
             _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u, lateral, rng)
