@@ -35,8 +35,8 @@ Clusters below `cluster_energy_min_gev` (0.1 GeV) are dropped with their truth l
 fragments in one cluster has one link, with their summed energy.
 
 The per-particle work is one compiled pass (written with numpy arrays, its temporaries made the
-calorimeter about twice as slow); random numbers come from the caller's numpy Generator in particle
-order.
+calorimeter about twice as slow), without reference counting (see showers.py; its scratch arrays are
+passed in); random numbers come from the caller's numpy Generator in particle order.
 """
 
 from __future__ import annotations

@@ -29,7 +29,7 @@ REGION_ENDCAP_MINUS = 1
 REGION_ENDCAP_PLUS = 2
 
 
-@numba.njit(cache=True, nogil=True, _nrt=False)
+@numba.njit(cache=True, nogil=True, _nrt=False)  # no refcounting of `parent` per call (see showers.py)
 def _find(parent, i):
     """Root of i, halving the path on the way (union-find)."""
     while parent[i] != i:

@@ -6,6 +6,11 @@ centroid and spread. Depths are tracked in interaction lengths behind the ECAL f
 millimetres through the ECAL, the gap and the HCAL (`CalorimeterParams`, see calorimeter.py and
 docs/detector.md for the numbers and their sources). Compiled with numba; random numbers come from the
 caller's numpy Generator.
+
+The functions are compiled without numba's reference counting (`_nrt=False`): they allocate nothing, and
+with it every call increfs and decrefs the Generator and the scratch arrays it is passed (atomic
+operations), which was half the calorimeter's time. A function here that needs to allocate, or a
+Generator method that does (poisson), cannot be compiled this way.
 """
 
 from __future__ import annotations

@@ -130,7 +130,7 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
     )
 
 
-@cached_njit(nogil=True, _nrt=False)
+@cached_njit(nogil=True, _nrt=False)  # no refcounting of its arrays on each call (see showers.py)
 def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
                 disk_rmax, disk_rmax_max, s_end):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
