@@ -403,14 +403,6 @@ _POISSON_NORMAL_ABOVE = 30.0
 
 
 @numba.njit(cache=True, nogil=True)
-def _hit_count(rng, expected):
-    """A Poisson-like number of calorimeter hits for `expected` hits on average, at least 1."""
-    if expected < _POISSON_NORMAL_ABOVE:
-        return max(1, rng.poisson(expected))
-    return max(1, int(expected + math.sqrt(expected) * rng.standard_normal() + 0.5))
-
-
-@numba.njit(cache=True, nogil=True)
 def _build_clusters(
     rng, order, cluster_sorted, event, gen_local, e_ecal, e_hcal, x, y, z, itheta, var_x, var_y, var_z,
     energy_min, ecal_hits_per_gev, hcal_hits_per_gev, values, nhits, cluster_event,
@@ -469,7 +461,12 @@ def _build_clusters(
         values[8, n_kept] = math.sqrt(max(s_xx / energy - mx * mx, 0.0))
         values[9, n_kept] = math.sqrt(max(s_yy / energy - my * my, 0.0))
         values[10, n_kept] = math.sqrt(max(s_zz / energy - mz * mz, 0.0))
-        nhits[n_kept] = _hit_count(rng, ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal)
+        # A Poisson-like number of hits, at least 1 (written out here: a call would incref the Generator).
+        expected = ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal
+        if expected < _POISSON_NORMAL_ABOVE:
+            nhits[n_kept] = max(1, rng.poisson(expected))
+        else:
+            nhits[n_kept] = max(1, int(expected + math.sqrt(expected) * rng.standard_normal() + 0.5))
         cluster_event[n_kept] = ev
         # Links, in particle order within the cluster (the sort is stable).
         for j in range(start, stop):
