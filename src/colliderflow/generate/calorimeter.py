@@ -305,7 +305,7 @@ def _deposit_kernel(
         if kind == KIND_MIP:
             muon_shower(rng, params, energy[i] - mass[i], x, y, z, u, sums)
         elif kind == KIND_EM:
-            sigma = math.hypot(params.em_stochastic / math.sqrt(energy[i]), params.em_constant)
+            sigma = math.sqrt(params.em_stochastic * params.em_stochastic / energy[i] + params.em_constant**2)
             measured = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0)
             # Electrons start their shower half a radiation length earlier than photons (PDG: C = -0.5, +0.5).
             shift = -0.5 if a == ELECTRON_ABS_PDGID else 0.5
@@ -314,7 +314,7 @@ def _deposit_kernel(
             # Baryons keep their rest mass, antibaryons annihilate it as well.
             baryon = 1.0 if (a % 10000) >= 1000 and a < 1000000 else 0.0
             available = energy[i] - baryon * (1.0 if pdgid[i] > 0 else -1.0) * mass[i]
-            sigma = math.hypot(params.hadron_stochastic / math.sqrt(max(available, 1e-12)), params.hadron_constant)
+            sigma = math.sqrt(params.hadron_stochastic**2 / max(available, 1e-12) + params.hadron_constant**2)
             measured = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
             n_sat = hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, u, sums, buf, satellites,
                                   sat_sums)
