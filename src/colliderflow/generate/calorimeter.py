@@ -181,7 +181,7 @@ def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
     dist, base = 0.0, 0.0
     if abs(k) >= STRAIGHT_CURVATURE:
         _, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
-    return impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, math.hypot(x0, y0), dist, base, barrel_r,
+    return impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, math.sqrt(x0 * x0 + y0 * y0), dist, base, barrel_r,
                                   endcap_z, hole_r)
 
 

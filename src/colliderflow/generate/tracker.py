@@ -291,8 +291,8 @@ def _trace_kernel(
         if abs(k) >= STRAIGHT_CURVATURE:
             _, dist, base = circle_geometry(x0[i], y0[i], cos0[i], sin0[i], k)
         hits[i], innermost[i] = _count_hits(
-            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.hypot(x0[i], y0[i]), dist, base,
-            layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max, math.inf,
+            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.sqrt(x0[i] * x0[i] + y0[i] * y0[i]), dist,
+            base, layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max, math.inf,
         )  # fmt: skip
         d0[i], z0_pca[i], phi_pca[i] = closest_approach_on_circle(
             x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, dist
