@@ -185,3 +185,18 @@ def test_clustering_and_noise_are_deterministic() -> None:
     for name, column in a.calolinks.columns.items():
         np.testing.assert_array_equal(column, b.calolinks.columns[name])
     assert not np.array_equal(a.clusters.columns["cluster_energy"], c.clusters.columns["cluster_energy"])
+
+
+def test_satellites_keep_the_hadronic_depth_profile() -> None:
+    """Whether a hadronic point is a satellite (far from the axis) must not change where it lies in depth:
+    with every point a satellite or none, the ECAL share of the hadrons' energy is the same."""
+    n = 3000
+    rng = np.random.default_rng(12)
+    gen = make_gen([130] * n, 10.0, rng.uniform(-0.8, 0.8, n), rng.uniform(-3, 3, n))
+
+    def ecal_share(fragment_radius_mm: float) -> float:
+        detector = replace(CLIC, calorimeter=replace(CALO, hadron_fragment_radius_mm=fragment_radius_mm))
+        columns = simulate(gen, detector).clusters.columns
+        return float(np.sum(columns["cluster_energy_ecal"]) / np.sum(columns["cluster_energy"]))
+
+    assert ecal_share(0.0) == pytest.approx(ecal_share(1e9), abs=0.02)

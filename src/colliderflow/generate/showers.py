@@ -218,14 +218,14 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sa
     e_had = (1.0 - fem) * e
     if e_had <= 0.0:
         return 0
-    s = params.hadron_profile_scale
-    a = 1.0 + (0.2 * math.log(max(e, 1.0)) + 0.7) / s
+    scale = params.hadron_profile_scale
+    a = 1.0 + (0.2 * math.log(max(e, 1.0)) + 0.7) / scale
     n_spots = int(params.hadron_spots)
     w = _spot_weights(rng, n_spots, params.hadron_spot_shape, buf)
     n_sat = 0
     gamma_d, gamma_c = _gamma_constants(a)
     for j in range(n_spots):
-        depth = start + s * _gamma(rng, gamma_d, gamma_c)
+        depth = start + scale * _gamma(rng, gamma_d, gamma_c)
         lateral = _lateral(rng, params.hadron_lateral_radius_mm)
         if lateral <= params.hadron_fragment_radius_mm:
             _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u, lateral, rng)
@@ -238,12 +238,12 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sa
         e_sat = e_had * w[j]
         sat_sums[S_ECAL if depth < params.ecal_interaction_lengths else S_HCAL] += e_sat
         share = rng.random()
-        c, s = _azimuth(rng)
+        cos_phi, sin_phi = _azimuth(rng)
         depth_mm = _lambda_to_mm(params, depth)
         spread = params.hcal_cell_mm
-        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral * c, lateral * s)
+        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral * cos_phi, lateral * sin_phi)
         _add_at(sat_sums, e_sat * (1.0 - share), depth_mm + spread * rng.standard_normal(), x, y, z, u,
-                lateral * c + spread * rng.standard_normal(), lateral * s + spread * rng.standard_normal())
+                lateral * cos_phi + spread * rng.standard_normal(), lateral * sin_phi + spread * rng.standard_normal())
         for col in range(N_SUMS):
             satellites[n_sat, col] = sat_sums[col]
         n_sat += 1
