@@ -21,22 +21,22 @@ ECAL and HCAL energies are sums over the points in each; the deposit's position 
 energy-weighted centroid and its spread their variance, so cluster shapes are computed, not assigned.
 Parameters and their sources: docs/detector.md.
 
-Merging is what makes this more than smearing: deposits are binned in (eta, phi) cells and all deposits
-of one event in one cell form one cluster, so nearby showers become a single cluster, the confusion that
-particle flow has to undo. Electromagnetic showers are binned on the ECAL grid (0.025 in eta, 2 pi / 256
-in phi); hadron showers and muons on the HCAL grid of 2 x 2 ECAL cells; an electromagnetic deposit
-whose HCAL cell also holds a hadronic deposit joins that hadronic cluster (its shower overlaps the wide
-hadron shower). Binning is one sort over (event, HCAL cell, ECAL cell) keys for the whole batch.
+Merging is what makes this more than smearing: each shower leaves a fragment (a hadron shower also its
+satellites, points beyond `hadron_fragment_radius_mm` from its axis), and cells.py clusters the
+fragments by nearest-neighbour adjacency of the CLICdet cells they occupy (5.1 mm ECAL cells, 30 mm
+HCAL tiles), so nearby showers become a single cluster, the confusion that particle flow has to undo,
+and a hadron shower's halo can become a cluster of its own. noise.py adds clusters of cell noise.
 
 A cluster's energy is the sum of its deposits (ECAL + HCAL; "other" is always 0 here), its position
 and iTheta (the particles' polar angle, smeared by 0.01 / 0.05 rad) energy-weighted, its spread the
-energy-weighted rms of all the sampled points of its showers, and its hit count Poisson with 40 hits per GeV in the ECAL, 15 in the HCAL (at
-least 1; above 30 expected hits its normal approximation). Clusters below `cluster_energy_min_gev`
-(0.1 GeV) are dropped with their truth links.
+energy-weighted rms of all the sampled points of its fragments, and its hit count Poisson with 40 hits
+per GeV in the ECAL, 15 in the HCAL (at least 1; above 30 expected hits its normal approximation).
+Clusters below `cluster_energy_min_gev` (0.1 GeV) are dropped with their truth links; a particle with
+fragments in one cluster has one link, with their summed energy.
 
 The per-particle work is one compiled pass (written with numpy arrays, its temporaries made the
-calorimeter about twice as slow); random numbers come from the caller's numpy Generator in particle
-order.
+calorimeter about twice as slow), without reference counting (see showers.py; its scratch arrays are
+passed in); random numbers come from the caller's numpy Generator in particle order.
 """
 
 from __future__ import annotations
@@ -48,7 +48,8 @@ from typing import NamedTuple
 import numba
 import numpy as np
 
-from colliderflow.generate.geometry import CalorimeterConfig, DetectorConfig
+from colliderflow.generate.cells import cluster_fragments
+from colliderflow.generate.geometry import DetectorConfig
 from colliderflow.generate.helix import (
     C_GEV_PER_TESLA_METRE,
     STRAIGHT_CURVATURE,
@@ -58,12 +59,14 @@ from colliderflow.generate.helix import (
     line_path_to_radius,
     transverse_position,
 )
+from colliderflow.generate.noise import merge_clusters, noise_clusters
 from colliderflow.generate.particles import ELECTRON_ABS_PDGID, MUON_ABS_PDGID, PHOTON_PDGID, GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
 from colliderflow.generate.showers import (
     N_SUMS,
     S_ECAL,
     S_HCAL,
+    S_L,
     S_W,
     S_X,
     S_XX,
@@ -77,6 +80,7 @@ from colliderflow.generate.showers import (
     muon_shower,
 )
 from colliderflow.generate.tracker import particle_geometry
+from colliderflow.numba_cache import cached_njit
 from colliderflow.schema import NEUTRINO_PDGIDS, SIM_CLUSTER_BRANCHES
 
 # Deposit kinds.
@@ -85,15 +89,13 @@ KIND_HADRON = 1
 KIND_MIP = 2
 
 _MM_PER_M = 1000.0
-# Cell-key packing: eta cell indices are offset by _ETA_OFFSET so they are non-negative.
-_ETA_OFFSET = 1 << 15
-_ETA_RANGE = 1 << 16
 _NU_E, _NU_MU, _NU_TAU = NEUTRINO_PDGIDS
 
 
 @dataclass(frozen=True)
 class Deposits:
-    """One calorimeter deposit per particle that reached the calorimeter (flat, in particle order)."""
+    """The calorimeter fragments of the particles that reached the calorimeter (flat, in particle order):
+    one per shower, plus a hadron shower's satellites right after its core."""
 
     gen_index: np.ndarray  # int64, flat index into the GenParticles batch
     event: np.ndarray  # int64
@@ -107,8 +109,8 @@ class Deposits:
     var_x: np.ndarray  # mm², energy-weighted variance of the sampled points about the centroid
     var_y: np.ndarray
     var_z: np.ndarray
-    ieta: np.ndarray  # int64, ECAL cell index in eta
-    iphi: np.ndarray  # int64, ECAL cell index in phi, 0 .. ecal_cells_phi - 1
+    lateral_mean: np.ndarray  # mm, energy-weighted mean distance of the points from the shower axis
+    satellite: np.ndarray  # bool: a satellite fragment of a hadron shower (its core is another deposit)
 
     @property
     def energy(self) -> np.ndarray:
@@ -154,25 +156,19 @@ class CalorimeterParams(NamedTuple):
     hadron_position_resolution_mm: float
     em_itheta_resolution: float
     hadron_itheta_resolution: float
-    ecal_cell_eta: float
-    ecal_cells_phi: float
+    hadron_fragment_radius_mm: float
+    hcal_cell_mm: float
 
 
 def calorimeter_params(detector: DetectorConfig) -> CalorimeterParams:
     c = detector.calorimeter
-    if c.ecal_cell_eta <= 0 or c.ecal_cells_phi < 1:
-        raise ValueError(f"ECAL cells must have a positive size, got eta {c.ecal_cell_eta}, {c.ecal_cells_phi} in phi")
-    if c.hcal_cell_factor < 1 or c.ecal_cells_phi % c.hcal_cell_factor:
-        raise ValueError(
-            f"hcal_cell_factor {c.hcal_cell_factor} must be >= 1 and divide ecal_cells_phi {c.ecal_cells_phi}"
-        )
     return CalorimeterParams(
         b_field_t=float(detector.b_field_t),
         **{name: float(getattr(c, name)) for name in CalorimeterParams._fields if name != "b_field_t"},
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
     """(x, y, z, reached): where a trajectory first meets the ECAL front face.
 
@@ -185,11 +181,11 @@ def impact_point(x0, y0, z0, cos0, sin0, tl, k, barrel_r, endcap_z, hole_r):
     dist, base = 0.0, 0.0
     if abs(k) >= STRAIGHT_CURVATURE:
         _, dist, base = circle_geometry(x0, y0, cos0, sin0, k)
-    return impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, math.hypot(x0, y0), dist, base, barrel_r,
+    return impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, math.sqrt(x0 * x0 + y0 * y0), dist, base, barrel_r,
                                   endcap_z, hole_r)
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel_r, endcap_z, hole_r):
     """`impact_point` given r0 = hypot(x0, y0) and the circle's dist and base (`helix.circle_geometry`,
     unused for a straight line), which the caller already has."""
@@ -209,10 +205,10 @@ def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel
     if s <= 0.0 or s > max_path:
         return x0, y0, z0, False
     x, y = transverse_position(x0, y0, cos0, sin0, k, s)
-    return x, y, z0 + s * tl, not (through_endcap and math.hypot(x, y) < hole_r)
+    return x, y, z0 + s * tl, not (through_endcap and math.sqrt(x * x + y * y) < hole_r)
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True, _nrt=False)  # calls helix and showers kernels: numba_cache explains why not njit(cache=True)
 def _deposit_kernel(
     rng,
     params,
@@ -241,17 +237,19 @@ def _deposit_kernel(
     var_x,
     var_y,
     var_z,
-    ieta,
-    iphi,
+    lateral_mean,
+    satellite,
+    sums,
+    sat_sums,
+    buf,
+    satellites,
 ):
-    """Fill the output arrays with one deposit per reaching visible particle; returns how many.
+    """Fill the output arrays with the fragments of every reaching visible particle; returns how many.
 
-    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`; sums, sat_sums, buf
+    and satellites are scratch (`_scratch`).
     """
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
-    n_phi = int(params.ecal_cells_phi)
-    sums = np.zeros(N_SUMS)
-    buf = np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1))
     n = 0
     for i in range(pdgid.shape[0]):
         a = abs(pdgid[i])
@@ -301,12 +299,13 @@ def _deposit_kernel(
         y = y + position_sigma * rng.standard_normal()
         z = z + position_sigma * rng.standard_normal()
         sums[:] = 0.0
+        n_sat = 0
         ax, ay, az, bx, by, bz = axis_basis(ux, uy, uz)
         u = (ux, uy, uz, ax, ay, az, bx, by, bz)
         if kind == KIND_MIP:
             muon_shower(rng, params, energy[i] - mass[i], x, y, z, u, sums)
         elif kind == KIND_EM:
-            sigma = math.hypot(params.em_stochastic / math.sqrt(energy[i]), params.em_constant)
+            sigma = math.sqrt(params.em_stochastic * params.em_stochastic / energy[i] + params.em_constant**2)
             measured = max(energy[i] * (1.0 + sigma * rng.standard_normal()), 0.0)
             # Electrons start their shower half a radiation length earlier than photons (PDG: C = -0.5, +0.5).
             shift = -0.5 if a == ELECTRON_ABS_PDGID else 0.5
@@ -315,29 +314,39 @@ def _deposit_kernel(
             # Baryons keep their rest mass, antibaryons annihilate it as well.
             baryon = 1.0 if (a % 10000) >= 1000 and a < 1000000 else 0.0
             available = energy[i] - baryon * (1.0 if pdgid[i] > 0 else -1.0) * mass[i]
-            sigma = math.hypot(params.hadron_stochastic / math.sqrt(max(available, 1e-12)), params.hadron_constant)
+            sigma = math.sqrt(params.hadron_stochastic**2 / max(available, 1e-12) + params.hadron_constant**2)
             measured = max(available * (1.0 + sigma * rng.standard_normal()), 0.0)
-            hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, u, sums, buf)
-        ecal, hcal, weight = sums[S_ECAL], sums[S_HCAL], sums[S_W]
-        if ecal + hcal <= 0.0 or weight <= 0.0:
-            continue
-        gen_index[n] = i
-        kind_out[n] = kind
-        e_ecal[n] = ecal
-        e_hcal[n] = hcal
-        mx, my, mz = sums[S_X] / weight, sums[S_Y] / weight, sums[S_Z] / weight
-        x_out[n], y_out[n], z_out[n] = mx, my, mz
-        var_x[n] = max(sums[S_XX] / weight - mx * mx, 0.0)
-        var_y[n] = max(sums[S_YY] / weight - my * my, 0.0)
-        var_z[n] = max(sums[S_ZZ] / weight - mz * mz, 0.0)
-        # The deposit's ECAL cell: where its (smeared) axis enters the ECAL.
-        eta = math.asinh(z / max(math.hypot(x, y), 1e-9))
-        ieta[n] = int(min(max(math.floor(eta / params.ecal_cell_eta), -_ETA_OFFSET), _ETA_OFFSET - 1))
-        iphi[n] = min(int((math.atan2(y, x) + math.pi) * (n_phi / (2.0 * math.pi))), n_phi - 1)
+            n_sat = hadron_shower(rng, params, measured, charge[i] != 0.0, x, y, z, u, sums, buf, satellites,
+                                  sat_sums)
         itheta_sigma = params.em_itheta_resolution if em else params.hadron_itheta_resolution
-        itheta[n] = math.atan2(pt, pz[i]) + itheta_sigma * rng.standard_normal()
-        n += 1
+        theta = math.atan2(pt, pz[i]) + itheta_sigma * rng.standard_normal()
+        # The shower's core first, then its satellites.
+        for f in range(-1, n_sat):
+            row = sums if f < 0 else satellites[f]
+            ecal, hcal, weight = row[S_ECAL], row[S_HCAL], row[S_W]
+            if ecal + hcal <= 0.0 or weight <= 0.0:
+                continue
+            gen_index[n] = i
+            kind_out[n] = kind
+            e_ecal[n] = ecal
+            e_hcal[n] = hcal
+            mx, my, mz = row[S_X] / weight, row[S_Y] / weight, row[S_Z] / weight
+            x_out[n], y_out[n], z_out[n] = mx, my, mz
+            var_x[n] = max(row[S_XX] / weight - mx * mx, 0.0)
+            var_y[n] = max(row[S_YY] / weight - my * my, 0.0)
+            var_z[n] = max(row[S_ZZ] / weight - mz * mz, 0.0)
+            lateral_mean[n] = row[S_L] / weight
+            itheta[n] = theta
+            satellite[n] = f >= 0
+            n += 1
     return n
+
+
+def _scratch(params: CalorimeterParams) -> tuple[np.ndarray, ...]:
+    """The deposit kernel's scratch: a shower's sums, a satellite's sums, spot weights, satellites' sums."""
+    return (np.zeros(N_SUMS), np.zeros(N_SUMS),
+            np.empty(max(int(params.em_spots), int(params.hadron_spots), int(params.hadron_em_spots), 1)),
+            np.empty((max(int(params.hadron_spots), 1), N_SUMS)))  # fmt: skip
 
 
 def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
@@ -347,12 +356,14 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
     `geometry` is `gen`'s `helix.BatchGeometry` if the caller has it (it is computed otherwise).
     """
     geometry = geometry or particle_geometry(gen, detector)
-    n = gen.n_particles
     params = calorimeter_params(detector)
+    # Room for every hadron's satellites (np.empty: pages that are never written cost nothing).
+    n = gen.n_particles * (1 + max(int(params.hadron_spots), 0))
     gen_index = np.empty(n, dtype=np.int64)
     kind = np.empty(n, dtype=np.int8)
-    values = {name: np.empty(n) for name in ("e_ecal", "e_hcal", "x", "y", "z", "itheta", "var_x", "var_y", "var_z")}
-    cells = {name: np.empty(n, dtype=np.int64) for name in ("ieta", "iphi")}
+    values = {name: np.empty(n) for name in ("e_ecal", "e_hcal", "x", "y", "z", "itheta", "var_x", "var_y", "var_z",
+                                           "lateral_mean")}
+    satellite = np.empty(n, dtype=np.bool_)
     n_dep = _deposit_kernel(
         rng,
         params,
@@ -373,7 +384,8 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
         gen_index,
         kind,
         *values.values(),
-        *cells.values(),
+        satellite,
+        *_scratch(params),
     )
     gen_index = gen_index[:n_dep]
     return Deposits(
@@ -381,65 +393,13 @@ def simulate_deposits(gen: GenParticles, detector: DetectorConfig, rng: np.rando
         event=gen.event[gen_index],
         kind=kind[:n_dep],
         **{name: v[:n_dep] for name, v in values.items()},
-        **{name: v[:n_dep] for name, v in cells.items()},
+        satellite=satellite[:n_dep],
     )
-
-
-def assign_clusters(deposits: Deposits, calo: CalorimeterConfig) -> tuple[np.ndarray, np.ndarray, int]:
-    """(deposit order, cluster number of each deposit in that order, number of clusters).
-
-    The order sorts deposits by (event, HCAL cell, ECAL cell inside it) and keeps particle order among
-    equals, so clusters are numbered event-major and each cluster's deposits are contiguous. An HCAL
-    cell that holds a hadronic deposit is one cluster; in any other HCAL cell each occupied ECAL cell is.
-    """
-    factor = calo.hcal_cell_factor
-    n = len(deposits.event)
-    if n == 0:
-        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64), 0
-    n_phi = calo.ecal_cells_phi
-    ieta, iphi = deposits.ieta, deposits.iphi
-    ieta_hcal = np.floor_divide(ieta, factor)
-    iphi_hcal = iphi // factor
-    hcal_cell = (deposits.event * _ETA_RANGE + (ieta_hcal + _ETA_OFFSET)) * (n_phi // factor) + iphi_hcal
-    ecal_in_hcal = (ieta - ieta_hcal * factor) * factor + (iphi - iphi_hcal * factor)
-    order = np.argsort(hcal_cell * (factor * factor) + ecal_in_hcal, kind="stable")
-    cluster_sorted = _number_clusters(hcal_cell[order], ecal_in_hcal[order], deposits.kind[order] != KIND_EM)
-    return order, cluster_sorted, int(cluster_sorted[-1]) + 1
-
-
-@numba.njit(cache=True, nogil=True)
-def _number_clusters(hcal_cell, ecal_cell, hadronic):
-    """Cluster numbers of deposits sorted by (HCAL cell, ECAL cell): one per HCAL cell holding a
-    hadronic deposit, else one per ECAL cell."""
-    n = hcal_cell.shape[0]
-    out = np.empty(n, dtype=np.int64)
-    cluster = -1
-    start = 0
-    while start < n:
-        stop = start
-        any_hadronic = False
-        while stop < n and hcal_cell[stop] == hcal_cell[start]:
-            any_hadronic = any_hadronic or hadronic[stop]
-            stop += 1
-        for j in range(start, stop):
-            if j == start or not any_hadronic and ecal_cell[j] != ecal_cell[j - 1]:
-                cluster += 1
-            out[j] = cluster
-        start = stop
-    return out
 
 
 # Above this many expected hits, the hit count is drawn from the normal approximation of the Poisson
 # distribution (its relative skew, 1 / sqrt(mean), is below 20 %), which is several times cheaper.
 _POISSON_NORMAL_ABOVE = 30.0
-
-
-@numba.njit(cache=True, nogil=True)
-def _hit_count(rng, expected):
-    """A Poisson-like number of calorimeter hits for `expected` hits on average, at least 1."""
-    if expected < _POISSON_NORMAL_ABOVE:
-        return max(1, rng.poisson(expected))
-    return max(1, int(expected + math.sqrt(expected) * rng.standard_normal() + 0.5))
 
 
 @numba.njit(cache=True, nogil=True)
@@ -450,7 +410,8 @@ def _build_clusters(
 ):  # fmt: skip
     """Fill the cluster outputs (values: one column per entry of SIM_CLUSTER_BRANCHES, nhits excepted)
     for the clusters above `energy_min` and their truth links, from deposits sorted into clusters (see
-    assign_clusters); returns (clusters, links) written.
+    cells.cluster_fragments); returns (clusters, links) written. A particle whose core and satellites
+    share a cluster gets one link with their summed energy.
 
     One streaming pass over each cluster's contiguous run of deposits: no per-cluster table is built,
     as fresh memory costs more here (page faults) than the arithmetic.
@@ -500,11 +461,19 @@ def _build_clusters(
         values[8, n_kept] = math.sqrt(max(s_xx / energy - mx * mx, 0.0))
         values[9, n_kept] = math.sqrt(max(s_yy / energy - my * my, 0.0))
         values[10, n_kept] = math.sqrt(max(s_zz / energy - mz * mz, 0.0))
-        nhits[n_kept] = _hit_count(rng, ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal)
+        # A Poisson-like number of hits, at least 1 (written out here: a call would incref the Generator).
+        expected = ecal_hits_per_gev * s_ecal + hcal_hits_per_gev * s_hcal
+        if expected < _POISSON_NORMAL_ABOVE:
+            nhits[n_kept] = max(1, rng.poisson(expected))
+        else:
+            nhits[n_kept] = max(1, int(expected + math.sqrt(expected) * rng.standard_normal() + 0.5))
         cluster_event[n_kept] = ev
         # Links, in particle order within the cluster (the sort is stable).
         for j in range(start, stop):
             d = order[j]
+            if j > start and gen_local[d] == gen_local[order[j - 1]]:  # the same particle's next fragment
+                link_energy[n_links - 1] += e_ecal[d] + e_hcal[d]
+                continue
             link_cluster[n_links] = in_event
             link_gen[n_links] = gen_local[d]
             link_energy[n_links] = e_ecal[d] + e_hcal[d]
@@ -525,7 +494,10 @@ def cluster_deposits(
 ) -> tuple[Collection, Collection]:
     """(clusters, truth links) from the deposits of a batch of events: SIM_CLUSTER / SIM_CALOLINK columns."""
     calo = detector.calorimeter
-    order, cluster_sorted, n_clusters = assign_clusters(deposits, calo)
+    order, cluster_sorted, n_clusters = cluster_fragments(
+        deposits.event, deposits.x, deposits.y, deposits.z, deposits.e_ecal, deposits.e_hcal, deposits.lateral_mean,
+        deposits.satellite, calo,
+    )
     n_deposits = len(order)
     values = np.empty((len(_CLUSTER_VALUES), n_clusters), dtype=np.float32)
     nhits = np.empty(n_clusters, dtype=np.int32)
@@ -561,5 +533,12 @@ def cluster_deposits(
 def simulate_calorimeter(
     gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator, geometry: BatchGeometry | None = None
 ) -> tuple[Collection, Collection]:
-    """Clusters and (cluster, particle) energy links for a batch of events (`geometry`: see simulate_deposits)."""
-    return cluster_deposits(simulate_deposits(gen, detector, rng, geometry), gen, detector, rng)
+    """Clusters and (cluster, particle) energy links for a batch of events (`geometry`: see simulate_deposits).
+
+    Each event's noise clusters (noise.py, no truth link) follow its particles' clusters.
+    """
+    clusters, links = cluster_deposits(simulate_deposits(gen, detector, rng, geometry), gen, detector, rng)
+    noise = noise_clusters(gen.n_events, detector.calorimeter, rng)
+    if noise.n_rows:
+        clusters = merge_clusters(clusters, noise)
+    return clusters, links

@@ -14,7 +14,7 @@ import numpy as np
 
 from colliderflow.generate.geometry import DetectorConfig
 from colliderflow.generate.helix import C_GEV_PER_TESLA_METRE
-from colliderflow.generate.records import Collection
+from colliderflow.generate.records import Collection, interleave_columns, interleave_mask
 from colliderflow.schema import SIM_TRACK_BRANCHES
 
 _MM_PER_M = 1000.0
@@ -56,9 +56,8 @@ def fake_tracks(real_counts: np.ndarray, detector: DetectorConfig, rng: np.rando
 
 
 def merge_tracks(real: Collection, fakes: Collection) -> Collection:
-    """Real and fake tracks of each event together, the real ones first (event order kept)."""
-    n_events = real.counts.size
-    event = np.concatenate([np.repeat(np.arange(n_events), real.counts), np.repeat(np.arange(n_events), fakes.counts)])
-    order = np.argsort(event, kind="stable")
-    columns = {b: np.concatenate([real.columns[b], fakes.columns[b]])[order] for b in SIM_TRACK_BRANCHES}
+    """Tracks of two collections joined event by event, `real`'s first (also used for secondaries' tracks)."""
+    columns = interleave_columns({b: real.columns[b] for b in SIM_TRACK_BRANCHES},
+                                 {b: fakes.columns[b] for b in SIM_TRACK_BRANCHES},
+                                 interleave_mask(real.counts, fakes.counts))
     return Collection(counts=real.counts + fakes.counts, columns=columns)

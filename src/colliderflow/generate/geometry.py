@@ -79,6 +79,15 @@ class TrackerConfig:
     fake_pt_scale_gev: float = 0.5
     fake_impact_sigma_mm: float = 1.0
     fake_chi2_scale: float = 3.0
+    # Material between the beam and the ECAL face (beam pipe, vertex detector, tracker, supports, cables),
+    # spread uniformly over radii material_inner_radius_mm..outer_radius_mm inside |z| < half_length_mm:
+    # x/X0 and x/lambda_I at normal incidence (docs/detector.md, "Secondaries in the tracker").
+    material_inner_radius_mm: float = 29.0
+    material_radiation_lengths: float = 0.12
+    material_interaction_lengths: float = 0.035
+    # Nuclear interactions: transverse momentum (GeV, Gaussian sigma per axis) the two secondaries get
+    # relative to the primary's direction.
+    nuclear_kick_gev: float = 0.3
 
 
 @dataclass(frozen=True)
@@ -134,11 +143,24 @@ class CalorimeterConfig:
     mip_ecal_gev: float = 0.02
     mip_hcal_gev: float = 0.30
     mip_log_width: float = 0.25
-    # Cell grid for merging deposits: the ECAL grid in eta and phi; the HCAL grid is coarser by an integer
-    # factor so that an HCAL cell is exactly a block of ECAL cells.
-    ecal_cell_eta: float = 0.025
-    ecal_cells_phi: int = 256
-    hcal_cell_factor: int = 2
+    # Cells and clustering (cells.py): CLICdet's ECAL cells are 5.1 x 5.1 mm², its HCAL tiles 30 x 30 mm²
+    # (arXiv:1812.07337). A fragment occupies a box of cells around its centroid's cell: an EM-like fragment
+    # +- `em_core_cells` ECAL cells, a hadron shower core +- `hadron_core_cells` HCAL cells, a satellite
+    # fragment its one HCAL cell; fragments whose boxes touch (nearest neighbours) form one cluster.
+    ecal_cell_mm: float = 5.1
+    hcal_cell_mm: float = 30.0
+    em_core_cells: int = 1
+    hadron_core_cells: int = 1
+    # Hadronic points beyond this distance from the shower axis are satellite fragments of their own.
+    hadron_fragment_radius_mm: float = 300.0
+    # Electronic noise (noise.py): cells, Gaussian noise per cell (in MIP) and the GeV of one MIP hit.
+    ecal_cells: float = 6.6e7
+    hcal_cells: float = 4.8e6
+    ecal_noise_mip: float = 0.1
+    hcal_noise_mip: float = 0.15
+    ecal_mip_gev: float = 0.0005
+    hcal_mip_gev: float = 0.005
+    hit_threshold_mip: float = 0.5
     # Scatter of a shower axis' impact point (which decides its cell) around the particle's.
     em_position_resolution_mm: float = 2.0
     hadron_position_resolution_mm: float = 10.0

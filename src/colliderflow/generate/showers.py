@@ -6,6 +6,11 @@ centroid and spread. Depths are tracked in interaction lengths behind the ECAL f
 millimetres through the ECAL, the gap and the HCAL (`CalorimeterParams`, see calorimeter.py and
 docs/detector.md for the numbers and their sources). Compiled with numba; random numbers come from the
 caller's numpy Generator.
+
+The functions are compiled without numba's reference counting (`_nrt=False`): they allocate nothing, and
+with it every call increfs and decrefs the Generator and the scratch arrays it is passed (atomic
+operations), which was half the calorimeter's time. A function here that needs to allocate, or a
+Generator method that does (poisson), cannot be compiled this way.
 """
 
 from __future__ import annotations
@@ -13,12 +18,13 @@ from __future__ import annotations
 import math
 
 import numba
-# Running sums of a shower's sampled points: ECAL and HCAL energy, total weight, first and second moments.
-S_ECAL, S_HCAL, S_W, S_X, S_Y, S_Z, S_XX, S_YY, S_ZZ = range(9)
-N_SUMS = 9
+# Running sums of a shower's sampled points: ECAL and HCAL energy, total weight, first and second moments,
+# and the energy-weighted distance from the shower axis (the lateral size the cells see).
+S_ECAL, S_HCAL, S_W, S_X, S_Y, S_Z, S_XX, S_YY, S_ZZ, S_L = range(10)
+N_SUMS = 10
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def axis_basis(ux, uy, uz):
     """Two unit vectors perpendicular to the unit shower axis (ux, uy, uz) and to each other."""
     if abs(uz) < 0.9:
@@ -30,7 +36,7 @@ def axis_basis(ux, uy, uz):
     return ax, ay, az, uy * az - uz * ay, uz * ax - ux * az, ux * ay - uy * ax
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, rng):
     """Deposit `e` GeV at `depth_mm` along the axis, `lateral_mm` off it in a random direction.
 
@@ -43,10 +49,26 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
         sums[S_ECAL] += e
     else:
         sums[S_HCAL] += e
-    # u: the axis and its two perpendicular unit vectors (`axis_basis`); the offset has a random azimuth.
+    c, s = _azimuth(rng)
+    _add_at(sums, e, depth_mm, x, y, z, u, lateral_mm * c, lateral_mm * s)
+    sums[S_L] += e * lateral_mm
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _azimuth(rng):
+    """(cos, sin) of a uniform random azimuth: a normalised pair of normals, no trigonometry (cheaper)."""
+    while True:
+        a, b = rng.standard_normal(), rng.standard_normal()
+        norm = math.sqrt(a * a + b * b)
+        if norm > 1e-12:
+            return a / norm, b / norm
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _add_at(sums, e, depth_mm, x, y, z, u, c, s):
+    """The position sums of `_add_point` for a point offset by (c, s) mm along the two transverse axes."""
+    # u: the axis and its two perpendicular unit vectors (`axis_basis`).
     ux, uy, uz, ax, ay, az, bx, by, bz = u
-    psi = 2.0 * math.pi * rng.random()
-    c, s = lateral_mm * math.cos(psi), lateral_mm * math.sin(psi)
     px_ = x + depth_mm * ux + c * ax + s * bx
     py_ = y + depth_mm * uy + c * ay + s * by
     pz_ = z + depth_mm * uz + c * az + s * bz
@@ -59,7 +81,7 @@ def _add_point(params, sums, e, depth_lambda, depth_mm, x, y, z, u, lateral_mm, 
     sums[S_ZZ] += e * pz_ * pz_
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _lambda_to_mm(params, depth_lambda):
     """Distance (mm) behind the ECAL face of a depth in interaction lengths (ECAL, gap, HCAL)."""
     if depth_lambda < params.ecal_interaction_lengths:
@@ -69,7 +91,7 @@ def _lambda_to_mm(params, depth_lambda):
             * params.hcal_thickness_mm)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _x0_in_lambda(params, depth_lambda):
     """One radiation length in interaction lengths, in the sub-detector at `depth_lambda`."""
     if depth_lambda < params.ecal_interaction_lengths:
@@ -77,14 +99,14 @@ def _x0_in_lambda(params, depth_lambda):
     return params.hcal_radiation_length_mm * params.hcal_interaction_lengths / params.hcal_thickness_mm
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _lateral(rng, radius90_mm):
     """A radial distance from f(r) = 2 r R² / (r² + R²)², with 90 % of the energy inside radius90 (= 3 R)."""
     u = min(rng.random(), 0.995)
     return radius90_mm / 3.0 * math.sqrt(u / (1.0 - u))
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def _spot_weights(rng, n, shape, w):
     """Fill w[:n] with Gamma(shape) energy shares summing to 1 (w is the caller's scratch buffer).
 
@@ -107,7 +129,32 @@ def _spot_weights(rng, n, shape, w):
     return w
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _gamma_constants(shape):
+    """(d, c) of Marsaglia and Tsang's Gamma(shape) sampler for shape > 1, computed once per shower."""
+    d = shape - 1.0 / 3.0
+    return d, 1.0 / math.sqrt(9.0 * d)
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def _gamma(rng, d, c):
+    """One standard Gamma draw with `_gamma_constants` (shape > 1): numpy's own algorithm, drawing the same
+    random numbers and returning the same values as rng.gamma(shape), without recomputing d and c."""
+    while True:
+        while True:
+            x = rng.standard_normal()
+            v = 1.0 + c * x
+            if v > 0.0:
+                break
+        v = v * v * v
+        u = rng.random()
+        if u < 1.0 - 0.0331 * (x * x) * (x * x):
+            return d * v
+        if math.log(u) < 0.5 * x * x + d * (1.0 - v + math.log(v)):
+            return d * v
+
+
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, buf):
     """An electromagnetic shower of `e` GeV starting `start_lambda` behind the ECAL face.
 
@@ -122,8 +169,10 @@ def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, bu
     tmax *= math.exp(params.em_tmax_log_fluctuation * rng.standard_normal())
     a = b * tmax + 1.0
     w = _spot_weights(rng, n_spots, params.em_spot_shape, buf)
+    gamma_d, gamma_c = _gamma_constants(a)
+    scale = 1.0 / b
     for j in range(n_spots):
-        t = rng.gamma(a, 1.0 / b)
+        t = scale * _gamma(rng, gamma_d, gamma_c)
         depth_lambda = start_lambda
         # Walk through the sub-detectors: radiation lengths are shorter (in lambda) in the ECAL.
         in_ecal = params.ecal_radiation_lengths * (1.0 - start_lambda / params.ecal_interaction_lengths)
@@ -138,14 +187,17 @@ def em_shower(rng, params, e, shift, start_lambda, x, y, z, u, n_spots, sums, bu
                    _lateral(rng, params.ecal_moliere_radius_mm), rng)
 
 
-@numba.njit(cache=True, nogil=True)
-def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf):
-    """A hadron shower of `e` GeV: first interaction, MIP track before it, EM and hadronic parts after.
+@numba.njit(cache=True, nogil=True, _nrt=False)
+def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf, satellites, sat_sums):
+    """A hadron shower of `e` GeV: first interaction, MIP track before it, EM and hadronic parts after;
+    returns how many satellite fragments it wrote to `satellites` (one row of sums each).
 
     The first interaction lies an exponential number of interaction lengths behind the ECAL face, so a
     fraction 1 - exp(-lambda_ECAL) of hadrons starts showering in the ECAL. A charged hadron ionises
     like a MIP up to there. The electromagnetic fraction (π0s) showers compactly from the start point;
-    the hadronic rest follows a Gamma profile in lambda_I with the hadronic lateral size.
+    the hadronic rest follows a Gamma profile in lambda_I with the hadronic lateral size. Its points
+    farther than `hadron_fragment_radius_mm` from the axis are satellites: the sparse halo of a hadron
+    shower that is not connected to its core through occupied cells, so that clustering can split it off.
     """
     start = rng.exponential(1.0)
     if charged:
@@ -158,28 +210,50 @@ def hadron_shower(rng, params, e, charged, x, y, z, u, sums, buf):
             _add_point(params, sums, 0.5 * mip, depth, _lambda_to_mm(params, depth), x, y, z, u, 0.0, rng)
         e -= mip
     if e <= 0.0:
-        return
+        return 0
     mean_fem = 1.0 - (max(e, params.hadron_em_fraction_e0_gev) / params.hadron_em_fraction_e0_gev) ** (
         params.hadron_em_fraction_k - 1.0)
     fem = min(max(mean_fem + params.hadron_em_fraction_spread * rng.standard_normal(), 0.0), 1.0)
     em_shower(rng, params, fem * e, 0.0, start, x, y, z, u, int(params.hadron_em_spots), sums, buf)
     e_had = (1.0 - fem) * e
     if e_had <= 0.0:
-        return
-    s = params.hadron_profile_scale
-    a = 1.0 + (0.2 * math.log(max(e, 1.0)) + 0.7) / s
+        return 0
+    scale = params.hadron_profile_scale
+    a = 1.0 + (0.2 * math.log(max(e, 1.0)) + 0.7) / scale
     n_spots = int(params.hadron_spots)
     w = _spot_weights(rng, n_spots, params.hadron_spot_shape, buf)
+    n_sat = 0
+    gamma_d, gamma_c = _gamma_constants(a)
     for j in range(n_spots):
-        depth = start + rng.gamma(a, s)
-        _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u,
-                   _lateral(rng, params.hadron_lateral_radius_mm), rng)
+        depth = start + scale * _gamma(rng, gamma_d, gamma_c)
+        lateral = _lateral(rng, params.hadron_lateral_radius_mm)
+        if lateral <= params.hadron_fragment_radius_mm:
+            _add_point(params, sums, e_had * w[j], depth, _lambda_to_mm(params, depth), x, y, z, u, lateral, rng)
+            continue
+        # Far from the axis (neutrons, secondary hadrons): a fragment of its own, not connected to the core.
+        # It is a small shower itself: two points about one HCAL tile apart share its energy.
+        if depth >= params.ecal_interaction_lengths + params.hcal_interaction_lengths:
+            continue  # leaked out behind the HCAL
+        sat_sums[:] = 0.0
+        e_sat = e_had * w[j]
+        sat_sums[S_ECAL if depth < params.ecal_interaction_lengths else S_HCAL] += e_sat
+        share = rng.random()
+        cos_phi, sin_phi = _azimuth(rng)
+        depth_mm = _lambda_to_mm(params, depth)
+        spread = params.hcal_cell_mm
+        _add_at(sat_sums, e_sat * share, depth_mm, x, y, z, u, lateral * cos_phi, lateral * sin_phi)
+        _add_at(sat_sums, e_sat * (1.0 - share), depth_mm + spread * rng.standard_normal(), x, y, z, u,
+                lateral * cos_phi + spread * rng.standard_normal(), lateral * sin_phi + spread * rng.standard_normal())
+        for col in range(N_SUMS):
+            satellites[n_sat, col] = sat_sums[col]
+        n_sat += 1
+    return n_sat
 
 
 _MUON_POINTS = 4  # points per sub-detector along a muon's path
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def muon_shower(rng, params, kinetic, x, y, z, u, sums):
     """Ionisation along the whole path: log-normal MIP energies spread over the ECAL and the HCAL depth."""
     mip_ecal = params.mip_ecal_gev * math.exp(params.mip_log_width * rng.standard_normal())

@@ -40,6 +40,7 @@ from colliderflow.generate.helix import (
 )
 from colliderflow.generate.particles import GenParticles
 from colliderflow.generate.records import Collection, counts_per_event
+from colliderflow.numba_cache import cached_njit
 
 # A track fit with n two-dimensional hits has 2 n - 5 degrees of freedom (5 helix parameters).
 HELIX_PARAMETERS = 5
@@ -129,15 +130,16 @@ def _surfaces(tracker: TrackerConfig) -> tuple[np.ndarray, ...]:
     )
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True, _nrt=False)  # no refcounting of its arrays on each call (see showers.py)
 def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_half_z, disk_z, disk_rmin,
-                disk_rmax, disk_rmax_max):
+                disk_rmax, disk_rmax_max, s_end):
     """(hits, innermost hit radius) of one helix on the outgoing half-turn; bounds decide most surfaces
     without trigonometry, the exact crossing is computed only when they do not.
 
     r0 = hypot(x0, y0); dist and base describe the circle (`helix.circle_geometry`, unused for a
     straight line): the caller has them already, so they are not computed twice. disk_rmax_max is
-    disk_rmax.max(), the same for every helix.
+    disk_rmax.max(), the same for every helix. s_end is the transverse path after which the particle
+    ends (a nuclear interaction, `secondaries`; inf if it does not): surfaces beyond it have no hit.
     """
     half_pi = 0.5 * math.pi
     abs_tl = abs(tl)
@@ -154,8 +156,16 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_ha
         max_path = math.pi * big_r
     n_hits = 0
     inner = math.inf
+    r_end = math.inf
+    if s_end < math.inf:
+        # Within the outgoing half-turn the radius grows with the path: no layer beyond r_end is reached.
+        x_end, y_end = transverse_position(x0, y0, cos0, sin0, k, s_end)
+        r_end = math.sqrt(x_end * x_end + y_end * y_end)
+        max_path = min(max_path, s_end)
     for j in range(layer_r.shape[0]):
         r = layer_r[j]
+        if r > r_end:
+            break
         half_z = layer_half_z[j]
         if straight:
             s = line_path_to_radius(x0, y0, cos0, sin0, r)
@@ -206,7 +216,7 @@ def _count_hits(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, layer_r, layer_ha
                 n_hits += 1  # certainly on the disk, and not the innermost hit
                 continue
             x, y = transverse_position(x0, y0, cos0, sin0, k, s)
-            r = math.hypot(x, y)
+            r = math.sqrt(x * x + y * y)
             if r < disk_rmin[j] or r > disk_rmax[j]:
                 continue
             n_hits += 1
@@ -254,7 +264,7 @@ def trace_tracks(helices: Helices, tracker: TrackerConfig) -> TrackGeometry:
     return out
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)
 def _trace_kernel(
     x0,
     y0,
@@ -281,15 +291,15 @@ def _trace_kernel(
         if abs(k) >= STRAIGHT_CURVATURE:
             _, dist, base = circle_geometry(x0[i], y0[i], cos0[i], sin0[i], k)
         hits[i], innermost[i] = _count_hits(
-            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.hypot(x0[i], y0[i]), dist, base,
-            layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max,
+            x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, math.sqrt(x0[i] * x0[i] + y0[i] * y0[i]), dist,
+            base, layer_r, layer_half_z, disk_z, disk_rmin, disk_rmax, disk_rmax_max, math.inf,
         )  # fmt: skip
         d0[i], z0_pca[i], phi_pca[i] = closest_approach_on_circle(
             x0[i], y0[i], z0[i], cos0[i], sin0[i], tan_lambda[i], k, dist
         )
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def tracking_efficiency(pt: float, production_radius: float, tracker: TrackerParams) -> float:
     """Probability that a track in the acceptance is found: a plateau, lower at low pT and when displaced."""
     eff = tracker.efficiency_plateau - tracker.efficiency_low_pt_drop * math.exp(
@@ -300,13 +310,13 @@ def tracking_efficiency(pt: float, production_radius: float, tracker: TrackerPar
     return min(max(eff, 0.0), 1.0)
 
 
-@numba.njit(cache=True, nogil=True)
+@numba.njit(cache=True, nogil=True, _nrt=False)
 def inv_pt_resolution(pt: float, sin_theta: float, tracker: TrackerParams) -> float:
     """sigma(1/pT) in 1/GeV: constant (+) multiple-scattering term."""
     return math.hypot(tracker.inv_pt_resolution_const, tracker.inv_pt_resolution_ms / (pt * sin_theta))
 
 
-@numba.njit(cache=True, nogil=True)
+@cached_njit(nogil=True)  # calls helix kernels: numba_cache explains why not njit(cache=True)
 def _track_kernel(
     rng,
     params,
@@ -328,6 +338,7 @@ def _track_kernel(
     disk_z,
     disk_rmin,
     disk_rmax,
+    end_path,
     gen_index,
     out_charge,
     omega,
@@ -343,7 +354,8 @@ def _track_kernel(
 ):
     """Fill the output arrays with the found tracks, in particle order; returns how many were found.
 
-    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`.
+    pt_all, r0_all, dist_all and base_all are the particles' `helix.BatchGeometry`; end_path the
+    transverse path at which each particle ends (inf: it crosses the whole tracker).
     """
     n_found = 0
     curvature_per_inv_pt = C_GEV_PER_TESLA_METRE * params.b_field_t / _MM_PER_M
@@ -355,7 +367,7 @@ def _track_kernel(
         pt = pt_all[i]
         if pt <= params.pt_min_gev:
             continue
-        p = math.hypot(pt, pz[i])
+        p = math.sqrt(pt * pt + pz[i] * pz[i])
         if abs(pz[i] / p) >= params.cos_theta_max:
             continue
         r0 = r0_all[i]
@@ -367,7 +379,7 @@ def _track_kernel(
         k = q * curvature_per_inv_pt / pt
         hits, inner = _count_hits(
             vx[i], vy[i], vz[i], cos0, sin0, tl, k, r0, dist_all[i], base_all[i], layer_r, layer_half_z, disk_z,
-            disk_rmin, disk_rmax, disk_rmax_max,
+            disk_rmin, disk_rmax, disk_rmax_max, end_path[i],
         )  # fmt: skip
         found = rng.random() < tracking_efficiency(pt, r0, params)
         if hits < params.min_hits or not found:
@@ -408,21 +420,25 @@ def _track_kernel(
 
 
 def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.Generator,
-                    geometry: BatchGeometry | None = None) -> Collection:
+                    geometry: BatchGeometry | None = None, *, end_path: np.ndarray | None = None,
+                    truth_index: np.ndarray | None = None) -> Collection:
     """Tracks (SIM_TRACK_BRANCHES columns) of the charged particles of `gen` that the tracker finds.
 
     `geometry` is `gen`'s `helix.BatchGeometry` if the caller has it (it is computed otherwise).
+    `end_path` is the transverse path (mm) after which each particle stops (a nuclear interaction; inf
+    or None: never). `truth_index` is what track_gen_idx records for each particle (default: its own
+    index in its event; detector-made secondaries record their truth parent's).
     """
     geometry = geometry or particle_geometry(gen, detector)
     n = gen.n_particles
+    if end_path is None:
+        end_path = np.full(n, np.inf)
     f32 = np.float32
-    gen_index = np.empty(n, dtype=np.int64)
-    ndf = np.empty(n, dtype=np.int32)
-    # The kernel writes the output columns directly (float32): fresh memory is costly (page faults).
-    cols = {
-        name: np.empty(n, dtype=f32)
-        for name in ("charge", "omega", "tanlambda", "phi", "d0", "z0", "chi2", "dedx", "innermost", "time")
-    }
+    gen_index, ndf = np.empty((2, n), dtype=np.int64)  # one allocation (see below)
+    # The kernel writes the output columns directly (float32), rows of one block: fresh memory is costly
+    # (page faults), one allocation per column more so.
+    names = ("charge", "omega", "tanlambda", "phi", "d0", "z0", "chi2", "dedx", "innermost", "time")
+    cols = dict(zip(names, np.empty((len(names), n), dtype=f32), strict=True))
     n_found = _track_kernel(
         rng,
         tracker_params(detector),
@@ -440,6 +456,7 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         geometry.dist,
         geometry.base,
         *_surfaces(detector.tracker),
+        np.ascontiguousarray(end_path, dtype=np.float64),
         gen_index,
         cols["charge"],
         cols["omega"],
@@ -454,13 +471,14 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         cols["time"],
     )
     keep = gen_index[:n_found]
+    event = gen.event[keep]
 
     def column(name: str) -> np.ndarray:
         return cols[name][:n_found]
 
     dedx = column("dedx")
     columns = {
-        "track_gen_idx": gen.local_index[keep].astype(np.int32),
+        "track_gen_idx": (keep - gen.offsets[event] if truth_index is None else truth_index[keep]).astype(np.int32),
         "track_charge": column("charge"),
         "track_omega": column("omega"),
         "track_tanlambda": column("tanlambda"),
@@ -468,10 +486,10 @@ def simulate_tracks(gen: GenParticles, detector: DetectorConfig, rng: np.random.
         "track_d0": column("d0"),
         "track_z0": column("z0"),
         "track_chi2": column("chi2"),
-        "track_ndf": ndf[:n_found],
+        "track_ndf": ndf[:n_found].astype(np.int32),
         "track_dedx": dedx,
         "track_dedx_error": (detector.tracker.dedx_relative_resolution * dedx).astype(f32),
         "track_radius_innermost_hit": column("innermost"),
         "track_time": column("time"),
     }
-    return Collection(counts=counts_per_event(gen.event[keep], gen.n_events), columns=columns)
+    return Collection(counts=counts_per_event(event, gen.n_events), columns=columns)
