@@ -144,7 +144,7 @@ def loader_jets(data: Path, weights: Path, *, batch: int, workers: int, max_samp
 
     t0 = time.perf_counter()
     dataset = JetDataset(jet_files([data]), labels=list(LABELS))
-    w = read_item_weights(weights, dataset.key_arrays())
+    w = read_item_weights(weights, dataset)  # keys derived a range at a time
     n = len(dataset) if max_samples is None else min(len(dataset), max_samples)
     sampler = EpochBatchSampler(len(dataset), batch_size=batch, seed=1, weights=w, block_ends=dataset.block_ends(),
                                 num_steps=n // batch)

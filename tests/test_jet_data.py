@@ -102,6 +102,43 @@ def test_length_bucketing_groups_similar_lengths_and_is_a_permutation() -> None:
     assert list(resumed) == b_bucket[5:]
 
 
+def test_spilled_lengths_give_the_same_batches(tmp_path: Path) -> None:
+    """TaggingTask's lengths, spilled to a scratch file a file's jets at a time and read by the sampler with
+    each window, are the subset's n_particles (capped), and bucket exactly as the in-memory array does:
+    several windows, weights, two ranks, a resume in the middle of an epoch."""
+    from colliderflow.train.item_weights import ItemWeights
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"train_{i}.parquet")
+        pq.write_table(synthetic_jet_table(70, seed=10 + i, labels=(3, 7, 9)), paths[-1], row_group_size=9)
+    ds = JetDataset(paths, labels=[3, 7])  # drops label 9: kept rows differ from file rows
+    train_set, val_set = split_train_val(ds, 0.3)
+    for subset in (train_set, val_set):
+        np.testing.assert_array_equal(np.concatenate(list(subset.n_particles_pieces())), subset.n_particles)
+    lengths = np.minimum(train_set.n_particles, 12).astype(np.int32)
+    spilled = ItemWeights.spill_chunks(len(lengths), (np.minimum(p, 12) for p in train_set.n_particles_pieces()),
+                                       dtype=np.int32)
+    assert not spilled.in_memory
+    weights = np.random.default_rng(1).uniform(0.0, 2.0, len(lengths))
+    n = len(train_set)
+    for rank in (0, 1):
+        common = {"batch_size": 8, "seed": 4, "weights": weights, "bucket_batches": 3, "rank": rank,
+                  "world_size": 2, "block_ends": train_set.block_ends(), "buffer_items": 30}
+        in_memory = list(EpochBatchSampler(n, num_steps=40, lengths=lengths, **common))
+        assert list(EpochBatchSampler(n, num_steps=40, lengths=spilled, **common)) == in_memory
+        assert list(EpochBatchSampler(n, start_step=17, num_steps=23, lengths=spilled, **common)) == in_memory[17:]
+        # Against the items' true lengths: each chunk of 3 batches holds the plain stream's items of those
+        # steps, cut into batches of consecutive lengths (a misread length would break the order).
+        plain = list(EpochBatchSampler(n, num_steps=40, **{**common, "bucket_batches": 0}))
+        steps = EpochBatchSampler(n, lengths=spilled, **common).steps_in_epoch(0)
+        for c in range(steps // 3):
+            chunk = in_memory[3 * c : 3 * c + 3]
+            assert sorted(sum(chunk, [])) == sorted(sum(plain[3 * c : 3 * c + 3], []))
+            by_length = sorted(chunk, key=lambda b: (lengths[b].min(), lengths[b].max()))
+            assert all(lengths[a].max() <= lengths[b].min() for a, b in zip(by_length, by_length[1:]))
+
+
 def test_ranks_take_disjoint_slices_of_each_global_batch() -> None:
     whole = list(EpochBatchSampler(40, batch_size=8, seed=1, num_steps=6))
     ranks = [list(EpochBatchSampler(40, batch_size=8, seed=1, num_steps=6, rank=r, world_size=2)) for r in (0, 1)]

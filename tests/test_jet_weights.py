@@ -153,7 +153,37 @@ def test_loads_with_the_trainers_reader_in_its_key_order(small_files, tmp_path: 
     np.testing.assert_allclose(weights, expected, rtol=1e-6)
     assert np.all(weights[dataset.classes[train_set.indices] == 2] == 0)  # X_cc: trained on, not reweighted
     by_arrays = read_sampling_weights(tmp_path / "w.parquet", train_set.key_arrays()).numpy()
-    np.testing.assert_array_equal(by_arrays, weights)  # what TaggingTask passes: the same join without tuples
+    np.testing.assert_array_equal(by_arrays, weights)  # the same join without tuples
+
+
+@pytest.mark.parametrize("layout", ["as_written", "sorted_small_groups", "shuffled"])
+def test_item_weights_joined_a_range_at_a_time_are_the_same(small_files, tmp_path: Path, layout: str) -> None:
+    """read_item_weights on the training set itself (keys derived a range at a time, the file's row groups
+    picked by their statistics) spills exactly the weights of the whole join, whatever the range size or
+    the file's order."""
+    from colliderflow.train.sampling import read_item_weights
+
+    paths, _ = small_files
+    compute_jet_weights_from_files(paths, params=PARAMS, label_table=JETCLASS2_LABELS, **outputs(tmp_path))
+    path = tmp_path / "w.parquet"
+    table = pq.read_table(path)
+    if layout == "sorted_small_groups":
+        pq.write_table(table.sort_by([("sample", "ascending"), ("event_id", "ascending")]), path, row_group_size=23)
+    elif layout == "shuffled":
+        pq.write_table(table.take(np.random.default_rng(5).permutation(table.num_rows)), path, row_group_size=23)
+    dataset = JetDataset(paths, labels=[BB, LIGHT, CC])
+    train_set, val_set = split_train_val(dataset, 0.2)
+    for keys in (train_set, val_set, dataset):
+        whole = read_sampling_weights(path, keys.key_arrays()).numpy()
+        for chunk in (1, 37, 160, len(keys) + 5):
+            spilled = read_item_weights(path, keys, chunk_items=chunk)
+            assert not spilled.in_memory
+            np.testing.assert_array_equal(spilled.read(0, len(keys)), whole)
+            spilled.close()
+        sliced = keys.key_slice(40, 260)
+        want = keys.key_arrays()
+        np.testing.assert_array_equal(np.asarray(sliced.samples), np.asarray(want.samples)[40:260])
+        np.testing.assert_array_equal(sliced.event_ids, want.event_ids[40:260])
 
 
 def test_directory_input_and_weaver_config_share_the_section(small_files, tmp_path: Path) -> None:

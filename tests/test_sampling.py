@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -151,11 +152,75 @@ def test_spilled_weights_draw_what_in_memory_weights_draw() -> None:
     np.testing.assert_array_equal(spilled.gather([(7, 9), (0, 3)]), np.concatenate([w[7:9], w[:3]]))
 
 
-def test_sampler_memory_does_not_grow_with_items(tmp_path) -> None:
-    """With weights spilled to a file, no array the sampler holds is per item: 10× the items, same sizes."""
+class _CountingKeys:
+    """A KeySource of n keys ("s", 0 … n - 1) made on demand, like a dataset that derives them."""
+
+    def __init__(self, n: int, sample: str = "s") -> None:
+        self.n, self.sample = n, sample
+
+    def __len__(self) -> int:
+        return self.n
+
+    def key_slice(self, start: int, end: int):
+        from colliderflow.train.sampling import SampleKeys
+
+        return SampleKeys(pd.Categorical.from_codes(np.zeros(end - start, np.int8), categories=[self.sample]),
+                          np.arange(start, end))
+
+
+def test_item_weights_join_in_ranges_errors(tmp_path) -> None:
+    """Joined a range at a time: a missing key names its range, a range of zeros is fine but all zeros is
+    not, and the values are those of the whole join."""
+    from colliderflow.train.sampling import read_item_weights, read_sampling_weights
+
+    path = tmp_path / "w.parquet"
+    w = np.concatenate([np.zeros(30), np.linspace(0.5, 1.5, 20)])
+    _weights_file(path, ["s"] * 50, np.arange(50), w)
+    spilled = read_item_weights(path, _CountingKeys(50), chunk_items=8)
+    np.testing.assert_array_equal(spilled.read(0, 50), read_sampling_weights(path, _CountingKeys(50).key_slice(0, 50)))
+    with pytest.raises(ValueError, match=f"{path}: no weight for 1 of training events 48 … 50 \\(of 51"):
+        read_item_weights(path, _CountingKeys(51), chunk_items=8)
+    with pytest.raises(ValueError, match="not all zero"):
+        read_item_weights(path, _CountingKeys(30), chunk_items=8)
+    with pytest.raises(ValueError, match="no weight for 50 of 50"):
+        read_item_weights(path, _CountingKeys(50, "t"), chunk_items=64)
+
+
+def test_item_weights_join_memory_does_not_grow_with_items(tmp_path) -> None:
+    """read_item_weights from a KeySource allocates (tracemalloc: numpy's arrays) about one range's worth,
+    whatever the number of items: 10× the items, about the same peak."""
+    import tracemalloc
+
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from colliderflow.train.sampling import read_item_weights
+
+    def peak(n: int) -> int:
+        path = tmp_path / f"{n}.parquet"
+        pq.write_table(pa.table({"sample": ["s"] * n, "event_id": np.arange(n), "weight": np.linspace(0.5, 1.5, n)}),
+                       path, row_group_size=50_000)
+        tracemalloc.start()
+        weights = read_item_weights(path, _CountingKeys(n), chunk_items=20_000)
+        _, top = tracemalloc.get_traced_memory()
+        tracemalloc.stop()
+        assert len(weights) == n and not weights.in_memory
+        return top
+
+    small, large = peak(40_000), peak(400_000)
+    assert large < 1.5 * small, (small, large)
+    # One range's arrays (20k items) and one read batch of the file (64k rows): the whole join of 400k items
+    # would hold about 8 MB (keys 16 bytes an item, table, weights and found flags 13).
+    assert large < 3 << 20, large
+
+
+def test_sampler_memory_does_not_grow_with_items(tmp_path) -> None:
+    """With weights and bucketing lengths spilled to files, no array the sampler holds is per item: 10× the
+    items, same sizes."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from colliderflow.train.item_weights import ItemWeights
     from colliderflow.train.sampling import SampleKeys, read_item_weights
 
     def held(n: int) -> list[int]:
@@ -165,9 +230,11 @@ def test_sampler_memory_does_not_grow_with_items(tmp_path) -> None:
         weights = read_item_weights(tmp_path / f"{n}.parquet", SampleKeys(np.array(["s"] * n, dtype=object), ids))
         assert not weights.in_memory
         blocks = np.arange(n // 20, n + 1, n // 20)  # 20 blocks, whatever n
-        sampler = EpochBatchSampler(n, batch_size=64, seed=1, weights=weights, block_ends=blocks, buffer_items=n // 4)
+        lengths = ItemWeights.spill_chunks(n, [np.arange(n, dtype=np.int32) % 100], dtype=np.int32)
+        sampler = EpochBatchSampler(n, batch_size=64, seed=1, weights=weights, block_ends=blocks, buffer_items=n // 4,
+                                    lengths=lengths, bucket_batches=4)
         next(iter(sampler.epoch_batches(0)))
-        state = [*vars(sampler).values(), *vars(weights).values()]
+        state = [*vars(sampler).values(), *vars(weights).values(), *vars(lengths).values()]
         arrays = [v for v in state if isinstance(v, (np.ndarray, torch.Tensor))]
         return sorted(len(a) for a in arrays)
 

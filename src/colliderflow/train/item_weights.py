@@ -24,20 +24,23 @@ _READ_ITEMS = 1 << 20  # items read at a time when scanning the whole file (bloc
 
 
 class ItemWeights:
-    """n float64 weights, item i at position i: `read(a, e)` returns items a … e - 1 (a copy)."""
+    """n float64 weights (or other per-item values of one `dtype`: the sampler's bucketing lengths are int32),
+    item i at position i: `read(a, e)` returns items a … e - 1 (a copy)."""
 
-    def __init__(self, n: int, *, array: np.ndarray | None = None, file: BinaryIO | None = None) -> None:
+    def __init__(self, n: int, *, array: np.ndarray | None = None, file: BinaryIO | None = None,
+                 dtype: np.dtype | type = np.float64) -> None:
         if (array is None) == (file is None):
             raise ValueError("ItemWeights: give the weights as an array or as a file, once")
         self.n = int(n)
+        self.dtype = np.dtype(dtype) if array is None else array.dtype
         self._array = array
         self._file = file
 
     @classmethod
-    def from_array(cls, values: np.ndarray | torch.Tensor) -> ItemWeights:
-        """Weights held in memory (float64, as given when already float64)."""
+    def from_array(cls, values: np.ndarray | torch.Tensor, dtype: np.dtype | type = np.float64) -> ItemWeights:
+        """Values held in memory (as `dtype`, not copied when already of it)."""
         array = values.numpy() if isinstance(values, torch.Tensor) else np.asarray(values)
-        return cls(len(array), array=np.ascontiguousarray(array, dtype=np.float64))
+        return cls(len(array), array=np.ascontiguousarray(array, dtype=dtype))
 
     @classmethod
     def spill(cls, values: np.ndarray | torch.Tensor, *, directory: str | None = None) -> ItemWeights:
@@ -45,16 +48,33 @@ class ItemWeights:
         back by range: the caller can drop `values` and hold nothing per item."""
         array = np.ascontiguousarray(values.numpy() if isinstance(values, torch.Tensor) else values,
                                      dtype=np.float64)
+        return cls.spill_chunks(len(array), (array[a : a + _READ_ITEMS] for a in range(0, len(array), _READ_ITEMS)),
+                                directory=directory)
+
+    @classmethod
+    def spill_chunks(cls, n: int, chunks: Iterable[np.ndarray], *, directory: str | None = None,
+                     dtype: np.dtype | type = np.float64) -> ItemWeights:
+        """`spill` of weights given as consecutive pieces (items 0 … in order, n in all): only one piece is
+        ever in memory. The file is closed if a piece fails (the error propagates)."""
         file = tempfile.TemporaryFile(dir=directory)  # noqa: SIM115  (lives as long as this object)
+        written = 0
         try:
-            for a in range(0, len(array), _READ_ITEMS):
-                file.write(memoryview(array[a : a + _READ_ITEMS]).cast("B"))
+            for piece in chunks:
+                piece = np.ascontiguousarray(piece, dtype=dtype)
+                try:
+                    file.write(memoryview(piece).cast("B"))
+                except OSError as exc:
+                    raise OSError(f"{directory or tempfile.gettempdir()}: cannot write the sampling-weights scratch "
+                                  f"file: {exc}") from exc
+                written += len(piece)
             file.flush()
-        except OSError as exc:
+        except BaseException:
             file.close()
-            raise OSError(f"{directory or tempfile.gettempdir()}: cannot write the sampling-weights scratch file: "
-                          f"{exc}") from exc
-        return cls(len(array), file=file)
+            raise
+        if written != n:
+            file.close()
+            raise ValueError(f"sampling weights: {written} written for {n} items")
+        return cls(n, file=file, dtype=dtype)
 
     def __len__(self) -> int:
         return self.n
@@ -64,25 +84,25 @@ class ItemWeights:
         return self._array is not None
 
     def read(self, start: int, end: int) -> np.ndarray:
-        """[end - start] float64: the weights of items start … end - 1."""
+        """[end - start] of `dtype`: the values of items start … end - 1."""
         if not 0 <= start <= end <= self.n:
             raise IndexError(f"weights of items {start}:{end} asked of {self.n}")
         if self._array is not None:
             return self._array[start:end].copy()
-        out = np.empty(end - start, np.float64)
-        view, offset = memoryview(out).cast("B"), start * 8
+        out = np.empty(end - start, self.dtype)
+        view, offset = memoryview(out).cast("B"), start * self.dtype.itemsize
         fd = self._file.fileno()  # type: ignore[union-attr]
         while len(view):
             got = os.preadv(fd, [view], offset)
             if got <= 0:
-                raise OSError(f"sampling-weights scratch file ended at byte {offset} of {self.n * 8}")
+                raise OSError(f"sampling scratch file ended at byte {offset} of {self.n * self.dtype.itemsize}")
             view, offset = view[got:], offset + got
         return out
 
     def gather(self, ranges: Iterable[tuple[int, int]]) -> np.ndarray:
         """The weights of some item ranges, concatenated in the order given."""
         parts = [self.read(a, e) for a, e in ranges]
-        return np.concatenate(parts) if parts else np.zeros(0, np.float64)
+        return np.concatenate(parts) if parts else np.zeros(0, self.dtype)
 
     def runs(self, starts: np.ndarray, ends: np.ndarray) -> Iterator[tuple[int, int, np.ndarray]]:
         """(first block, end block, weights of those whole blocks) over contiguous blocks [starts, ends),

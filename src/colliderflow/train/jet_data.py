@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import zlib
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -55,6 +55,7 @@ PART_COLUMNS = ("part_px", "part_py", "part_pz", "part_energy", "part_deta", "pa
 JET_COLUMNS = ("jet_pt", "jet_energy", "jet_label")
 TINY = 1e-8
 OPEN_FILES = 32  # files whose parsed footer a JetDataset keeps, least recently used dropped first
+_PIECE = 1 << 20  # jet indices handled at a time where a per-jet value is produced in pieces
 
 
 def _flat(column: pa.ChunkedArray) -> tuple[np.ndarray, np.ndarray]:
@@ -327,6 +328,39 @@ class JetDataset(Sequence[Jet]):
         """`keys` as arrays, for joining with a weights file without a Python object per jet."""
         return SampleKeys(self.samples, self.rows)
 
+    def keys_of(self, index: np.ndarray) -> SampleKeys:
+        """`key_arrays` of some jets only (found from the layout: one slice per run of jets of one file)."""
+        index = np.asarray(index, dtype=np.int64)
+        files = self.file_of(index)
+        dtype = np.int32 if all(len(e) == 0 or e[-1] < 2**31 for e in self.rg_ends) else np.int64
+        rows = np.empty(len(index), dtype)
+        bounds = np.flatnonzero(np.diff(files)) + 1
+        for a, e in zip([0, *bounds.tolist()], [*bounds.tolist(), len(index)], strict=True):
+            if a < e:
+                k = int(files[a])
+                rows[a:e] = self._file_rows(k, index[a:e] - self._file_start[k])
+        codes = files.astype(np.min_scalar_type(max(len(self.paths) - 1, 0)))
+        return SampleKeys(pd.Categorical.from_codes(codes, categories=pd.Index(self.stems, dtype=object)), rows)
+
+    def key_slice(self, start: int, end: int) -> SampleKeys:
+        """Keys of jets start … end - 1 (sampling.read_item_weights joins a range of items at a time)."""
+        return self.keys_of(np.arange(start, end, dtype=np.int64))
+
+    def n_particles_pieces(self, index: np.ndarray) -> Iterator[np.ndarray]:
+        """int32 constituents of the jets `index`, in that order, a run of jets of one file (at most a
+        slice of _PIECE indices) at a time: `n_particles` of a subset without an array per jet (the file's
+        jet_nparticles column is read for its run and dropped; not cached)."""
+        held_k, counts = -1, np.zeros(0, np.int32)
+        for s in range(0, len(index), _PIECE):
+            part = np.asarray(index[s : s + _PIECE], dtype=np.int64)
+            files = self.file_of(part)
+            bounds = np.flatnonzero(np.diff(files)) + 1
+            for a, e in zip([0, *bounds.tolist()], [*bounds.tolist(), len(part)], strict=True):
+                k = int(files[a])
+                if k != held_k:
+                    held_k, counts = k, _read_column(self.paths[k], "jet_nparticles").astype(np.int32)
+                yield counts[self._file_rows(k, part[a:e] - self._file_start[k])]
+
     # ---- reading
 
     def _file(self, k: int) -> pq.ParquetFile:
@@ -445,6 +479,13 @@ class JetSubset(Sequence[Jet]):
 
     def key_arrays(self) -> SampleKeys:
         return SampleKeys(self.dataset.samples[self.indices], self.dataset.rows[self.indices])
+
+    def key_slice(self, start: int, end: int) -> SampleKeys:
+        return self.dataset.keys_of(self.indices[start:end])
+
+    def n_particles_pieces(self) -> Iterator[np.ndarray]:
+        """`n_particles` in pieces (JetDataset.n_particles_pieces): never all in memory."""
+        return self.dataset.n_particles_pieces(self.indices)
 
 
 def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset, JetSubset]:

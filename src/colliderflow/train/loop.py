@@ -108,7 +108,7 @@ def train(*, tfds_dirs: list[Path] | None = None, weights: Path | None, params: 
         log.warning("no validation data in %s: validation loss is skipped", [str(p) for p in paths])
     sampling_weights = None
     if weights is not None:
-        sampling_weights = read_item_weights(Path(weights), task.sample_keys())
+        sampling_weights = read_item_weights(Path(weights), task.weight_keys())
 
     inputs = task.inputs + ([Path(weights)] if weights is not None else [])
     device = pick_device(cfg.device)

@@ -30,7 +30,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, NamedTuple, Protocol
 
 import numpy as np
 import torch
@@ -43,6 +43,7 @@ MULTINOMIAL_MAX = 2**24  # torch.multinomial: "number of categories cannot excee
 DEFAULT_BUFFER_ITEMS = 1 << 17  # items of one shuffle window (the in-memory buffer)
 DEFAULT_BLOCK_ITEMS = 4096  # block size when the dataset names no storage blocks
 _CHUNK = 1 << 20  # keys joined at a time
+JOIN_CHUNK_ITEMS = 1 << 20  # items joined per pass over the weights file when spilling (read_item_weights)
 
 
 class SampleKeys(NamedTuple):
@@ -69,66 +70,143 @@ def read_sampling_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int
     item the file has twice. The join works on integer codes (the file's sample column
     dictionary-encoded by Arrow, the keys' samples as codes), no Python object and no string per row.
     When each sample's event ids are dense (jets: the row in the file; PF: event numbers) the keys go into
-    a table indexed by (sample base + event_id) and the file is streamed through it batch by batch: about
-    13 bytes per item at the peak (table, weights, found flags), whatever the size of the file. Sparse
-    ids fall back to reading the file whole and a sorted search per sample (`_lookup`).
+    a table indexed by (sample base + event_id - the sample's first id) and the file is streamed through
+    it batch by batch: about 13 bytes per item at the peak (table, weights, found flags), whatever the
+    size of the file. Sparse ids fall back to reading the file whole and a sorted search per sample
+    (`_lookup`).
     """
-    import pandas as pd
     import pyarrow as pa
 
     path = Path(path)
     wanted = keys if isinstance(keys, SampleKeys) else SampleKeys.from_pairs(keys)
     if not path.is_file():
         raise ValueError(f"{path}: sampling-weights file does not exist")
+    values = _join(path, wanted)
+    _check_weights(path, values)
+    if values.sum() <= 0:
+        raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
+    pa.default_memory_pool().release_unused()
+    return torch.from_numpy(values)
+
+
+class KeySource(Protocol):
+    """Keys of many items, handed out a range at a time (a dataset that derives them from its layout)."""
+
+    def __len__(self) -> int: ...
+
+    def key_slice(self, start: int, end: int) -> SampleKeys: ...
+
+
+class _ArrayKeys:
+    """A SampleKeys as a KeySource."""
+
+    def __init__(self, keys: SampleKeys) -> None:
+        self.keys = keys
+
+    def __len__(self) -> int:
+        return len(self.keys.event_ids)
+
+    def key_slice(self, start: int, end: int) -> SampleKeys:
+        return SampleKeys(self.keys.samples[start:end], np.asarray(self.keys.event_ids)[start:end])
+
+
+def read_item_weights(path: Path, keys: SampleKeys | KeySource | Sequence[tuple[str, int]], *,
+                      scratch_dir: str | None = None, chunk_items: int = JOIN_CHUNK_ITEMS) -> ItemWeights:
+    """The weights of `read_sampling_weights`, joined `chunk_items` items at a time and written in item
+    order to a scratch file (item_weights.ItemWeights): neither the join's temporaries nor the keys (when
+    `keys` is a KeySource, a dataset that derives them) are ever held for more than one chunk, and what
+    training holds for the run is O(1) per item. Each chunk streams only the row groups of the weights
+    file whose statistics may hold its keys (a file sorted by sample and event_id, as the weights stage
+    writes it, is read about once over all chunks). The values are those of `read_sampling_weights`."""
+    import pyarrow as pa
+
+    path = Path(path)
+    if not path.is_file():
+        raise ValueError(f"{path}: sampling-weights file does not exist")
+    if not isinstance(keys, SampleKeys) and not hasattr(keys, "key_slice"):
+        keys = SampleKeys.from_pairs(keys)  # type: ignore[arg-type]
+    source: KeySource = _ArrayKeys(keys) if isinstance(keys, SampleKeys) else keys  # type: ignore[assignment]
+    n = len(source)
+    if chunk_items < 1:
+        raise ValueError(f"chunk_items={chunk_items}: expected at least 1")
+
+    def chunks() -> Iterator[np.ndarray]:
+        total = 0.0
+        for a in range(0, n, chunk_items):
+            e = min(n, a + chunk_items)
+            values = _join(path, source.key_slice(a, e), span=(a, e, n) if n > chunk_items else None)
+            _check_weights(path, values)
+            total += float(values.sum())
+            pa.default_memory_pool().release_unused()  # the range's decoded row groups
+            yield values
+        if not total > 0:
+            raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
+
+    weights = ItemWeights.spill_chunks(n, chunks(), directory=scratch_dir)
+    pa.default_memory_pool().release_unused()
+    return weights
+
+
+def _check_weights(path: Path, values: np.ndarray) -> None:
+    if not np.isfinite(values).all() or (values < 0).any():
+        raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
+
+
+def _join(path: Path, wanted: SampleKeys, span: tuple[int, int, int] | None = None) -> np.ndarray:
+    """[len(wanted)] float64: the weight of each key (span: these keys are items a … e - 1 of n)."""
+    import pandas as pd
+    import pyarrow as pa
+
     if isinstance(wanted.samples, pd.Categorical):  # a code per item already: no hashing of strings
         key_codes, key_samples = wanted.samples.codes, list(wanted.samples.categories)
     else:
         key_codes, key_samples = pd.factorize(wanted.samples)
     event_ids = np.asarray(wanted.event_ids)
     try:
-        values = _stream_join(path, np.asarray(key_codes), [_as_str(s) for s in key_samples], event_ids)
+        values = _stream_join(path, np.asarray(key_codes), [_as_str(s) for s in key_samples], event_ids, span)
         if values is None:  # sparse event ids: read the file whole
-            values = _join_whole(path, np.asarray(key_codes), key_samples, event_ids)
+            values = _join_whole(path, np.asarray(key_codes), key_samples, event_ids, span)
     except (KeyError, OSError, pa.ArrowInvalid) as exc:
         raise ValueError(f"{path}: cannot read columns sample, event_id, weight: {exc}") from exc
-    weights = torch.from_numpy(values)
-    if not torch.isfinite(weights).all() or (weights < 0).any() or weights.sum() <= 0:
-        raise ValueError(f"{path}: weights must be finite, non-negative and not all zero")
-    pa.default_memory_pool().release_unused()
-    return weights
-
-
-def read_item_weights(path: Path, keys: SampleKeys | Sequence[tuple[str, int]], *,
-                      scratch_dir: str | None = None) -> ItemWeights:
-    """`read_sampling_weights`, then spilled in item order to a scratch file (item_weights.ItemWeights):
-    what training holds for the run is O(1) per item, the join's arrays are freed when this returns."""
-    return ItemWeights.spill(read_sampling_weights(path, keys), directory=scratch_dir)
+    return values
 
 
 def _missing_error(path: Path, missing: np.ndarray, n: int, samples: list[str], codes: np.ndarray,
-                   ids: np.ndarray) -> ValueError:
+                   ids: np.ndarray, span: tuple[int, int, int] | None = None) -> ValueError:
     code = int(codes[missing[0]])
     first = (samples[code] if code >= 0 else "?", int(ids[missing[0]]))
-    return ValueError(f"{path}: no weight for {missing.size} of {n} training events, e.g. {first}")
+    of = f"{n} training events" if span is None else \
+        f"training events {span[0]} … {span[1] - 1} (of {span[2]}, joined a range at a time)"
+    return ValueError(f"{path}: no weight for {missing.size} of {of}, e.g. {first}")
 
 
-def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_ids: np.ndarray) -> np.ndarray | None:
+def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_ids: np.ndarray,
+                 span: tuple[int, int, int] | None = None) -> np.ndarray | None:
     """The weight of each key, streaming the file through a dense (sample, event_id) → item table; None
-    when the keys' event ids are too sparse for such a table (or repeat)."""
+    when the keys' event ids are too sparse for such a table (or repeat). Each sample's slots start at its
+    smallest id (a range of items of one file starts anywhere in it), and only the row groups whose
+    statistics may hold a key are read."""
     import pyarrow as pa
     import pyarrow.compute as pc
     import pyarrow.parquet as pq
 
     n = len(key_codes)
+    if n and int(key_ids.min()) < 0:
+        return None
     max_id = np.full(len(key_samples), -1, np.int64)
+    low = np.full(len(key_samples), np.iinfo(np.int64).max, np.int64)
     for a in range(0, n, _CHUNK):
         codes, ids = key_codes[a : a + _CHUNK], key_ids[a : a + _CHUNK]
         known = codes >= 0
         np.maximum.at(max_id, codes[known], ids[known])
-    size = int((max_id + 1).sum())
-    if size > 4 * n + 1024 or (n and int(key_ids.min()) < 0):
+        np.minimum.at(low, codes[known], ids[known])
+    present = max_id >= 0
+    low[~present] = 0
+    slots = np.where(present, max_id - low + 1, 0)
+    size = int(slots.sum())
+    if size > 4 * n + 1024:
         return None
-    base = np.concatenate([[0], np.cumsum(max_id + 1)]).astype(np.int64)
+    base = (np.concatenate([[0], np.cumsum(slots)[:-1]]) - low).astype(np.int64)  # slot = base[code] + id
     table = np.full(size, -1, np.int32 if n < 2**31 else np.int64)  # slot of (sample, id) → item
     for a in range(0, n, _CHUNK):
         codes, ids = key_codes[a : a + _CHUNK], key_ids[a : a + _CHUNK]
@@ -139,7 +217,10 @@ def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_
     values, found = np.zeros(n, np.float64), np.zeros(n, np.bool_)
     code_of = {name: code for code, name in enumerate(key_samples)}
     pf = pq.ParquetFile(path)
-    for batch in pf.iter_batches(batch_size=1 << 16, columns=["sample", "event_id", "weight"], use_threads=False):
+    groups = _row_groups_with(pf, {key_samples[c] for c in np.flatnonzero(present).tolist()},
+                              int(low[present].min()) if present.any() else 0, int(max_id.max()))
+    for batch in pf.iter_batches(batch_size=1 << 16, columns=["sample", "event_id", "weight"], use_threads=False,
+                                 row_groups=groups):
         sample = batch.column(0)
         encoded = sample if pa.types.is_dictionary(sample.type) else pc.dictionary_encode(sample)
         local = np.array([code_of.get(_as_str(v), -1) for v in encoded.dictionary.to_pylist()], dtype=np.int64)
@@ -148,7 +229,7 @@ def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_
         if ids.size and ids.min() < 0:
             raise ValueError(f"{path}: negative event_id")
         ok = codes >= 0
-        ok[ok] &= ids[ok] <= max_id[codes[ok]]
+        ok[ok] &= (ids[ok] <= max_id[codes[ok]]) & (ids[ok] >= low[codes[ok]])
         items = table[base[codes[ok]] + ids[ok]]
         hit = items >= 0
         items = items[hit]
@@ -159,11 +240,35 @@ def _stream_join(path: Path, key_codes: np.ndarray, key_samples: list[str], key_
     del table
     missing = np.flatnonzero(~found)
     if missing.size:
-        raise _missing_error(path, missing, n, key_samples, key_codes, key_ids)
+        raise _missing_error(path, missing, n, key_samples, key_codes, key_ids, span)
     return values
 
 
-def _join_whole(path: Path, key_codes: np.ndarray, key_samples: list[Any], event_ids: np.ndarray) -> np.ndarray:
+def _row_groups_with(pf: Any, samples: set[str], low: int, high: int) -> list[int]:
+    """Row groups of a weights file whose sample and event_id statistics do not rule out every key
+    (samples named in `samples`, ids in [low, high]); a group without statistics is always read."""
+    meta = pf.metadata
+    paths = [meta.schema.column(j).path for j in range(meta.num_columns)]
+    if "sample" not in paths or "event_id" not in paths:
+        return list(range(meta.num_row_groups))  # the read names the missing column
+    i_sample, i_id = paths.index("sample"), paths.index("event_id")
+    names = sorted(samples)
+    keep = []
+    for g in range(meta.num_row_groups):
+        rg = meta.row_group(g)
+        st, si = rg.column(i_sample).statistics, rg.column(i_id).statistics
+        if st is not None and st.has_min_max:
+            lo, hi = (v.decode() if isinstance(v, bytes) else str(v) for v in (st.min, st.max))
+            if not any(lo <= name <= hi for name in names):
+                continue
+        if si is not None and si.has_min_max and (int(si.max) < low or int(si.min) > high):
+            continue
+        keep.append(g)
+    return keep
+
+
+def _join_whole(path: Path, key_codes: np.ndarray, key_samples: list[Any], event_ids: np.ndarray,
+                span: tuple[int, int, int] | None = None) -> np.ndarray:
     """The weight of each key, the file read whole (any event ids)."""
     import pandas as pd
 
@@ -176,7 +281,7 @@ def _join_whole(path: Path, key_codes: np.ndarray, key_samples: list[Any], event
     rows = _lookup(file_codes, file_ids, len(file_samples), key_file, event_ids.astype(np.int64), path)
     missing = np.flatnonzero(rows < 0)
     if missing.size:
-        raise _missing_error(path, missing, rows.size, [_as_str(s) for s in key_samples], key_codes, event_ids)
+        raise _missing_error(path, missing, rows.size, [_as_str(s) for s in key_samples], key_codes, event_ids, span)
     return values[rows]
 
 
@@ -282,7 +387,8 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def __init__(self, n_events: int, *, batch_size: int, seed: int,
                  weights: torch.Tensor | np.ndarray | ItemWeights | None = None,
-                 start_step: int = 0, num_steps: int | None = None, lengths: Sequence[int] | None = None,
+                 start_step: int = 0, num_steps: int | None = None,
+                 lengths: Sequence[int] | np.ndarray | ItemWeights | None = None,
                  bucket_batches: int = 0, rank: int = 0, world_size: int = 1,
                  block_ends: Sequence[int] | np.ndarray | None = None,
                  buffer_items: int = DEFAULT_BUFFER_ITEMS) -> None:
@@ -310,8 +416,14 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
             weights if isinstance(weights, ItemWeights) else ItemWeights.from_array(weights))
         self.start_step = start_step
         self.num_steps = num_steps
-        # int32: lengths are particle counts; 4 bytes an item rather than 8 (the order of a stable sort is the same)
-        self.lengths = None if lengths is None else torch.as_tensor(np.asarray(lengths, dtype=np.int32))
+        # int32: lengths are particle counts (the order of a stable sort is the same as of int64). Read a
+        # window at a time with its draws, like the weights: from a scratch file (ItemWeights of int32,
+        # what training passes) the sampler holds nothing per item.
+        if lengths is not None and not isinstance(lengths, ItemWeights):
+            lengths = ItemWeights.from_array(np.asarray(lengths), dtype=np.int32)
+        if lengths is not None and lengths.dtype != np.int32:
+            raise ValueError(f"lengths: expected int32 values, got {lengths.dtype}")
+        self.lengths = lengths
         self.bucket_batches = bucket_batches
         self.rank, self.world_size = rank, world_size
         self.buffer_items = buffer_items
@@ -354,15 +466,26 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def window_draws(self, epoch: int, index: int, ranges: list[tuple[int, int]], count: int) -> torch.Tensor:
         """[count] int64 item indices of one window, in stream order."""
+        return self._window(epoch, index, ranges, count, with_lengths=False)[0]
+
+    def _window(self, epoch: int, index: int, ranges: list[tuple[int, int]], count: int, *,
+                with_lengths: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """`window_draws`, and the drawn items' lengths when asked (read with the window: int32)."""
+        lengths = torch.from_numpy(self.lengths.gather(ranges)) if with_lengths and self.lengths is not None else None
+        picked = self._window_positions(epoch, index, ranges, count)
+        items = torch.from_numpy(np.concatenate([np.arange(a, e, dtype=np.int64) for a, e in ranges]))
+        return items[picked], None if lengths is None else lengths[picked]
+
+    def _window_positions(self, epoch: int, index: int, ranges: list[tuple[int, int]], count: int) -> torch.Tensor:
+        """[count] positions within the window's items (its ranges concatenated) of its draws."""
         seed = derive_seed(self.seed, "train-order", epoch) if self.single_window else \
             derive_seed(self.seed, "train-order", epoch, index)
         gen = torch.Generator().manual_seed(seed)
-        items = torch.from_numpy(np.concatenate([np.arange(a, e, dtype=np.int64) for a, e in ranges]))
         if count == 0:
-            return items[:0]
+            return torch.zeros(0, dtype=torch.int64)
         if self.weights is None:
-            return items[torch.randperm(len(items), generator=gen)]
-        return items[weighted_draws(torch.from_numpy(self.weights.gather(ranges)), count, gen)]
+            return torch.randperm(sum(e - a for a, e in ranges), generator=gen)
+        return weighted_draws(torch.from_numpy(self.weights.gather(ranges)), count, gen)
 
     def _my_windows(self, epoch: int) -> tuple[list[int], list[list[tuple[int, int]]], np.ndarray, int]:
         """This rank's windows of the epoch, their draw counts and the epoch's number of steps."""
@@ -380,14 +503,17 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
     def steps_in_epoch(self, epoch: int) -> int:
         return self._my_windows(epoch)[3]
 
-    def _stream(self, epoch: int, skip_items: int) -> Iterator[torch.Tensor]:
-        """This rank's item stream of the epoch from item `skip_items` on, window by window."""
+    def _stream(self, epoch: int, skip_items: int, *, with_lengths: bool = False
+                ) -> Iterator[tuple[torch.Tensor, torch.Tensor | None]]:
+        """This rank's item stream of the epoch from item `skip_items` on, window by window (with the
+        items' lengths when asked)."""
         ids, windows, counts, _ = self._my_windows(epoch)
         for index, ranges, count in zip(ids, windows, counts.tolist(), strict=True):
             if skip_items >= count:
                 skip_items -= count
                 continue
-            yield self.window_draws(epoch, index, ranges, count)[skip_items:]
+            items, lengths = self._window(epoch, index, ranges, count, with_lengths=with_lengths)
+            yield items[skip_items:], None if lengths is None else lengths[skip_items:]
             skip_items = 0
 
     def epoch_batches(self, epoch: int, start: int = 0) -> Iterator[torch.Tensor]:
@@ -402,23 +528,30 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
                 derive_seed(self.seed, "train-buckets", epoch, self.rank))
             for c in range(first_chunk):  # replay the shuffles of the chunks before
                 torch.randperm(min(k, n_steps - c * k), generator=bucket_gen)
-        buffer, pos = torch.zeros(0, dtype=torch.int64), 0  # the current window's draws, read up to pos
+        bucketing = bucket_gen is not None and self.lengths is not None
+        # The current window's draws (and their lengths when bucketing), read up to pos.
+        buffer, lengths, pos = torch.zeros(0, dtype=torch.int64), torch.zeros(0, dtype=torch.int32), 0
         chunk = first_chunk
-        stream = self._stream(epoch, first_chunk * k * b)
+        stream = self._stream(epoch, first_chunk * k * b, with_lengths=bucketing)
         while chunk * k < n_steps:
             n_batches = min(k, n_steps - chunk * k)
             want = n_batches * b
             if len(buffer) - pos < want:  # (a copy of the window's tail only when a chunk spans windows)
-                parts = [buffer[pos:]]
+                parts, length_parts = [buffer[pos:]], [lengths[pos:]]
                 have = len(parts[0])
                 while have < want:
-                    parts.append(next(stream))
-                    have += len(parts[-1])
+                    items, item_lengths = next(stream)
+                    parts.append(items)
+                    if item_lengths is not None:
+                        length_parts.append(item_lengths)
+                    have += len(items)
                 buffer, pos = torch.cat(parts), 0
+                lengths = torch.cat(length_parts) if bucketing else lengths
             flat = buffer[pos : pos + want]
+            flat_lengths = lengths[pos : pos + want]
             pos += want
-            if bucket_gen is not None and self.lengths is not None:
-                flat = flat[torch.argsort(self.lengths[flat], stable=True)]
+            if bucketing:
+                flat = flat[torch.argsort(flat_lengths, stable=True)]
                 batches = flat.view(n_batches, b)[torch.randperm(n_batches, generator=bucket_gen)]
             else:
                 batches = flat.view(n_batches, b)
@@ -429,7 +562,7 @@ class EpochBatchSampler(torch.utils.data.Sampler[list[int]]):
 
     def epoch_order(self, epoch: int) -> torch.Tensor:
         """[n] int64: this rank's whole item stream of one epoch (before bucketing; for tests and checks)."""
-        return torch.cat(list(self._stream(epoch, 0)))
+        return torch.cat([items for items, _ in self._stream(epoch, 0)])
 
     def __iter__(self) -> Iterator[list[int]]:
         step = self.start_step

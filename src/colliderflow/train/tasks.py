@@ -25,7 +25,8 @@ from colliderflow.train.data import Batch, Event, collate_events, event_index, o
 from colliderflow.io.dataset_files import jet_files
 from colliderflow.train.jet_data import JetBatch, JetDataset, JetSubset, collate_jets, split_train_val
 from colliderflow.train.losses import LossConfig, mlpf_loss
-from colliderflow.train.sampling import SampleKeys
+from colliderflow.train.item_weights import ItemWeights
+from colliderflow.train.sampling import KeySource, SampleKeys
 
 
 class Task:
@@ -62,13 +63,18 @@ class Task:
     def loss(self, model: nn.Module, batch: Any) -> dict[str, torch.Tensor]:
         raise NotImplementedError
 
-    def lengths(self) -> Sequence[int]:
-        """Length of every training item, for length bucketing."""
+    def lengths(self) -> Sequence[int] | ItemWeights:
+        """Length of every training item, for length bucketing (int32 values, in memory or spilled)."""
         raise NotImplementedError
 
     def sample_keys(self) -> SampleKeys | list[tuple[str, int]]:
         """(sample, event_id) of every training item, what sampling weights are keyed by."""
         raise NotImplementedError
+
+    def weight_keys(self) -> SampleKeys | KeySource | list[tuple[str, int]]:
+        """What sampling.read_item_weights joins the weights on: `sample_keys`, or a source that hands
+        them out a range at a time (then they are never all in memory)."""
+        return self.sample_keys()
 
     def model_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """The params build_model sees (a task may fill in sizes that follow from the data)."""
@@ -164,12 +170,18 @@ class TaggingTask(Task):
         accuracy = (logits.argmax(dim=-1) == batch.label).float().mean().detach()
         return {"loss": loss, "accuracy": accuracy}
 
-    def lengths(self) -> np.ndarray:
-        # An array, not a list: a Python int per jet would be ~36 bytes a jet (360 MB at ten million).
-        return np.minimum(self.train_set.n_particles, self.max_particles).astype(np.int32)
+    def lengths(self) -> ItemWeights:
+        # Spilled to a scratch file a file's jets at a time, read by the sampler a window at a time: no
+        # array per jet (4 bytes a jet were 340 MB at JetClass-II's 86M).
+        cap = self.max_particles
+        pieces = (np.minimum(n, cap).astype(np.int32) for n in self.train_set.n_particles_pieces())
+        return ItemWeights.spill_chunks(len(self.train_set), pieces, dtype=np.int32)
 
     def sample_keys(self) -> SampleKeys:
         return self.train_set.key_arrays()
+
+    def weight_keys(self) -> KeySource:
+        return self.train_set
 
     def model_params(self, params: dict[str, Any]) -> dict[str, Any]:
         """num_classes follows from the label list; a config that says otherwise is an error."""
