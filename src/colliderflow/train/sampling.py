@@ -14,9 +14,9 @@ drawn with replacement — in memory. Only the current window's rows need to be 
 fits in one window is one window in its own order, which is exactly a global shuffle (and the draws of
 earlier versions, `WeightedRandomSampler` over the whole set).
 
-Per-item weights are not held: the sampler keeps each block's total and reads a window's weights
-(item_weights.ItemWeights: a scratch file in item order, or an array for small sets) when it draws that
-window, so its memory is per block, not per item; `read_item_weights` joins a weights file and spills it.
+Per-item weights and lengths are not held: the sampler keeps each block's total and reads a window's
+weights and lengths (item_weights.ItemWeights: a scratch file in item order, or an array for small sets) with
+its draws, so its memory is per block; `read_item_weights` joins a weights file a range at a time into one.
 
 Weighted sampling keeps weaver's semantics: item i is drawn with probability w_i / Σw, with replacement,
 len(dataset) draws per epoch (class fractions and flat/ref shapes are in the weights). Over several
