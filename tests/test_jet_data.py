@@ -63,6 +63,40 @@ def test_split_is_disjoint_complete_and_seed_free(shard: Path) -> None:
     assert split_train_val(ds, 0.25)[1].indices.tolist() == va.indices.tolist()
 
 
+def test_subset_is_a_bit_per_jet_and_maps_positions_like_an_index_array(tmp_path: Path) -> None:
+    """JetSubset keeps a packed bit per jet and per-row-group counts (no index per jet); its positions map
+    to the jets of the sorted index array of the hash split, in reads, keys and blocks alike."""
+    import zlib
+
+    from colliderflow.train.jet_data import JetSubset
+
+    paths = []
+    for i in range(3):
+        paths.append(tmp_path / f"train_{i}.parquet")
+        pq.write_table(synthetic_jet_table(90, seed=20 + i, labels=(3, 7, 9)), paths[-1], row_group_size=11)
+    ds = JetDataset(paths, labels=[3, 7])
+    crc = np.array([zlib.crc32(s.encode()) for s in ds.stems], dtype=np.uint64)[ds.file_index]
+    u = ((ds.rows.astype(np.uint64) * np.uint64(2654435761) + crc) % np.uint64(2**32)).astype(np.float64) / 2**32
+    train_set, val_set = split_train_val(ds, 0.3)
+    for subset, want in ((train_set, np.flatnonzero(u >= 0.3)), (val_set, np.flatnonzero(u < 0.3))):
+        np.testing.assert_array_equal(subset.indices, want)
+        from_list = JetSubset(ds, want)
+        np.testing.assert_array_equal(from_list.indices, want)
+        pos = np.random.default_rng(2).integers(0, len(want), 50)
+        np.testing.assert_array_equal(subset.positions_to_jets(pos), want[pos])
+        np.testing.assert_array_equal(subset.select(5, 40), want[5:40])
+        got = subset.__getitems__(pos)
+        np.testing.assert_array_equal(got.labels, ds.__getitems__(want[pos]).labels)
+        assert subset[7]["event_id"] == ds[int(want[7])]["event_id"]
+        ends = np.flatnonzero(np.diff(ds.group_of(want))) + 1  # where the old index array changed row group
+        np.testing.assert_array_equal(subset.block_ends(), np.append(ends, len(want)))
+        held = [v for v in vars(subset).values() if isinstance(v, np.ndarray)]
+        assert sum(a.nbytes for a in held) <= len(ds) // 8 + 17 * (len(ds._group_start) + 1)
+    assert np.array_equal(JetSubset.all(ds).indices, np.arange(len(ds)))
+    with pytest.raises(ValueError, match="increasing jet indices"):
+        JetSubset(ds, [3, 2])
+
+
 def test_collate_pads_truncates_and_masks(shard: Path) -> None:
     ds = JetDataset([shard], labels=[3, 7, 9])
     jets = [ds[i] for i in range(5)]

@@ -5,7 +5,8 @@
   (`__getitems__`) returns the jets' constituents concatenated. Jets whose `jet_label` is not in the
   label list are dropped (counted).
 * `collate_jets` — jets → a `JetBatch` padded to the batch's longest jet (up to max_particles).
-* `split_train_val` — a fixed, seed-independent train/validation split of the jets.
+* `split_train_val` / `JetSubset` (jet_subset) — a fixed, seed-independent train/validation split of
+  the jets, without an index per jet.
 * `synthetic_jet_table` — a table in the exact JetClass-II schema with a learnable rule, for tests and
   benchmarks.
 
@@ -18,7 +19,6 @@ in GeV; constituents stay in the file's order (descending pT), so truncation kee
 from __future__ import annotations
 
 import logging
-import zlib
 from collections import OrderedDict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
@@ -34,6 +34,7 @@ import torch
 
 from colliderflow.io.dataset_files import jet_files  # noqa: F401  (re-exported)
 from colliderflow.synthetic import synthetic_jet_table  # noqa: F401  (re-exported)
+from colliderflow.train.jet_subset import JetSubset, split_train_val  # noqa: F401  (re-exported)
 from colliderflow.train.sampling import SampleKeys
 
 log = logging.getLogger(__name__)
@@ -447,61 +448,6 @@ class JetDataset(Sequence[Jet]):
         state["_cache"] = OrderedDict()  # a worker process decodes its own row groups
         state["_footers"] = OrderedDict()  # and reads its own footers
         return state
-
-
-class JetSubset(Sequence[Jet]):
-    """Some jets of a JetDataset, by index; keeps `n_particles`, `keys` and blocks for bucketing and weights."""
-
-    def __init__(self, dataset: JetDataset, indices: np.ndarray) -> None:
-        self.dataset = dataset
-        self.indices = np.asarray(indices, dtype=np.int32 if len(dataset) < 2**31 else np.int64)
-
-    def __len__(self) -> int:
-        return len(self.indices)
-
-    @property
-    def n_particles(self) -> np.ndarray:
-        return self.dataset.n_particles[self.indices]
-
-    def __getitem__(self, index: int) -> Jet:  # type: ignore[override]
-        return self.dataset[int(self.indices[int(index)])]
-
-    def __getitems__(self, indices: Sequence[int]) -> RaggedJets:
-        return self.dataset.__getitems__(self.indices[np.asarray(indices, dtype=np.int64)])
-
-    def block_ends(self) -> np.ndarray:
-        change = np.flatnonzero(np.diff(self.dataset.group_of(self.indices))) + 1
-        return np.concatenate([change, [len(self)]]).astype(np.int64)
-
-    def keys(self) -> list[tuple[str, int]]:
-        keys = self.dataset.keys()
-        return [keys[i] for i in self.indices.tolist()]
-
-    def key_arrays(self) -> SampleKeys:
-        return SampleKeys(self.dataset.samples[self.indices], self.dataset.rows[self.indices])
-
-    def key_slice(self, start: int, end: int) -> SampleKeys:
-        return self.dataset.keys_of(self.indices[start:end])
-
-    def n_particles_pieces(self) -> Iterator[np.ndarray]:
-        """`n_particles` in pieces (JetDataset.n_particles_pieces): never all in memory."""
-        return self.dataset.n_particles_pieces(self.indices)
-
-
-def split_train_val(dataset: JetDataset, val_fraction: float) -> tuple[JetSubset, JetSubset]:
-    """A fixed split: jets whose (file, row) hash below val_fraction are validation.
-
-    Hashing (sample, row) rather than permuting with the training seed keeps the validation set the
-    same across seeds and when shards are added, so validation losses stay comparable.
-    """
-    if not 0.0 <= val_fraction < 1.0:
-        raise ValueError(f"train.val_fraction: expected a value in [0, 1), got {val_fraction!r}")
-    file_codes = np.array([zlib.crc32(s.encode()) for s in dataset.stems], dtype=np.uint64)
-    sample_code = file_codes[dataset.file_index]
-    h = (dataset.rows.astype(np.uint64) * np.uint64(2654435761) + sample_code) % np.uint64(2**32)
-    u = h.astype(np.float64) / 2**32
-    is_val = u < val_fraction
-    return JetSubset(dataset, np.nonzero(~is_val)[0]), JetSubset(dataset, np.nonzero(is_val)[0])
 
 
 @dataclass

@@ -144,9 +144,9 @@ class TaggingTask(Task):
         self.labels = dataset.labels
         if val_paths:  # a dataset with its own validation split (the jet_dataset stage's val/)
             val_files = jet_files(val_paths)
-            self.train_set = JetSubset(dataset, np.arange(len(dataset)))
+            self.train_set = JetSubset.all(dataset)
             val_dataset = JetDataset(val_files, labels=self.labels)
-            self.val_set = JetSubset(val_dataset, np.arange(len(val_dataset)))
+            self.val_set = JetSubset.all(val_dataset)
             files = [*files, *val_files]
         else:
             self.train_set, self.val_set = split_train_val(dataset, cfg.val_fraction)
