@@ -361,6 +361,7 @@ class JetDataset(Sequence[Jet]):
                 if k != held_k:
                     held_k, counts = k, _read_column(self.paths[k], "jet_nparticles").astype(np.int32)
                 yield counts[self._file_rows(k, part[a:e] - self._file_start[k])]
+        pa.default_memory_pool().release_unused()  # the columns' buffers
 
     # ---- reading
 
