@@ -136,27 +136,40 @@ def event_index(events: Sequence[Event]) -> tuple[Any, np.ndarray, np.ndarray]:
     from colliderflow.io.tfds_keys import KEYS_FILE, read_split_keys
 
     sources = events.sources if isinstance(events, ConcatEvents) else [events]
-    samples, ids, lengths = [], [], []
+    # Per source: its sample names and a small code per event into them (no Python object per event);
+    # the codes are mapped to the sorted union of names at the end, the categories pd.Categorical of the
+    # names themselves would have.
+    names, codes, ids, lengths = [], [], [], []
     for source in sources:
         version_dir = getattr(source, "version_dir", None)
         found = read_split_keys(version_dir, source.split, len(source)) if version_dir is not None else None
         if found is not None:
             sample, event_id, n_elements = found
-            samples.append(np.asarray(sample.dictionary.to_pylist(), dtype=object)[sample.indices.to_numpy()])
+            names.append([_as_str(v) for v in sample.dictionary.to_pylist()])
+            codes.append(sample.indices.to_numpy(zero_copy_only=False).astype(np.int64))
         else:
             if version_dir is not None:
                 log.warning("%s: no %s (built by an older version): reading every event once for its key; "
                             "rebuild the dataset to skip this", version_dir, KEYS_FILE)
             pairs = event_keys(source)
             event_id = np.array([e for _, e in pairs], dtype=np.int64)
-            samples.append(np.array([s for s, _ in pairs], dtype=object))
+            local, code = np.unique(np.array([s for s, _ in pairs], dtype=object), return_inverse=True) \
+                if pairs else (np.zeros(0, object), np.zeros(0, np.int64))
+            names.append([str(v) for v in local.tolist()])
+            codes.append(np.asarray(code, np.int64).reshape(-1))
             getitems = getattr(source, "__getitems__", None)
             n_elements = np.array([len(ev["X"]) for start in range(0, len(source), 1024) for ev in (
                 getitems(list(range(start, min(start + 1024, len(source))))) if getitems else
                 [source[i] for i in range(start, min(start + 1024, len(source)))])], dtype=np.int64)
         ids.append(event_id)
         lengths.append(n_elements)
-    sample_all = pd.Categorical(np.concatenate(samples)) if samples else pd.Categorical([])
+    categories = sorted({name for group in names for name in group})
+    position = {name: i for i, name in enumerate(categories)}
+    code_type = np.min_scalar_type(max(len(categories) - 1, 0))
+    all_codes = np.concatenate([np.zeros(0, code_type)] + [
+        np.asarray([position[n] for n in group], dtype=code_type)[code] if len(code) else np.zeros(0, code_type)
+        for group, code in zip(names, codes, strict=True)])
+    sample_all = pd.Categorical.from_codes(all_codes, categories=pd.Index(categories, dtype=object))
     return sample_all, np.concatenate(ids) if ids else np.zeros(0, np.int64), \
         np.concatenate(lengths) if lengths else np.zeros(0, np.int64)
 
