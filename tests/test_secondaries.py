@@ -7,13 +7,41 @@ from dataclasses import replace
 import numpy as np
 
 from colliderflow.generate.detector import detector_rng, simulate_detector
-from colliderflow.generate.geometry import detector_config
-from colliderflow.generate.secondaries import PAIR_PER_RADIATION_LENGTH, material_paths, simulate_secondaries
+from colliderflow.generate.geometry import TrackerConfig, detector_config
+from colliderflow.generate.particles import GenParticles
+from colliderflow.generate.secondaries import PAIR_PER_RADIATION_LENGTH, simulate_secondaries
 from colliderflow.generate.tracker import simulate_tracks
 from tests.test_generate_detector import make_gen
 
 CLIC = detector_config("clic_like")
 NO_FAKES = replace(CLIC, tracker=replace(CLIC.tracker, fake_tracks_per_track=0.0))
+
+
+def material_paths(gen: GenParticles, tracker: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(3D path from the production vertex to the material's start, 3D path through the material), mm.
+
+    Straight lines from the production vertex; the material fills material_inner_radius_mm <= r <=
+    outer_radius_mm, |z| <= half_length_mm. An independent array form of what the simulation computes inside
+    its compiled pass (secondaries._interaction_kernel), to check the material budget against.
+    """
+    p = np.maximum(gen.p, 1e-12)
+    ux, uy, uz = gen.px / p, gen.py / p, gen.pz / p
+    ut2 = ux * ux + uy * uy
+    safe_ut2 = np.maximum(ut2, 1e-300)
+    b = (gen.vx * ux + gen.vy * uy) / safe_ut2
+    c0 = (gen.vx * gen.vx + gen.vy * gen.vy) / safe_ut2
+
+    def path_to_radius(r: float) -> np.ndarray:
+        # Forward 3D path to the cylinder of radius r (0 if already outside it, inf along the beam).
+        disc = b * b - c0 + r * r / safe_ut2
+        out = -b + np.sqrt(np.maximum(disc, 0.0))
+        return np.where(ut2 > 0, np.maximum(out, 0.0), np.inf)
+
+    with np.errstate(divide="ignore"):
+        to_end_z = np.where(uz != 0, (np.copysign(tracker.half_length_mm, uz) - gen.vz) / uz, np.inf)
+    exit_path = np.minimum(path_to_radius(tracker.outer_radius_mm), np.maximum(to_end_z, 0.0))
+    entry = np.minimum(path_to_radius(tracker.material_inner_radius_mm), exit_path)
+    return entry, exit_path - entry
 
 
 def test_conversion_probability_follows_the_material_formula() -> None:

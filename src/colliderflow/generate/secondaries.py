@@ -72,37 +72,10 @@ class Secondaries:
     interacted: np.ndarray  # mask over the truth particles: hadrons with a nuclear interaction
 
 
-def material_paths(gen: GenParticles, tracker: TrackerConfig) -> tuple[np.ndarray, np.ndarray]:
-    """(3D path from the production vertex to the material's start, 3D path through the material), mm.
-
-    Straight lines from the production vertex; the material fills material_inner_radius_mm <= r <=
-    outer_radius_mm, |z| <= half_length_mm. The simulation computes the same inside its compiled pass
-    (`_interaction_kernel`); this array form is for measuring material budgets (tests, docs).
-    """
-    p = np.maximum(gen.p, 1e-12)
-    ux, uy, uz = gen.px / p, gen.py / p, gen.pz / p
-    ut2 = ux * ux + uy * uy
-    safe_ut2 = np.maximum(ut2, 1e-300)
-    b = (gen.vx * ux + gen.vy * uy) / safe_ut2
-    c0 = (gen.vx * gen.vx + gen.vy * gen.vy) / safe_ut2
-
-    def path_to_radius(r: float) -> np.ndarray:
-        # Forward 3D path to the cylinder of radius r (0 if already outside it, inf along the beam).
-        disc = b * b - c0 + r * r / safe_ut2
-        out = -b + np.sqrt(np.maximum(disc, 0.0))
-        return np.where(ut2 > 0, np.maximum(out, 0.0), np.inf)
-
-    with np.errstate(divide="ignore"):
-        to_end_z = np.where(uz != 0, (np.copysign(tracker.half_length_mm, uz) - gen.vz) / uz, np.inf)
-    exit_path = np.minimum(path_to_radius(tracker.outer_radius_mm), np.maximum(to_end_z, 0.0))
-    entry = np.minimum(path_to_radius(tracker.material_inner_radius_mm), exit_path)
-    return entry, exit_path - entry
-
-
 @numba.njit(cache=True, nogil=True)
 def _path_to_radius(vx: float, vy: float, ux: float, uy: float, r: float) -> float:
     """Forward 3D path along the unit direction u from (vx, vy) to the cylinder of radius r (0 if
-    outside it, inf along the beam); `material_paths` is the same in numpy."""
+    outside it, inf along the beam)."""
     ut2 = ux * ux + uy * uy
     if ut2 <= 0.0:
         return math.inf
@@ -115,7 +88,7 @@ def _path_to_radius(vx: float, vy: float, ux: float, uy: float, r: float) -> flo
 def _interaction_kernel(rng, pdgid, charge, mass, energy, px, py, pz, vx, vy, vz, r_in, r_out, half_z,
                         per_mm_conversion, per_mm_nuclear, converted, interacted, path):
     """Per particle in order: is it a candidate (a photon above the pair threshold; a hadron above its
-    secondaries' masses), its material path (`material_paths`), and whether and where it interacts (the
+    secondaries' masses), its material path, and whether and where it interacts (the
     Poisson process on the optical-depth axis, module doc). Fills the masks and the 3D path from the
     vertex to the interaction.
 
