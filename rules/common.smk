@@ -274,7 +274,7 @@ def final_outputs():
         outputs += [f"{RESULTS}/eval/{MODEL}/summary.json", f"{RESULTS}/weights/pf_histograms.json"]
     if JET_SAMPLES:
         outputs += [f"{RESULTS}/eval/{m}/summary.json" for m in TAGGERS]
-        outputs += [f"{JETSET}/weaver_data_config.yaml", local(f"{RESULTS}/tfds_jets")]
+        outputs += [local(f"{JETSET}/weaver_data_config.yaml"), local(f"{RESULTS}/tfds_jets")]
     return outputs
 
 

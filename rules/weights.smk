@@ -62,10 +62,13 @@ rule jet_weights:
 
 rule weaver_config:
     # weaver reads the jet files with this data config unchanged; its weights block is `jet_weights`.
+    # local(), like the splits it describes: weaver opens `--data-config` as a local path, and XRootD
+    # reports modification times in whole seconds, so a stored output of this sub-second job could look
+    # older than the local split it was made from and be rerun on every later run.
     input:
         local(f"{JETSET}/train"),
     output:
-        f"{JETSET}/weaver_data_config.yaml",
+        local(f"{JETSET}/weaver_data_config.yaml"),
     params:
         **weaver_config_params(),
     log:
