@@ -7,6 +7,12 @@
 # from its outputs, so that on remote storage it writes the local copies that are uploaded. Dataset
 # directories (TFDS, the jet splits) are local(): the XRootD storage plugin copies files, not
 # directories; they stay on the (shared) filesystem beside .snakemake/.
+#
+# Fast readers of a local dataset: Snakemake reruns a job whose oldest output or benchmark is older than
+# an input, and XRootD gives modification times in whole seconds (rounded down). A job that reads a local
+# dataset and stores something less than a second after the dataset was finished would look out of date
+# on every later run. The jobs that take about a second or less (jet_tfds, weaver_config) therefore keep
+# their outputs and benchmark local(); the others take seconds (imports and I/O alone).
 
 
 rule ntuplize:
@@ -141,7 +147,7 @@ rule jet_tfds:
     log:
         f"{LOGS}/tfds_jets.log",
     benchmark:
-        f"{BENCH}/tfds_jets.tsv"
+        local(f"{BENCH}/tfds_jets.tsv")  # local: a fast reader of a local dataset (see the top)
     threads: 1
     resources:
         **sample_resources("jet_tfds", per_sample=False),

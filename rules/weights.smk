@@ -62,9 +62,8 @@ rule jet_weights:
 
 rule weaver_config:
     # weaver reads the jet files with this data config unchanged; its weights block is `jet_weights`.
-    # local(), like the splits it describes: weaver opens `--data-config` as a local path, and XRootD
-    # reports modification times in whole seconds, so a stored output of this sub-second job could look
-    # older than the local split it was made from and be rerun on every later run.
+    # Output and benchmark local(), like the splits it reads: weaver opens `--data-config` as a local
+    # path, and this job takes under a second (see "Fast readers of a local dataset" in ntuplize.smk).
     input:
         local(f"{JETSET}/train"),
     output:
@@ -74,7 +73,7 @@ rule weaver_config:
     log:
         f"{LOGS}/weights/weaver_config.log",
     benchmark:
-        f"{BENCH}/weights/weaver_config.tsv"
+        local(f"{BENCH}/weights/weaver_config.tsv")
     threads: 1
     resources:
         mem_mb=1000,
