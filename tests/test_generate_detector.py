@@ -262,6 +262,22 @@ def test_charged_particles_bend_curl_and_neutral_ones_escape_through_the_beam_ho
     assert 2307.0 <= forward.clusters.columns["cluster_z"][0] < 2307.0 + 202.0
 
 
+def test_a_particle_along_the_beam_line_meets_only_an_endcap_outside_its_hole() -> None:
+    # pT exactly 0, as the lepton PDF's collinear ISR photons have: made on the beam line it leaves through
+    # the endcap hole; made beyond the hole's radius it showers in the endcap there. No NaN either way (a
+    # 0.41 GeV photon along -z once gave a cluster at z = -inf).
+    gen = make_gen([22, 22], 1.0, 0.0, 0.0)
+    gen = replace(gen, px=np.zeros(2), py=np.zeros(2), pz=np.array([-0.41, 5.0]), energy=np.array([0.41, 5.0]),
+                  vx=np.array([-0.05, 400.0]), vy=np.zeros(2), vz=np.array([-0.6, 0.0]))
+    clusters = simulate(gen, SHARP).clusters
+    np.testing.assert_array_equal(clusters.counts, [0, 1])
+    for name, values in clusters.columns.items():
+        assert np.all(np.isfinite(values)), name
+    c = clusters.columns
+    assert 2307.0 <= c["cluster_z"][0] < 2307.0 + 202.0
+    assert np.hypot(c["cluster_x"], c["cluster_y"])[0] == pytest.approx(400.0, abs=30.0)
+
+
 # ------------------------------------------------------------------------------------------------ tracker
 
 

@@ -192,6 +192,11 @@ def impact_point_on_circle(x0, y0, z0, cos0, sin0, tl, k, r0, dist, base, barrel
     if r0 >= barrel_r or abs(z0) >= endcap_z:
         scale = min(barrel_r / r0 if r0 > 0.0 else math.inf, endcap_z / abs(z0) if z0 != 0.0 else math.inf)
         return x0 * scale, y0 * scale, z0 * scale, True
+    if math.isinf(tl):
+        # pT = 0 (the lepton PDF's collinear ISR photons have exactly that): no transverse motion, so
+        # straight along z to an endcap, reached only outside its hole. The transverse path below would
+        # send it to the barrel with z = ±inf.
+        return x0, y0, math.copysign(endcap_z, tl), r0 >= hole_r
     max_path = math.pi / abs(k) if k != 0.0 else math.inf
     if abs(k) < STRAIGHT_CURVATURE:
         s_barrel = line_path_to_radius(x0, y0, cos0, sin0, barrel_r)
