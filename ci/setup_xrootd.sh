@@ -37,8 +37,10 @@ if [ -f "$pidfile" ] && kill -0 "$(cat "$pidfile")" 2>/dev/null \
   exit 0
 fi
 
-if xrdfs "localhost:$PORT" ls / >/dev/null 2>&1; then
-  echo "port $PORT already has an XRootD server that this script did not start; set XROOTD_CI_PORT" >&2
+# A plain TCP connect: `xrdfs` on a port where nothing listens retries for minutes before it gives up.
+listening() { timeout 5 bash -c ">/dev/tcp/localhost/$PORT" 2>/dev/null; }
+if listening; then
+  echo "port $PORT is already taken by a server that this script did not start; set XROOTD_CI_PORT" >&2
   exit 1
 fi
 mkdir -p "$STATE_DIR"/data "$STATE_DIR"/run "$STATE_DIR"/log "$STATE_DIR"/admin
@@ -56,7 +58,7 @@ chown -R "$RUN_AS" "$STATE_DIR"/data "$STATE_DIR"/run "$STATE_DIR"/log "$STATE_D
 # -b: run in the background; -l: log file; -R: drop root privileges to this user.
 xrootd -b -l "$STATE_DIR"/log/xrootd.log -c "$STATE_DIR"/xrootd.cfg -R "$RUN_AS" -n colliderflow-ci
 for _ in $(seq 1 50); do
-  if [ -f "$pidfile" ] && xrdfs "localhost:$PORT" ls / >/dev/null 2>&1; then break; fi
+  if [ -f "$pidfile" ] && listening && xrdfs "localhost:$PORT" ls / >/dev/null 2>&1; then break; fi
   sleep 0.2
 done
 if ! xrdfs "localhost:$PORT" ls / >/dev/null 2>&1; then
