@@ -204,17 +204,34 @@ def _on_helix(*, omega: float, phi0: float, tan_lambda: float, s: float) -> tupl
     return x, y, tan_lambda * s
 
 
+def _entry(*, omega: float, phi0: float, tan_lambda: float, radius: float = 1500.0, half_length: float = 2307.0
+           ) -> np.ndarray:
+    """Where a helix from the origin meets the calorimeter front (barrel cylinder or endcap plane)."""
+    x = radius * abs(omega) / 2
+    s_barrel = radius * np.arcsin(x) / x if x <= 1 else np.inf
+    s_endcap = half_length / abs(tan_lambda) if tan_lambda else np.inf
+    return np.array(_on_helix(omega=omega, phi0=phi0, tan_lambda=tan_lambda, s=min(s_barrel, s_endcap)))
+
+
 @pytest.mark.parametrize("omega", [6e-4, -6e-4, 1e-7])
-def test_a_track_reaches_the_cluster_on_its_helix(omega: float) -> None:
-    """A 2 GeV track bends by ~0.45 rad before 1.5 m: only the helix, with the right sense, finds its cluster."""
-    helix = {"omega": omega, "phi0": 0.3, "tan_lambda": 0.5}
-    hit = _on_helix(**helix, s=1600.0)
-    straight = (1600.0 * np.cos(0.3), 1600.0 * np.sin(0.3), 800.0)  # where the track would be without field
-    X = torch.from_numpy(np.stack([_track(**helix), _cluster(*hit, 2.0), _cluster(*straight, 2.0)]))[None]
-    d2 = track_cluster_distance2(X, torch.ones(1, 3, dtype=torch.bool))[0]
-    assert d2[0, 1].sqrt() < 1e-3  # the cluster on the helix
+@pytest.mark.parametrize("tan_lambda", [0.5, 3.0])  # barrel, endcap
+def test_a_track_reaches_the_cluster_behind_its_entry_point(omega: float, tan_lambda: float) -> None:
+    """A 2 GeV track bends by ~0.45 rad before 1.5 m; its shower develops along the line from the origin
+    through its entry point (as the simulation draws it), so the cluster deeper on that line is the match:
+    neither the one straight ahead of the vertex nor the one where the helix would be at the cluster's depth."""
+    helix = {"omega": omega, "phi0": 0.3, "tan_lambda": tan_lambda}
+    entry = _entry(**helix)
+    deep = 1.3 * entry  # 30 % deeper, on the ray from the origin through the entry point
+    straight = np.linalg.norm(entry) * np.array([np.cos(0.3), np.sin(0.3), tan_lambda]) / np.hypot(1, tan_lambda)
+    s_deep = np.hypot(deep[0], deep[1])  # a path a bit longer than the helix would need to reach that radius
+    bent_on = _on_helix(**helix, s=1.3 * s_deep if tan_lambda < 1 else deep[2] / tan_lambda)
+    X = torch.from_numpy(np.stack([_track(**helix), _cluster(*deep, 2.0), _cluster(*straight, 2.0),
+                                   _cluster(*bent_on, 2.0)]).astype(np.float32))[None]
+    d2 = track_cluster_distance2(X, torch.ones(1, 4, dtype=torch.bool))[0]
+    assert d2[0, 1].sqrt() < 1e-3  # the cluster behind the entry point
     if abs(omega) > 1e-5:
-        assert d2[0, 2].sqrt() > 0.3  # not the one straight ahead
+        assert d2[0, 2].sqrt() > 0.05  # not the one straight ahead
+        assert d2[0, 3].sqrt() > 0.015  # nor the helix continued into the calorimeter
     # Only (track, cluster) pairs are near; the reverse direction and cluster pairs are far.
     assert (d2[1:] > 1.0).all() and (d2[:, 0] > 1.0).all()
 

@@ -155,28 +155,32 @@ def _min_per_group_kernel(group, item, best):
         best[group[i]] = min(best[group[i]], item[i])
 
 
-def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
-    """Flat element index of every truth particle (−1: neither a track nor a deposit)."""
+def main_cluster_of_particles(events: ak.Array, layout: ElementLayout) -> np.ndarray:
+    """Flat element index of the cluster holding each truth particle's largest deposit (ties: the lower
+    cluster index); −1 for a particle that deposited nothing. Flat over the particles of all events."""
     n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
     gen_off = _gen_offsets(n_gen)
-    n_total = int(gen_off[-1])
-
-    # The cluster with the largest deposit (ties: the lower cluster index).
     n_link = ak.to_numpy(ak.num(events.calolink_energy, axis=1)).astype(np.int64)
     link_event = np.repeat(np.arange(layout.n_events, dtype=np.int64), n_link)
     energy = flat(events.calolink_energy)
     keep = energy > 0
     gen = gen_off[link_event[keep]] + flat(events.calolink_gen_idx, np.int64)[keep]
     cluster = layout.cluster_offsets[link_event[keep]] + flat(events.calolink_cluster_idx, np.int64)[keep]
-    by_cluster = _argmax_per_group(gen, energy[keep], layout.cluster_pos[cluster], n_total)
+    best = _argmax_per_group(gen, energy[keep], layout.cluster_pos[cluster], int(gen_off[-1]))
+    return np.where(best != _NO_INDEX, best, -1)
+
+
+def element_of_particle(events: ak.Array, layout: ElementLayout) -> np.ndarray:
+    """Flat element index of every truth particle (−1: neither a track nor a deposit)."""
+    n_gen = ak.to_numpy(ak.num(events.gen_pdgid, axis=1)).astype(np.int64)
+    gen_off = _gen_offsets(n_gen)
+    n_total = int(gen_off[-1])
 
     # The first track of the particle, which wins over any deposit.
     track_gen = flat(events.track_gen_idx, np.int64)
     real = track_gen >= 0
     by_track = _min_per_group(gen_off[layout.track_event[real]] + track_gen[real], layout.track_pos[real], n_total)
-
-    elem = np.where(by_track != _NO_INDEX, by_track, by_cluster)
-    return np.where(elem != _NO_INDEX, elem, -1)
+    return np.where(by_track != _NO_INDEX, by_track, main_cluster_of_particles(events, layout))
 
 
 SIMULATOR_CREATED_STATUS = 0  # generatorStatus of particles the detector simulation created
