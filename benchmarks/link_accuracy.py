@@ -84,7 +84,8 @@ def report(name: str, link: np.ndarray, truth: np.ndarray, pt: np.ndarray, p: np
     for lo, hi in zip(PT_EDGES[:-1], PT_EDGES[1:], strict=True):
         b = (pt >= lo) & (pt < hi)
         if b.any():
-            print(f"  pT {lo:g}-{hi:g} GeV: {b.sum():6d} tracks, right {right[b].mean():.1%}, none {none[b].mean():.1%}")
+            print(f"  pT {lo:g}-{hi:g} GeV: {b.sum():6d} tracks, right {right[b].mean():.1%}, "
+                  f"none {none[b].mean():.1%}")
 
 
 def main() -> None:

@@ -141,7 +141,7 @@ def main() -> None:
     res = {name: metrics.jet_response_from_match(m, pt_bins=bins, eta_bins=[-5.0, 5.0]) for name, m in matches.items()}
     count = res["target"]["vs_pt"]["count"]
     print(f"\njet pT resolution (IQR/median of reco/gen jet pT); 'closed': share of the baseline-target gap")
-    print(f"{'bin (GeV)':<12} {'jets':>6} {'target':>8} {'baseline':>9} {'linked':>8} {'closed':>7} {'limit':>8} {'closed':>7}")
+    print("bin (GeV)      jets   target  baseline   linked  closed    limit  closed")
 
     def line(label: str, jets: str, values: dict[str, float]) -> str:
         t, b = values["target"], values["baseline"]
