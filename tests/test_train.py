@@ -21,6 +21,7 @@ from colliderflow.train.sampling import EpochBatchSampler
 from colliderflow.train.losses import LossConfig, focal_loss, mlpf_loss
 from colliderflow.models import MLPFOutput, load_trained
 from colliderflow.models.mlpf import regression_targets
+from colliderflow.schema import PF
 from colliderflow.train import train
 
 PARAMS = {
@@ -124,6 +125,34 @@ def test_loss_weights_scale_the_terms() -> None:
         stage_params(LossConfig, {"reg_weight": -1.0}, where="train.loss")
 
 
+def test_gev_term_measures_decoded_momenta_in_gev() -> None:
+    """loss_gev is the Huber of the decoded particle's pT and E errors in GeV: zero on the targets, the same
+    cost for the same GeV error on a small and a large element, and in the total only through gev_weight."""
+    batch = data.collate_events(synthetic_events(2, seed=0, min_elements=20, max_elements=30))
+    shape = batch.mask.shape
+    logits = (torch.randn(*shape, 6), torch.randn(*shape, 3))
+    true = regression_targets(batch.X, batch.ytarget)
+    exact = mlpf_loss(MLPFOutput(*logits, true), batch.X, batch.ytarget, batch.mask, LossConfig())
+    assert float(exact["loss_gev"]) < 1e-6
+
+    # 0.5 GeV too much pT and E on every particle: Huber(0.5) = 0.125 inside δ = 1 GeV, 0.5·0.5 - 0.125 for δ = 0.25
+    pt, energy = batch.ytarget[..., PF["pt"]], batch.ytarget[..., PF["energy"]]
+    shifted = true.clone()
+    shifted[..., 0] = torch.log((pt + 0.5) / batch.X[..., 1].clamp(min=1e-3))
+    shifted[..., 4] = torch.log((energy + 0.5) / batch.X[..., 5].clamp(min=1e-3))
+    out = MLPFOutput(*logits, shifted)
+    terms = mlpf_loss(out, batch.X, batch.ytarget, batch.mask, LossConfig())
+    torch.testing.assert_close(terms["loss_gev"], torch.tensor(0.125), atol=1e-4, rtol=1e-4)
+    narrow = mlpf_loss(out, batch.X, batch.ytarget, batch.mask, LossConfig(gev_delta=0.25))
+    torch.testing.assert_close(narrow["loss_gev"], torch.tensor(0.25 * (0.5 - 0.125)), atol=1e-4, rtol=1e-4)
+    weighted = mlpf_loss(out, batch.X, batch.ytarget, batch.mask, LossConfig(gev_weight=3.0))
+    torch.testing.assert_close(weighted["loss"], terms["loss"] + 3.0 * terms["loss_gev"])
+    with pytest.raises(ValueError, match="train.loss.gev_weight"):
+        stage_params(LossConfig, {"gev_weight": -1.0}, where="train.loss")
+    with pytest.raises(ValueError, match="gev_delta"):
+        stage_params(LossConfig, {"gev_delta": 0.0}, where="train.loss")
+
+
 def test_loss_config_rejects_unknown_choices() -> None:
     with pytest.raises(ValueError, match="train.loss.classification"):
         stage_params(LossConfig, {"classification": "hinge"}, where="train.loss")
@@ -163,7 +192,7 @@ def test_metrics_lines_have_the_documented_fields(datasets: dict, tmp_path: Path
     out = tmp_path / "run"
     _run(list(datasets), out)
     lines = _metrics(out)
-    keys = {"step", "split", "loss", "loss_cls", "loss_charge", "loss_reg", "lr", "samples_per_s", "elapsed_s"}
+    keys = {"step", "split", "loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev", "lr", "samples_per_s", "elapsed_s"}
     assert all(set(r) == keys for r in lines)
     assert [(r["step"], r["split"]) for r in lines] == [(10, "train"), (10, "val"), (20, "train"), (20, "val")]
 

@@ -13,7 +13,7 @@ import numpy as np
 
 log = logging.getLogger(__name__)
 
-_LOG_COLUMNS = ("step", "loss", "loss_cls", "loss_charge", "loss_reg", "lr", "samples_per_s", "elapsed_s")
+_LOG_COLUMNS = ("step", "loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev", "lr", "samples_per_s", "elapsed_s")
 
 
 def read_training_log(path: Path | None) -> dict[str, dict[str, np.ndarray]] | None:

@@ -111,6 +111,8 @@ class LossConfig:
     cls_weight: float = 4.0  # weights of the three terms in the loss that is minimised
     charge_weight: float = 1.0
     reg_weight: float = 1.0
+    gev_weight: float = 0.0  # weight of the pT/E error in GeV (losses.absolute_momentum_loss); 0: off
+    gev_delta: float = 1.0  # GeV: where that Huber turns from quadratic to linear
 
     def check(self, where: str) -> None:
         """Cross-field rules the schema cannot state (built by colliderflow.params.stage_params)."""
@@ -119,9 +121,9 @@ class LossConfig:
             raise ValueError(f"{where}.classification: expected focal or cross_entropy, got {config.classification!r}")
         if config.regression not in ("huber", "mse"):
             raise ValueError(f"{where}.regression: expected huber or mse, got {config.regression!r}")
-        if config.focal_gamma < 0 or config.huber_delta <= 0:
-            raise ValueError(f"{where}: focal_gamma must be ≥ 0 and huber_delta > 0")
-        for name in ("cls_weight", "charge_weight", "reg_weight"):
+        if config.focal_gamma < 0 or config.huber_delta <= 0 or not config.gev_delta > 0:
+            raise ValueError(f"{where}: focal_gamma must be ≥ 0, huber_delta and gev_delta > 0")
+        for name in ("cls_weight", "charge_weight", "reg_weight", "gev_weight"):
             if not getattr(config, name) >= 0:
                 raise ValueError(f"{where}.{name}: expected a non-negative number, got {getattr(config, name)!r}")
 

@@ -1,6 +1,6 @@
 """The MLPF training objective: classification of every element, charge and kinematics of particles.
 
-    loss = cls_weight · loss_cls + charge_weight · loss_charge + reg_weight · loss_reg
+    loss = cls_weight · loss_cls + charge_weight · loss_charge + reg_weight · loss_reg + gev_weight · loss_gev
 
 * loss_cls — over every real element: cross-entropy (the default) or focal loss (γ = 2, as MLPF).
   Focal loss scales each element by (1 − p_true)^γ so that rare, hard ones set the gradient; on a short
@@ -14,6 +14,12 @@
   `regression_scale`), so that a 0.1 % track momentum and a 15 % cluster energy weigh alike: without
   it, cluster residuals set the whole gradient and track momenta are never learnt to the precision the
   track already has.
+* loss_gev — Huber (δ = gev_delta GeV) of the decoded particle's pT and E errors in GeV, only where the
+  target is a particle. loss_reg measures every element's error relative to its own scale, so a 30 GeV
+  cluster and a 1 GeV one weigh alike; a jet's energy is a sum, and its resolution is set by the
+  absolute errors of the large clusters — most of all how much of a merged cluster a neutral hadron or
+  photon holds beside a charged hadron's deposit. This term spends the gradient where the jet needs it.
+  Off by default (gev_weight 0).
 
 The weights: a standardised Huber term is O(1) per target while a converged cross-entropy is O(0.1),
 so with equal weights the shared layers serve the regression (whose angular part is mostly
@@ -28,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from colliderflow.models.mlpf import MLPFOutput, regression_targets
+from colliderflow.models.mlpf import ELEM_ENERGY, ELEM_PT, MAX_LOG_RATIO, MIN_MOMENTUM, MLPFOutput, regression_targets
 from colliderflow.train.config import LossConfig  # the `train.loss` section (no torch there)
 from colliderflow.schema import PF
 
@@ -49,7 +55,7 @@ def _mean(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: torch.Tensor,
               config: LossConfig, *, scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """{"loss", "loss_cls", "loss_charge", "loss_reg"} as scalar tensors; "loss" is the one to backpropagate.
+    """{"loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev"} as scalar tensors; "loss" is the one to backpropagate.
 
     X [B, N, 17], ytarget [B, N, 8], mask [B, N] (True for real elements), out from the model; scale
     [B, N, 5] the spread each regression residual is measured in (models.mlpf.MLPF.element_regression_scale),
@@ -73,6 +79,8 @@ def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: tor
 
     pred = out.regression[is_particle].float()  # [P, 5]
     true = regression_targets(X, ytarget)[is_particle]  # [P, 5]
+    loss_gev = _mean(absolute_momentum_loss(pred, X[is_particle], ytarget[is_particle], delta=config.gev_delta),
+                     out.regression)
     if scale is not None:
         s = scale[is_particle].float()
         pred, true = pred / s, true / s
@@ -83,8 +91,23 @@ def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: tor
     loss_reg = _mean(per_reg, out.regression)
 
     return {
-        "loss": config.cls_weight * loss_cls + config.charge_weight * loss_charge + config.reg_weight * loss_reg,
+        "loss": (config.cls_weight * loss_cls + config.charge_weight * loss_charge + config.reg_weight * loss_reg
+                 + config.gev_weight * loss_gev),
         "loss_cls": loss_cls,
         "loss_charge": loss_charge,
         "loss_reg": loss_reg,
+        "loss_gev": loss_gev,
     }
+
+
+def absolute_momentum_loss(pred: torch.Tensor, X: torch.Tensor, ytarget: torch.Tensor, *, delta: float) -> torch.Tensor:
+    """Per particle [P]: mean of Huber(pT error) and Huber(E error), both in GeV, of the particles that
+    `models.mlpf.decode_particles` would build from the regression outputs `pred` [P, 5] (log pT ratio
+    and log E ratio to the element's X [P, 17]) against the targets [P, 8]."""
+    def decoded(log_ratio: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+        return element.float().clamp(min=MIN_MOMENTUM) * torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
+
+    pt = decoded(pred[:, 0], X[:, ELEM_PT])
+    energy = decoded(pred[:, 4], X[:, ELEM_ENERGY])
+    return 0.5 * (F.huber_loss(pt, ytarget[:, PF["pt"]].float(), reduction="none", delta=delta)
+                  + F.huber_loss(energy, ytarget[:, PF["energy"]].float(), reduction="none", delta=delta))

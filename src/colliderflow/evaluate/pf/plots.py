@@ -30,8 +30,9 @@ from colliderflow.schema import CLASS_NAMES
 
 # Algorithms that reconstruct particles (the target is the reference of element-wise metrics, not a contender).
 _RECO_ALGOS = ("baseline", "mlpf")
-_LOSS_TERMS = ("loss", "loss_cls", "loss_charge", "loss_reg")
-_LOSS_LABELS = {"loss": "total", "loss_cls": "classification", "loss_charge": "charge", "loss_reg": "regression"}
+_LOSS_TERMS = ("loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev")
+_LOSS_LABELS = {"loss": "total", "loss_cls": "classification", "loss_charge": "charge", "loss_reg": "regression",
+                "loss_gev": "pT, E in GeV"}
 _PANEL_W = 7.0  # inches
 _PANEL_H = 6.0
 _LABEL_SIZE = 22  # axis labels of multi-panel figures
