@@ -89,8 +89,30 @@ def test_perfect_particle_flow_beats_perfect_linking_and_the_baseline(ttbar: Pat
            for name, m in matches.items()}
     width = {name: r["inclusive"]["resolution"] for name, r in res.items()}
     assert all(np.isfinite(v) for v in width.values()), width
-    # Each reference knows more than the next: truth, own deposits, perfect linking, the rule-based baseline.
-    assert width["target"] < width["limit"] < width["linked"] < width["baseline"], width
+    # Each reference knows more than the next: truth, own deposits, perfect linking, the model's links, the
+    # rule-based baseline (which also has to find every class).
+    assert (width["target"] < width["limit"] < width["linked"] < width["rule-linked"] < width["baseline"]), width
+
+
+def test_rule_linked_remainder_subtracts_the_tracks_the_model_links(ttbar: Path) -> None:
+    """E − Σp per cluster from the batched hard links equals the one computed from link_accuracy's per-event
+    links, whatever the batch size; tracks keep their |p|."""
+    source = read_events(ttbar)
+    layout = layout_of(source.events)
+    tracks = link_accuracy.track_features(source.events, bfield=source.bfield_tesla)
+    rows = link_accuracy.element_rows(layout, tracks, link_accuracy.cluster_features(source.events))
+    remainder = pf_limit.rule_linked_remainder(rows, layout.n_elements)
+    np.testing.assert_array_equal(remainder, pf_limit.rule_linked_remainder(rows, layout.n_elements, events_per_batch=7))
+
+    energy = rows[:, pf_limit.ELEM_ENERGY]
+    links = link_accuracy.model_links(rows, layout)  # per track: flat cluster index or −1
+    linked = links >= 0
+    subtracted = np.bincount(layout.cluster_pos[links[linked]], weights=energy[layout.track_pos][linked],
+                             minlength=layout.total)
+    expected = np.maximum(energy - subtracted, 0.0)
+    np.testing.assert_allclose(remainder[layout.cluster_pos], expected[layout.cluster_pos], rtol=1e-5, atol=1e-4)
+    np.testing.assert_allclose(remainder[layout.track_pos], energy[layout.track_pos], rtol=1e-6)
+    assert linked.mean() > 0.5 and (remainder[layout.cluster_pos] < energy[layout.cluster_pos]).any()
 
 
 def test_the_model_links_most_tracks_to_the_cluster_holding_their_energy(ttbar: Path) -> None:

@@ -176,6 +176,13 @@ def proximity_kernels(dist2: torch.Tensor) -> torch.Tensor:
     return torch.stack([(1.0 - dist2 * (1.0 / (r * r))).clamp(min=0.0) ** 2 for r in LINK_RADII], dim=1)
 
 
+def hard_links(dist2: torch.Tensor) -> torch.Tensor:
+    """[B, N, N] bool from `track_cluster_distance2`: track i (row) is linked to cluster j (column) when j is
+    its nearest reachable cluster and lies within LINK_DR (a rule-based PF's link; ties link to each)."""
+    nearest2 = dist2.amin(dim=2, keepdim=True)  # [B, N, 1]
+    return (dist2 == nearest2) & (nearest2 < LINK_DR * LINK_DR)
+
+
 @full_precision
 def link_features(X: torch.Tensor, mask: torch.Tensor, kernels: torch.Tensor, dist2: torch.Tensor) -> torch.Tensor:
     """Per element [B, N, N_LINK_FEATURES]: what lies near it on the other side of the track/cluster divide.
@@ -210,7 +217,7 @@ def link_features(X: torch.Tensor, mask: torch.Tensor, kernels: torch.Tensor, di
     nearest = 0.5 * torch.log(nearest2.clamp(min=1e-6, max=1.0))[..., None]
     fecal = (ecal / (energy + 1e-3))[..., None]
 
-    link = ((dist2 == track_nearest2[..., None]) & (track_nearest2[..., None] < LINK_DR * LINK_DR)).to(X.dtype)
+    link = hard_links(dist2).to(X.dtype)
     p_linked = (link.transpose(1, 2) @ energy[..., None])[..., 0]  # [B, N]: per cluster, Σ|p| of its tracks
     n_linked = link.sum(dim=1) + link.sum(dim=2)  # per cluster its tracks, per track 1 if linked
     remainder = energy - p_linked
