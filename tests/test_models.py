@@ -166,6 +166,17 @@ def test_decode_normalises_direction_and_scales_momentum() -> None:
     assert (rows[0, 1] == 0).all()
 
 
+def test_decoded_pt_never_exceeds_the_energy() -> None:
+    """pT and E come from separate heads: a log-pT ratio at its bound must not give pT ≫ E."""
+    X = torch.zeros(1, 2, 17)
+    X[0, :, 0], X[0, :, 1], X[0, :, 5] = 2.0, 16.0, 17.0  # clusters with ET 16, E 17
+    logits = torch.tensor([[[0.0, 0, 0, 5, 0, 0]] * 2])  # photons
+    reg = torch.tensor([[[10.0, 0.4, 0.6, 0.8, np.log(3.0 / 17.0)], [np.log(0.5), 0.4, 0.6, 0.8, 0.0]]])
+    rows = decode_particles(X, MLPFOutput(logits, torch.zeros(1, 2, 3), reg))[0]
+    np.testing.assert_allclose(rows[:, 2].numpy(), [3.0, 8.0], rtol=1e-5)  # capped at E = 3; 8 < 17 untouched
+    np.testing.assert_allclose(rows[:, 6].numpy(), [3.0, 17.0], rtol=1e-5)
+
+
 def test_config_round_trip() -> None:
     cfg = stage_params(MLPFConfig, SMALL, where="train.mlpf")
     assert stage_params(MLPFConfig, cfg.to_dict(), where="train.mlpf") == cfg

@@ -393,7 +393,7 @@ def decode_particles(X: torch.Tensor, out: MLPFOutput) -> torch.Tensor:
 
     cls_id is the most likely class; charge 0 for a neutral class (neutral hadron, photon) and the more
     likely of −1/+1 for a charged one, so that no particle has a charge its class forbids; pT and E the
-    element's times exp(predicted log ratio); (sin φ, cos φ) rescaled to unit length; jet_idx −1 (no
+    element's times exp(predicted log ratio), pT capped at E; (sin φ, cos φ) rescaled to unit length; jet_idx −1 (no
     jets assigned). Elements predicted as "none" get an all-zero row, as in the targets.
     """
     cls_id = out.cls_logits.argmax(dim=-1)  # [...]
@@ -404,6 +404,10 @@ def decode_particles(X: torch.Tensor, out: MLPFOutput) -> torch.Tensor:
     energy = X[..., ELEM_ENERGY].clamp(min=MIN_MOMENTUM) * torch.exp(
         reg[..., 4].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
     )
+    # pT and E come from separate heads; a particle's pT cannot exceed its energy. Without this cap a few
+    # elements in a million (an odd cluster, a log-pT ratio near its bound) decoded to pT of 10⁵ GeV next to
+    # an energy of a few GeV, in a 380 GeV event.
+    pt = torch.minimum(pt, energy)
     sin_cos = reg[..., 2:4]
     sin_cos = sin_cos / sin_cos.norm(dim=-1, keepdim=True).clamp(min=1e-6)
     rows = torch.stack(

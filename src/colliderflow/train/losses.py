@@ -103,7 +103,8 @@ def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: tor
 def absolute_momentum_loss(pred: torch.Tensor, X: torch.Tensor, ytarget: torch.Tensor, *, delta: float) -> torch.Tensor:
     """Per particle [P]: mean of Huber(pT error) and Huber(E error), both in GeV, of the particles that
     `models.mlpf.decode_particles` would build from the regression outputs `pred` [P, 5] (log pT ratio
-    and log E ratio to the element's X [P, 17]) against the targets [P, 8]."""
+    and log E ratio to the element's X [P, 17]) against the targets [P, 8]. pT is not capped at E here, so
+    that the pT head keeps its gradient where it overshoots."""
     def decoded(log_ratio: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
         return element.float().clamp(min=MIN_MOMENTUM) * torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
 
