@@ -192,7 +192,8 @@ def test_metrics_lines_have_the_documented_fields(datasets: dict, tmp_path: Path
     out = tmp_path / "run"
     _run(list(datasets), out)
     lines = _metrics(out)
-    keys = {"step", "split", "loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev", "lr", "samples_per_s", "elapsed_s"}
+    keys = {"step", "split", "loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev", "lr", "samples_per_s",
+            "elapsed_s"}
     assert all(set(r) == keys for r in lines)
     assert [(r["step"], r["split"]) for r in lines] == [(10, "train"), (10, "val"), (20, "train"), (20, "val")]
 

@@ -388,6 +388,11 @@ def fit_regression_standardisation(events: Sequence[dict[str, Any]], *, max_even
     return center, scale
 
 
+def decode_momentum(log_ratio: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
+    """The element's pT or E (floored at MIN_MOMENTUM) times exp(predicted log ratio, within ±MAX_LOG_RATIO)."""
+    return element.float().clamp(min=MIN_MOMENTUM) * torch.exp(log_ratio.float().clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
+
+
 def decode_particles(X: torch.Tensor, out: MLPFOutput) -> torch.Tensor:
     """Predictions → particle rows [..., 8] in the ytarget layout (colliderflow.schema.PARTICLE_FEATURES).
 
@@ -400,10 +405,8 @@ def decode_particles(X: torch.Tensor, out: MLPFOutput) -> torch.Tensor:
     sign = torch.where(out.charge_logits[..., 2] >= out.charge_logits[..., 0], 1, -1)
     charge = torch.where(_NEUTRAL_CLASS.to(cls_id.device)[cls_id], 0, sign)
     reg = out.regression.float()
-    pt = X[..., ELEM_PT].clamp(min=MIN_MOMENTUM) * torch.exp(reg[..., 0].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
-    energy = X[..., ELEM_ENERGY].clamp(min=MIN_MOMENTUM) * torch.exp(
-        reg[..., 4].clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO)
-    )
+    pt = decode_momentum(reg[..., 0], X[..., ELEM_PT])
+    energy = decode_momentum(reg[..., 4], X[..., ELEM_ENERGY])
     # pT and E come from separate heads; a particle's pT cannot exceed its energy. Without this cap a few
     # elements in a million (an odd cluster, a log-pT ratio near its bound) decoded to pT of 10⁵ GeV next to
     # an energy of a few GeV, in a 380 GeV event.

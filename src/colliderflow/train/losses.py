@@ -34,7 +34,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from colliderflow.models.mlpf import ELEM_ENERGY, ELEM_PT, MAX_LOG_RATIO, MIN_MOMENTUM, MLPFOutput, regression_targets
+from colliderflow.models.mlpf import ELEM_ENERGY, ELEM_PT, MLPFOutput, decode_momentum, regression_targets
 from colliderflow.train.config import LossConfig  # the `train.loss` section (no torch there)
 from colliderflow.schema import PF
 
@@ -55,7 +55,8 @@ def _mean(values: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
 
 def mlpf_loss(out: MLPFOutput, X: torch.Tensor, ytarget: torch.Tensor, mask: torch.Tensor,
               config: LossConfig, *, scale: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
-    """{"loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev"} as scalar tensors; "loss" is the one to backpropagate.
+    """{"loss", "loss_cls", "loss_charge", "loss_reg", "loss_gev"} as scalar tensors; "loss" is the one to
+    backpropagate.
 
     X [B, N, 17], ytarget [B, N, 8], mask [B, N] (True for real elements), out from the model; scale
     [B, N, 5] the spread each regression residual is measured in (models.mlpf.MLPF.element_regression_scale),
@@ -105,10 +106,7 @@ def absolute_momentum_loss(pred: torch.Tensor, X: torch.Tensor, ytarget: torch.T
     `models.mlpf.decode_particles` would build from the regression outputs `pred` [P, 5] (log pT ratio
     and log E ratio to the element's X [P, 17]) against the targets [P, 8]. pT is not capped at E here, so
     that the pT head keeps its gradient where it overshoots."""
-    def decoded(log_ratio: torch.Tensor, element: torch.Tensor) -> torch.Tensor:
-        return element.float().clamp(min=MIN_MOMENTUM) * torch.exp(log_ratio.clamp(-MAX_LOG_RATIO, MAX_LOG_RATIO))
-
-    pt = decoded(pred[:, 0], X[:, ELEM_PT])
-    energy = decoded(pred[:, 4], X[:, ELEM_ENERGY])
+    pt = decode_momentum(pred[:, 0], X[:, ELEM_PT])
+    energy = decode_momentum(pred[:, 4], X[:, ELEM_ENERGY])
     return 0.5 * (F.huber_loss(pt, ytarget[:, PF["pt"]].float(), reduction="none", delta=delta)
                   + F.huber_loss(energy, ytarget[:, PF["energy"]].float(), reduction="none", delta=delta))
